@@ -1,0 +1,123 @@
+//! The tamper-evident audit log: a SHA-256 hash chain over every event, a signed chain head
+//! updated with every commit, and Ed25519-signed checkpoints kept both in the database and in
+//! a file outside it.
+
+pub(crate) mod chain;
+pub mod verify;
+pub(crate) mod writer;
+
+use carevault_domain::{AuditAction, Outcome, PurposeOfUse};
+
+use crate::actor::Actor;
+
+/// An audit event before the writer gives it a place in the chain.
+#[derive(Clone)]
+pub(crate) struct Draft {
+    pub event_id: String,
+    pub at: i64,
+    pub actor: String,
+    pub session: Option<String>,
+    pub source_ip: Option<String>,
+    pub action: AuditAction,
+    pub outcome: Outcome,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub purpose: Option<PurposeOfUse>,
+    /// Sealed details (may hold PHI such as search terms).
+    pub details: Option<Vec<u8>>,
+    /// Patients whose data the holder of the receipt may decrypt.
+    pub covers: Vec<String>,
+}
+
+impl Draft {
+    pub(crate) fn new(at: i64, action: AuditAction, outcome: Outcome) -> Draft {
+        Draft {
+            event_id: hex::encode(carevault_crypto::random_bytes::<16>()),
+            at,
+            actor: "anonymous".into(),
+            session: None,
+            source_ip: None,
+            action,
+            outcome,
+            resource_type: None,
+            resource_id: None,
+            patient_id: None,
+            purpose: None,
+            details: None,
+            covers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn by(mut self, actor: &Actor) -> Draft {
+        self.actor = actor.audit_name();
+        self.session = actor.session_public_id.clone();
+        self.source_ip = actor.source_ip.clone();
+        self
+    }
+
+    pub(crate) fn from_ip(mut self, ip: Option<String>) -> Draft {
+        self.source_ip = ip;
+        self
+    }
+
+    pub(crate) fn actor_name(mut self, name: String) -> Draft {
+        self.actor = name;
+        self
+    }
+
+    pub(crate) fn session(mut self, public_id: Option<String>) -> Draft {
+        self.session = public_id;
+        self
+    }
+
+    pub(crate) fn resource(mut self, kind: &str, id: Option<&str>) -> Draft {
+        self.resource_type = Some(kind.to_string());
+        self.resource_id = id.map(str::to_string);
+        self
+    }
+
+    pub(crate) fn patient(mut self, id: &str) -> Draft {
+        self.patient_id = Some(id.to_string());
+        self.covers.push(id.to_string());
+        self
+    }
+
+    pub(crate) fn covering(mut self, ids: &[String]) -> Draft {
+        self.covers.extend(ids.iter().cloned());
+        self
+    }
+
+    pub(crate) fn purpose(mut self, p: PurposeOfUse) -> Draft {
+        self.purpose = Some(p);
+        self
+    }
+
+    pub(crate) fn details(mut self, sealed: Vec<u8>) -> Draft {
+        self.details = Some(sealed);
+        self
+    }
+}
+
+/// Proof that an audit record is durable. Not `Clone`, not constructible outside the audit
+/// writer: decrypting patient data requires one (see `sealing`).
+pub(crate) struct Receipt {
+    seqs: Vec<i64>,
+    covers: Vec<String>,
+}
+
+impl Receipt {
+    /// Only the writer issues receipts, after the commit that made the records durable.
+    pub(in crate::audit) fn issue(seqs: Vec<i64>, covers: Vec<String>) -> Receipt {
+        Receipt { seqs, covers }
+    }
+
+    pub(crate) fn covers(&self, patient_id: &str) -> bool {
+        self.covers.iter().any(|c| c == patient_id)
+    }
+
+    /// The sequence number of the last record this receipt stands for.
+    pub(crate) fn last_seq(&self) -> Option<i64> {
+        self.seqs.last().copied()
+    }
+}

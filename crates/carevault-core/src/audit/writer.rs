@@ -1,0 +1,513 @@
+//! The audit writer: one task that owns every write transaction. It drains the queue of jobs
+//! into one transaction (group commit), gives each job its own savepoint, appends the audit
+//! records to the chain, signs the new head, commits, appends due checkpoints to the file, and
+//! only then answers each job with a [`Receipt`]. If the commit fails, every job in the batch
+//! fails: no durable audit record, no data.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use carevault_crypto::signing::AuditSigner;
+use carevault_store::{
+    AuditRow, CheckpointRow, NewSession, PatientVersionRow, Store, StoreError, UserRow, WriteTx,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{checkpoint_message, head_message, record_hash};
+use super::{Draft, Receipt};
+use crate::clock::Clock;
+use crate::error::CoreError;
+
+const MAX_BATCH: usize = 512;
+
+/// A change to make in the same transaction as its audit records.
+pub(crate) enum Op {
+    InsertUser(Box<UserRow>),
+    AdvanceTotp {
+        user_id: String,
+        step: i64,
+    },
+    SetLoginFailures {
+        user_id: String,
+        failed: i64,
+        locked_until: Option<i64>,
+    },
+    InsertSession(NewSession),
+    DeleteSession {
+        token_hash: Vec<u8>,
+    },
+    TouchSession {
+        token_hash: Vec<u8>,
+        now: i64,
+    },
+    SessionMfaFailed {
+        token_hash: Vec<u8>,
+        max: i64,
+    },
+    InsertPatient {
+        row: Box<PatientVersionRow>,
+        tokens: Vec<(i64, Vec<u8>)>,
+        is_demo: bool,
+    },
+    UpdatePatient {
+        row: Box<PatientVersionRow>,
+        expected: i64,
+        tokens: Vec<(i64, Vec<u8>)>,
+        mrn_token: (i64, Vec<u8>),
+    },
+    InsertDataKey {
+        version: i64,
+        wrapped: Vec<u8>,
+        now: i64,
+    },
+    ResealPatient {
+        row: Box<PatientVersionRow>,
+        old_key_version: i64,
+    },
+    ResealUser {
+        user_id: String,
+        secret: Vec<u8>,
+        key_version: i64,
+        old_key_version: i64,
+    },
+}
+
+enum OpFailure {
+    /// The job's own fault (conflict, replay): its savepoint is rolled back, the batch goes on.
+    Domain(CoreError),
+    /// The database failed: the whole batch fails.
+    Store(StoreError),
+}
+
+impl From<StoreError> for OpFailure {
+    fn from(e: StoreError) -> Self {
+        OpFailure::Store(e)
+    }
+}
+
+struct Job {
+    ops: Vec<Op>,
+    events: Vec<Draft>,
+    /// Appended instead of `events` when an op fails with a domain error.
+    on_failure: Option<Draft>,
+    force_checkpoint: bool,
+    reply: Option<oneshot::Sender<Result<Receipt, CoreError>>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct AuditWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+pub(crate) struct WriterConfig {
+    pub checkpoint_every: i64,
+    pub checkpoint_interval_micros: i64,
+    pub checkpoint_file: PathBuf,
+}
+
+impl AuditWriter {
+    pub(crate) fn start(
+        store: Store,
+        signer: Arc<AuditSigner>,
+        clock: Arc<dyn Clock>,
+        config: WriterConfig,
+    ) -> (AuditWriter, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(8192);
+        let now = clock.now_micros();
+        let task = Writer {
+            store,
+            signer,
+            clock,
+            config,
+            since_checkpoint: 0,
+            last_checkpoint_at: now,
+        };
+        let handle = tokio::spawn(task.run(rx));
+        (AuditWriter { tx }, handle)
+    }
+
+    async fn submit(&self, job: Job) -> Result<Receipt, CoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job {
+                reply: Some(reply),
+                ..job
+            })
+            .await
+            .map_err(|_| CoreError::AuditUnavailable)?;
+        rx.await.map_err(|_| CoreError::AuditUnavailable)?
+    }
+
+    /// Appends one audit record and waits until it is durable.
+    pub(crate) async fn append(&self, draft: Draft) -> Result<Receipt, CoreError> {
+        self.submit(Job {
+            ops: vec![],
+            events: vec![draft],
+            on_failure: None,
+            force_checkpoint: false,
+            reply: None,
+        })
+        .await
+    }
+
+    /// Applies `ops` and appends `events` in one transaction. If an op fails with a domain
+    /// error, nothing of the job is kept but `on_failure` (with the error's outcome).
+    pub(crate) async fn write(
+        &self,
+        ops: Vec<Op>,
+        events: Vec<Draft>,
+        on_failure: Option<Draft>,
+    ) -> Result<Receipt, CoreError> {
+        self.submit(Job {
+            ops,
+            events,
+            on_failure,
+            force_checkpoint: false,
+            reply: None,
+        })
+        .await
+    }
+
+    /// Queues ops that need no audit record and no answer (session keep-alive).
+    pub(crate) fn fire(&self, ops: Vec<Op>) {
+        let _ = self.tx.try_send(Job {
+            ops,
+            events: vec![],
+            on_failure: None,
+            force_checkpoint: false,
+            reply: None,
+        });
+    }
+
+    /// Writes a signed checkpoint now (shutdown, tests, operator request).
+    pub(crate) async fn checkpoint(&self) -> Result<(), CoreError> {
+        self.submit(Job {
+            ops: vec![],
+            events: vec![],
+            on_failure: None,
+            force_checkpoint: true,
+            reply: None,
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+struct Writer {
+    store: Store,
+    signer: Arc<AuditSigner>,
+    clock: Arc<dyn Clock>,
+    config: WriterConfig,
+    since_checkpoint: i64,
+    last_checkpoint_at: i64,
+}
+
+struct Outcome {
+    result: Result<(Vec<i64>, Vec<String>), CoreError>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            let force = batch.iter().any(|j| j.force_checkpoint);
+            match self.commit_batch(&mut batch, force).await {
+                Ok(outcomes) => {
+                    for (job, o) in batch.into_iter().zip(outcomes) {
+                        if let Some(r) = job.reply {
+                            let _ =
+                                r.send(o.result.map(|(seqs, covers)| Receipt::issue(seqs, covers)));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, jobs = batch.len(), "audit batch failed; nothing in it was kept");
+                    for job in batch {
+                        if let Some(r) = job.reply {
+                            let _ = r.send(Err(CoreError::AuditUnavailable));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit_batch(
+        &mut self,
+        batch: &mut [Job],
+        force_checkpoint: bool,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let mut tx = self.store.begin().await?;
+        let head = tx.lock_audit_head().await?;
+        let mut seq = head.seq;
+        let mut hash = head.hash.clone();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut appended = 0i64;
+        for job in batch.iter_mut() {
+            let guarded = !job.ops.is_empty();
+            if guarded {
+                tx.savepoint().await?;
+            }
+            let mut failure = None;
+            for op in &job.ops {
+                match apply(&mut tx, op).await {
+                    Ok(()) => {}
+                    Err(OpFailure::Store(e)) => return Err(e),
+                    Err(OpFailure::Domain(e)) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            if guarded {
+                if failure.is_some() {
+                    tx.rollback_to_savepoint().await?;
+                } else {
+                    tx.release_savepoint().await?;
+                }
+            }
+            let drafts: Vec<Draft> = match &failure {
+                None => std::mem::take(&mut job.events),
+                Some(e) => job
+                    .on_failure
+                    .take()
+                    .map(|mut d| {
+                        d.outcome = e.outcome();
+                        d.covers.clear();
+                        d
+                    })
+                    .into_iter()
+                    .collect(),
+            };
+            let mut seqs = Vec::with_capacity(drafts.len());
+            let mut covers = Vec::new();
+            for d in drafts {
+                seq += 1;
+                let mut row = AuditRow {
+                    seq,
+                    event_id: d.event_id,
+                    at: d.at,
+                    actor: d.actor,
+                    session: d.session,
+                    source_ip: d.source_ip,
+                    action: d.action.as_str().to_string(),
+                    outcome: d.outcome.as_str().to_string(),
+                    resource_type: d.resource_type,
+                    resource_id: d.resource_id,
+                    patient_id: d.patient_id,
+                    purpose: d.purpose.map(|p| p.code().to_string()),
+                    details: d.details,
+                    prev_hash: hash.clone(),
+                    hash: vec![],
+                };
+                row.hash = record_hash(&hash, &row).to_vec();
+                tx.insert_audit(&row).await?;
+                hash = row.hash;
+                seqs.push(seq);
+                covers.extend(d.covers);
+                appended += 1;
+            }
+            outcomes.push(Outcome {
+                result: match failure {
+                    None => Ok((seqs, covers)),
+                    Some(e) => Err(e),
+                },
+            });
+        }
+        let now = self.clock.now_micros();
+        let mut checkpoint = None;
+        if seq != head.seq || force_checkpoint {
+            tx.set_audit_head(seq, &hash, &self.signer.sign(&head_message(seq, &hash)))
+                .await?;
+            let due = self.since_checkpoint + appended >= self.config.checkpoint_every
+                || now - self.last_checkpoint_at >= self.config.checkpoint_interval_micros
+                || force_checkpoint;
+            if due && seq > 0 {
+                let c = CheckpointRow {
+                    seq,
+                    hash: hash.clone(),
+                    at: now,
+                    public_key: self.signer.public_key().to_vec(),
+                    signature: self
+                        .signer
+                        .sign(&checkpoint_message(seq, &hash, now))
+                        .to_vec(),
+                };
+                // Another process may have checkpointed this very head already.
+                if tx.insert_checkpoint(&c).await? {
+                    checkpoint = Some(c);
+                }
+            }
+        }
+        tx.commit().await?;
+        self.since_checkpoint += appended;
+        if let Some(c) = checkpoint {
+            self.since_checkpoint = 0;
+            self.last_checkpoint_at = now;
+            if let Err(e) = append_checkpoint_file(&self.config.checkpoint_file, &c) {
+                // The database copy is committed; the file copy lags until the next checkpoint.
+                tracing::error!(error = %e, "could not append to the audit checkpoint file");
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
+    match op {
+        Op::InsertUser(u) => tx.insert_user(u).await.map_err(|e| match e {
+            StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict(
+                "a user with this username already exists".into(),
+            )),
+            other => OpFailure::Store(other),
+        }),
+        Op::AdvanceTotp { user_id, step } => {
+            if tx.advance_totp_step(user_id, *step).await? {
+                Ok(())
+            } else {
+                Err(OpFailure::Domain(CoreError::InvalidCode))
+            }
+        }
+        Op::SetLoginFailures {
+            user_id,
+            failed,
+            locked_until,
+        } => Ok(tx
+            .set_login_failures(user_id, *failed, *locked_until)
+            .await?),
+        Op::InsertSession(s) => Ok(tx.insert_session(s).await?),
+        Op::DeleteSession { token_hash } => {
+            tx.delete_session(token_hash).await?;
+            Ok(())
+        }
+        Op::TouchSession { token_hash, now } => Ok(tx.touch_session(token_hash, *now).await?),
+        Op::SessionMfaFailed { token_hash, max } => {
+            if tx.session_mfa_failed(token_hash).await? >= *max {
+                tx.delete_session(token_hash).await?;
+            }
+            Ok(())
+        }
+        Op::InsertPatient {
+            row,
+            tokens,
+            is_demo,
+        } => {
+            tx.insert_patient(&row.patient_id, row.recorded_at, *is_demo)
+                .await?;
+            tx.insert_patient_version(row).await?;
+            tx.replace_patient_index(&row.patient_id, tokens)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
+                    other => OpFailure::Store(other),
+                })
+        }
+        Op::UpdatePatient {
+            row,
+            expected,
+            tokens,
+            mrn_token,
+        } => {
+            let id = &row.patient_id;
+            let Some(current) = tx.current_patient_version(id).await? else {
+                return Err(OpFailure::Domain(CoreError::NotFound {
+                    resource: format!("Patient/{id}"),
+                }));
+            };
+            if current != *expected {
+                return Err(OpFailure::Domain(CoreError::VersionConflict {
+                    expected: *expected,
+                    current,
+                }));
+            }
+            if !tx.patient_has_token(id, mrn_token.0, &mrn_token.1).await? {
+                return Err(OpFailure::Domain(CoreError::Invalid(
+                    carevault_domain::InputError::value(
+                        "Patient.identifier",
+                        "the medical record number assigned by carevault must be kept unchanged",
+                    ),
+                )));
+            }
+            if !tx
+                .bump_patient_version(id, *expected, row.recorded_at)
+                .await?
+            {
+                return Err(OpFailure::Domain(CoreError::VersionConflict {
+                    expected: *expected,
+                    current,
+                }));
+            }
+            tx.insert_patient_version(row).await?;
+            tx.replace_patient_index(id, tokens)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
+                    other => OpFailure::Store(other),
+                })
+        }
+        Op::InsertDataKey {
+            version,
+            wrapped,
+            now,
+        } => tx
+            .insert_key(&carevault_store::KeyRow {
+                purpose: crate::keys::DATA.into(),
+                version: *version,
+                wrapped: wrapped.clone(),
+                public_key: None,
+                created_at: *now,
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict(
+                    "a key rotation is already running elsewhere".into(),
+                )),
+                other => OpFailure::Store(other),
+            }),
+        Op::ResealPatient {
+            row,
+            old_key_version,
+        } => {
+            // false: changed concurrently; the rotation loop picks it up again if still old.
+            tx.reseal_patient_version(row, *old_key_version).await?;
+            Ok(())
+        }
+        Op::ResealUser {
+            user_id,
+            secret,
+            key_version,
+            old_key_version,
+        } => {
+            tx.reseal_user(user_id, *old_key_version, secret, *key_version)
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+fn append_checkpoint_file(path: &PathBuf, c: &CheckpointRow) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    let line = serde_json::json!({
+        "seq": c.seq,
+        "hash": hex::encode(&c.hash),
+        "at": c.at,
+        "public_key": hex::encode(&c.public_key),
+        "signature": hex::encode(&c.signature),
+    });
+    f.write_all(format!("{line}\n").as_bytes())?;
+    f.sync_data()
+}

@@ -1,0 +1,634 @@
+//! Staff identity: accounts (Argon2id + mandatory TOTP), sign-in with throttling, server-side
+//! sessions with idle and absolute limits.
+
+mod policy;
+
+use base64::Engine;
+use carevault_crypto::password;
+use carevault_crypto::totp::{TotpCheck, TotpSecret};
+use carevault_domain::{AuditAction, Outcome, Role, UserId};
+use carevault_store::{NewSession, SessionRow, UserRow};
+
+use crate::actor::{Actor, ActorKind, RequestContext};
+use crate::audit::writer::Op;
+use crate::audit::Draft;
+use crate::error::CoreError;
+use crate::vault::Vault;
+
+pub use policy::{check_password, check_username};
+
+const PENDING: &str = "mfa_pending";
+const ACTIVE: &str = "active";
+const MAX_MFA_FAILURES_PER_SESSION: i64 = 5;
+/// A session's last-seen time is written at most this often.
+const TOUCH_EVERY_MICROS: i64 = 1_000_000;
+
+/// A staff account just created: what the operator needs to enrol the authenticator.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    pub otpauth_uri: String,
+    pub totp_secret_base32: String,
+}
+
+/// The first factor passed; the second is required.
+#[derive(Debug, Clone)]
+pub struct LoginStep {
+    /// Token of the MFA-pending session (it grants nothing but the second-factor step).
+    pub pending_token: String,
+    pub expires_in_secs: i64,
+}
+
+/// A full session.
+#[derive(Debug, Clone)]
+pub struct SessionGrant {
+    pub token: String,
+    pub user_id: String,
+    pub username: String,
+    pub role: Role,
+    pub idle_timeout_secs: i64,
+    pub expires_at: i64,
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    carevault_crypto::sha256(&[b"carevault-session-v1", token.as_bytes()]).to_vec()
+}
+
+fn new_token() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(carevault_crypto::random_bytes::<32>())
+}
+
+fn user_actor_name(id: &str) -> String {
+    format!("user:{id}")
+}
+
+impl Vault {
+    fn now(&self) -> i64 {
+        self.inner.clock.now_micros()
+    }
+
+    async fn seal_json_details(
+        &self,
+        event_id: &str,
+        v: serde_json::Value,
+    ) -> Result<Vec<u8>, CoreError> {
+        self.inner
+            .sealer
+            .seal_details(event_id, v.to_string().as_bytes())
+    }
+
+    /// Runs an Argon2id computation off the async runtime, at most `hash_concurrency` at once.
+    async fn blocking_hash<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, CoreError> {
+        let _slot = self
+            .inner
+            .hash_slots
+            .acquire()
+            .await
+            .map_err(|_| CoreError::Internal("hash pool closed".into()))?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|_| CoreError::Internal("hash task failed".into()))
+    }
+
+    /// Creates a staff account from the operator's shell (`carevault user add`).
+    pub async fn add_user(
+        &self,
+        username: &str,
+        role: Role,
+        password: &str,
+    ) -> Result<NewUser, CoreError> {
+        self.add_user_inner(
+            username,
+            role,
+            password,
+            self.inner.kind == crate::InstanceKind::Demo,
+        )
+        .await
+    }
+
+    pub(crate) async fn add_user_inner(
+        &self,
+        username: &str,
+        role: Role,
+        password: &str,
+        is_demo: bool,
+    ) -> Result<NewUser, CoreError> {
+        let operator = Actor::system("operator");
+        let now = self.now();
+        let checked =
+            check_username(username).and_then(|u| check_password(password, &u).map(|()| u));
+        let username = match checked {
+            Ok(u) => u,
+            Err(e) => {
+                let d = Draft::new(now, AuditAction::Create, Outcome::Invalid)
+                    .by(&operator)
+                    .resource("User", None);
+                self.inner.writer.append(d).await?;
+                return Err(CoreError::Invalid(e));
+            }
+        };
+        let pw = password.to_string();
+        let hash = self
+            .blocking_hash(move || password::hash_password(&pw))
+            .await?
+            .map_err(|_| CoreError::Internal("password hashing failed".into()))?;
+        let id = UserId::from_random(carevault_crypto::random_bytes::<16>());
+        let secret = TotpSecret::generate();
+        self.inner
+            .sealer
+            .refresh(&self.inner.store, now, false)
+            .await?;
+        let sealed = self
+            .inner
+            .sealer
+            .seal_credential(id.as_str(), secret.as_bytes(), None)?;
+        let row = UserRow {
+            id: id.to_string(),
+            username: username.clone(),
+            role: role.as_str().to_string(),
+            password_hash: hash,
+            totp_secret: sealed,
+            key_version: i64::from(self.inner.sealer.current_version()?),
+            totp_last_step: None,
+            failed_logins: 0,
+            locked_until: None,
+            active: true,
+            is_demo,
+            created_at: now,
+        };
+        let ev = Draft::new(now, AuditAction::Create, Outcome::Success)
+            .by(&operator)
+            .resource("User", Some(id.as_str()));
+        let fail = Draft::new(now, AuditAction::Create, Outcome::Conflict)
+            .by(&operator)
+            .resource("User", None);
+        self.inner
+            .writer
+            .write(vec![Op::InsertUser(Box::new(row))], vec![ev], Some(fail))
+            .await?;
+        let otpauth_uri = secret
+            .otpauth_uri(&self.inner.config.totp_issuer, &username)
+            .map_err(CoreError::Internal)?;
+        Ok(NewUser {
+            id: id.to_string(),
+            username,
+            role,
+            otpauth_uri,
+            totp_secret_base32: secret.base32(),
+        })
+    }
+
+    /// Clears an account's failed-sign-in lock (`carevault user unlock`).
+    pub async fn unlock_user(&self, username: &str) -> Result<(), CoreError> {
+        let operator = Actor::system("operator");
+        let now = self.now();
+        let user = self
+            .inner
+            .store
+            .user_by_username(&username.trim().to_lowercase())
+            .await?
+            .ok_or_else(|| CoreError::NotFound {
+                resource: "user".into(),
+            })?;
+        let ev = Draft::new(now, AuditAction::ConfigChange, Outcome::Success)
+            .by(&operator)
+            .resource("User", Some(&user.id));
+        self.inner
+            .writer
+            .write(
+                vec![Op::SetLoginFailures {
+                    user_id: user.id.clone(),
+                    failed: 0,
+                    locked_until: None,
+                }],
+                vec![ev],
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn ip_throttled(&self, ctx: &RequestContext, now: i64) -> Option<i64> {
+        let ip = ctx.source_ip?;
+        let window = self.inner.config.ip_window_secs * 1_000_000;
+        let map = self.inner.ip_failures.lock().ok()?;
+        let (start, count) = map.get(&ip).copied()?;
+        (now - start < window && count >= self.inner.config.ip_failure_limit)
+            .then(|| (start + window - now) / 1_000_000 + 1)
+    }
+
+    fn ip_failed(&self, ctx: &RequestContext, now: i64) {
+        let Some(ip) = ctx.source_ip else { return };
+        let window = self.inner.config.ip_window_secs * 1_000_000;
+        if let Ok(mut map) = self.inner.ip_failures.lock() {
+            if map.len() > 50_000 {
+                map.retain(|_, (start, _)| now - *start < window);
+            }
+            let e = map.entry(ip).or_insert((now, 0));
+            if now - e.0 >= window {
+                *e = (now, 0);
+            }
+            e.1 = e.1.saturating_add(1);
+        }
+    }
+
+    /// Lock after repeated failures: a growing delay from `lockout_threshold` on, and a lock
+    /// until an administrator unlocks the account at `lockout_hard_limit` (NIST SP 800-63B).
+    fn lock_for(&self, failed: i64, now: i64) -> Option<i64> {
+        let c = &self.inner.config;
+        if failed >= c.lockout_hard_limit {
+            Some(i64::MAX)
+        } else if failed >= c.lockout_threshold {
+            let exp = u32::try_from(failed - c.lockout_threshold)
+                .unwrap_or(16)
+                .min(16);
+            let secs = (30i64 << exp).min(900);
+            Some(now + secs * 1_000_000)
+        } else {
+            None
+        }
+    }
+
+    async fn record_failure(
+        &self,
+        ctx: &RequestContext,
+        user: &UserRow,
+        action: AuditAction,
+        extra_ops: Vec<Op>,
+        now: i64,
+    ) -> Result<(), CoreError> {
+        self.ip_failed(ctx, now);
+        let failed = user.failed_logins + 1;
+        let mut ops = extra_ops;
+        ops.push(Op::SetLoginFailures {
+            user_id: user.id.clone(),
+            failed,
+            locked_until: self.lock_for(failed, now),
+        });
+        let ev = Draft::new(now, action, Outcome::Denied)
+            .actor_name(user_actor_name(&user.id))
+            .from_ip(ctx.ip_string())
+            .resource("User", Some(&user.id));
+        self.inner
+            .writer
+            .write(ops, vec![ev], None)
+            .await
+            .map(|_| ())
+    }
+
+    /// First factor: username and password. Opens an MFA-pending session.
+    pub async fn login(
+        &self,
+        ctx: &RequestContext,
+        username: &str,
+        password_attempt: &str,
+    ) -> Result<LoginStep, CoreError> {
+        let now = self.now();
+        if let Some(retry) = self.ip_throttled(ctx, now) {
+            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied)
+                .from_ip(ctx.ip_string())
+                .resource("User", None);
+            self.inner.writer.append(d).await?;
+            return Err(CoreError::Throttled {
+                retry_after_secs: retry,
+            });
+        }
+        let name = username.trim().to_lowercase();
+        let user = if name.is_empty() || name.len() > 64 {
+            None
+        } else {
+            self.inner.store.user_by_username(&name).await?
+        };
+        let Some(user) = user.filter(|u| u.active) else {
+            let pw = password_attempt.to_string();
+            self.blocking_hash(move || password::verify_password(&pw, password::dummy_hash()))
+                .await?;
+            self.ip_failed(ctx, now);
+            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied)
+                .from_ip(ctx.ip_string())
+                .resource("User", None);
+            // The attempted name is sealed: people type passwords into username fields.
+            let details = self
+                .seal_json_details(
+                    &d.event_id,
+                    serde_json::json!({"reason": "unknown-user", "username": name}),
+                )
+                .await?;
+            self.inner.writer.append(d.details(details)).await?;
+            return Err(CoreError::InvalidCredentials);
+        };
+        if let Some(until) = user.locked_until.filter(|u| *u > now) {
+            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied)
+                .actor_name(user_actor_name(&user.id))
+                .from_ip(ctx.ip_string())
+                .resource("User", Some(&user.id));
+            self.inner.writer.append(d).await?;
+            let retry = if until == i64::MAX {
+                86_400
+            } else {
+                (until - now) / 1_000_000 + 1
+            };
+            return Err(CoreError::Throttled {
+                retry_after_secs: retry,
+            });
+        }
+        let pw = password_attempt.to_string();
+        let phc = user.password_hash.clone();
+        if !self
+            .blocking_hash(move || password::verify_password(&pw, &phc))
+            .await?
+        {
+            self.record_failure(ctx, &user, AuditAction::LoginFailed, vec![], now)
+                .await?;
+            return Err(CoreError::InvalidCredentials);
+        }
+        let token = new_token();
+        let session = NewSession {
+            token_hash: token_hash(&token),
+            public_id: hex::encode(carevault_crypto::random_bytes::<8>()),
+            user_id: user.id.clone(),
+            state: PENDING.into(),
+            created_at: now,
+            expires_at: now + self.inner.config.mfa_pending_secs * 1_000_000,
+            source_ip: ctx.ip_string(),
+        };
+        self.inner
+            .writer
+            .write(vec![Op::InsertSession(session)], vec![], None)
+            .await?;
+        Ok(LoginStep {
+            pending_token: token,
+            expires_in_secs: self.inner.config.mfa_pending_secs,
+        })
+    }
+
+    /// Second factor: a TOTP code for the MFA-pending session. On success the pending session
+    /// is replaced by a full session with a new token.
+    pub async fn verify_totp(
+        &self,
+        ctx: &RequestContext,
+        pending_token: Option<&str>,
+        code: &str,
+    ) -> Result<SessionGrant, CoreError> {
+        let now = self.now();
+        let session = match pending_token {
+            Some(t) => self.inner.store.session(&token_hash(t)).await?,
+            None => None,
+        };
+        let Some(session) = session.filter(|s| s.state == PENDING) else {
+            let d =
+                Draft::new(now, AuditAction::MfaFailed, Outcome::Denied).from_ip(ctx.ip_string());
+            self.inner.writer.append(d).await?;
+            return Err(CoreError::Unauthenticated);
+        };
+        if now >= session.expires_at {
+            self.expire(&session, now).await?;
+            return Err(CoreError::SessionExpired);
+        }
+        let user = self
+            .inner
+            .store
+            .user_by_id(&session.user_id)
+            .await?
+            .ok_or(CoreError::Unauthenticated)?;
+        if let Some(until) = user.locked_until.filter(|u| *u > now) {
+            let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied)
+                .actor_name(user_actor_name(&user.id))
+                .from_ip(ctx.ip_string())
+                .session(Some(session.public_id.clone()));
+            self.inner
+                .writer
+                .write(
+                    vec![Op::DeleteSession {
+                        token_hash: session.token_hash.clone(),
+                    }],
+                    vec![d],
+                    None,
+                )
+                .await?;
+            return Err(CoreError::Throttled {
+                retry_after_secs: if until == i64::MAX {
+                    86_400
+                } else {
+                    (until - now) / 1_000_000 + 1
+                },
+            });
+        }
+        let secret = TotpSecret::from_bytes(
+            &self
+                .inner
+                .sealer
+                .open_credential(&self.inner.store, now, &user.id, &user.totp_secret)
+                .await?,
+        );
+        let last = user.totp_last_step.and_then(|s| u64::try_from(s).ok());
+        let check = secret.verify(code.trim(), self.inner.clock.now_secs(), last);
+        let TotpCheck::Valid { step } = check else {
+            let ops = vec![Op::SessionMfaFailed {
+                token_hash: session.token_hash.clone(),
+                max: MAX_MFA_FAILURES_PER_SESSION,
+            }];
+            self.record_failure(ctx, &user, AuditAction::MfaFailed, ops, now)
+                .await?;
+            return Err(CoreError::InvalidCode);
+        };
+        let role = Role::parse(&user.role)
+            .ok_or_else(|| CoreError::Internal("unknown role in store".into()))?;
+        let token = new_token();
+        let public_id = hex::encode(carevault_crypto::random_bytes::<8>());
+        let expires_at = now + self.inner.config.session_max_secs * 1_000_000;
+        let full = NewSession {
+            token_hash: token_hash(&token),
+            public_id: public_id.clone(),
+            user_id: user.id.clone(),
+            state: ACTIVE.into(),
+            created_at: now,
+            expires_at,
+            source_ip: ctx.ip_string(),
+        };
+        let ops = vec![
+            Op::AdvanceTotp {
+                user_id: user.id.clone(),
+                step: i64::try_from(step).unwrap_or(i64::MAX),
+            },
+            Op::DeleteSession {
+                token_hash: session.token_hash.clone(),
+            },
+            Op::InsertSession(full),
+            Op::SetLoginFailures {
+                user_id: user.id.clone(),
+                failed: 0,
+                locked_until: None,
+            },
+        ];
+        let ok = Draft::new(now, AuditAction::Login, Outcome::Success)
+            .actor_name(user_actor_name(&user.id))
+            .from_ip(ctx.ip_string())
+            .session(Some(public_id))
+            .resource("User", Some(&user.id));
+        let replay = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied)
+            .actor_name(user_actor_name(&user.id))
+            .from_ip(ctx.ip_string())
+            .session(Some(session.public_id.clone()))
+            .resource("User", Some(&user.id));
+        match self.inner.writer.write(ops, vec![ok], Some(replay)).await {
+            Ok(_) => {}
+            Err(CoreError::InvalidCode) => {
+                // The same code won a race in another request: a replay.
+                self.ip_failed(ctx, now);
+                return Err(CoreError::InvalidCode);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(SessionGrant {
+            token,
+            user_id: user.id,
+            username: user.username,
+            role,
+            idle_timeout_secs: self.inner.config.session_idle_secs,
+            expires_at,
+        })
+    }
+
+    async fn expire(&self, s: &SessionRow, now: i64) -> Result<(), CoreError> {
+        let d = Draft::new(now, AuditAction::SessionExpired, Outcome::Success)
+            .actor_name(user_actor_name(&s.user_id))
+            .session(Some(s.public_id.clone()))
+            .from_ip(s.source_ip.clone());
+        self.inner
+            .writer
+            .write(
+                vec![Op::DeleteSession {
+                    token_hash: s.token_hash.clone(),
+                }],
+                vec![d],
+                None,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    fn is_expired(&self, s: &SessionRow, now: i64) -> bool {
+        now >= s.expires_at
+            || now - s.last_seen_at >= self.inner.config.session_idle_secs * 1_000_000
+    }
+
+    /// Resolves a session token to an actor. Only full (MFA-completed), unexpired sessions of
+    /// active accounts pass; every refusal is audited.
+    pub async fn authenticate(
+        &self,
+        ctx: &RequestContext,
+        token: Option<&str>,
+    ) -> Result<Actor, CoreError> {
+        let now = self.now();
+        let session = match token {
+            Some(t) if !t.is_empty() && t.len() <= 128 => {
+                self.inner.store.session(&token_hash(t)).await?
+            }
+            _ => None,
+        };
+        let Some(s) = session else {
+            let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied)
+                .from_ip(ctx.ip_string());
+            self.inner.writer.append(d).await?;
+            return Err(CoreError::Unauthenticated);
+        };
+        if self.is_expired(&s, now) {
+            self.expire(&s, now).await?;
+            return Err(CoreError::SessionExpired);
+        }
+        if s.state != ACTIVE {
+            let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied)
+                .actor_name(user_actor_name(&s.user_id))
+                .session(Some(s.public_id.clone()))
+                .from_ip(ctx.ip_string());
+            self.inner.writer.append(d).await?;
+            return Err(CoreError::MfaRequired);
+        }
+        let user = self.inner.store.user_by_id(&s.user_id).await?;
+        let Some((user, role)) = user
+            .filter(|u| u.active)
+            .and_then(|u| Role::parse(&u.role).map(|r| (u, r)))
+        else {
+            let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied)
+                .actor_name(user_actor_name(&s.user_id))
+                .session(Some(s.public_id.clone()))
+                .from_ip(ctx.ip_string());
+            self.inner
+                .writer
+                .write(
+                    vec![Op::DeleteSession {
+                        token_hash: s.token_hash.clone(),
+                    }],
+                    vec![d],
+                    None,
+                )
+                .await?;
+            return Err(CoreError::Unauthenticated);
+        };
+        if now - s.last_seen_at >= TOUCH_EVERY_MICROS {
+            self.inner.writer.fire(vec![Op::TouchSession {
+                token_hash: s.token_hash.clone(),
+                now,
+            }]);
+        }
+        Ok(Actor {
+            user_id: UserId::parse(&user.id)
+                .map_err(|_| CoreError::Internal("bad user id in store".into()))?,
+            username: user.username,
+            role,
+            session_public_id: Some(s.public_id),
+            source_ip: ctx.ip_string(),
+            session_expires_at: s.expires_at,
+            kind: ActorKind::Staff,
+        })
+    }
+
+    /// Ends a session (pending or full). Unknown tokens are ignored.
+    pub async fn logout(&self, ctx: &RequestContext, token: Option<&str>) -> Result<(), CoreError> {
+        let now = self.now();
+        let Some(t) = token else { return Ok(()) };
+        let Some(s) = self.inner.store.session(&token_hash(t)).await? else {
+            return Ok(());
+        };
+        let d = Draft::new(now, AuditAction::Logout, Outcome::Success)
+            .actor_name(user_actor_name(&s.user_id))
+            .session(Some(s.public_id.clone()))
+            .from_ip(ctx.ip_string());
+        self.inner
+            .writer
+            .write(
+                vec![Op::DeleteSession {
+                    token_hash: s.token_hash,
+                }],
+                vec![d],
+                None,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Ends every session past its idle or absolute limit (and stale MFA-pending sessions).
+    pub async fn sweep_sessions(&self) -> Result<usize, CoreError> {
+        let now = self.now();
+        let c = &self.inner.config;
+        let expired = self
+            .inner
+            .store
+            .expired_sessions(
+                now,
+                now - c.session_idle_secs * 1_000_000,
+                now - c.mfa_pending_secs * 1_000_000,
+            )
+            .await?;
+        for s in &expired {
+            self.expire(s, now).await?;
+        }
+        Ok(expired.len())
+    }
+}

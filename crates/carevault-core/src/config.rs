@@ -1,0 +1,46 @@
+/// Settings of the core. The binary fills it from the config file and the environment.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// A session unused for this long ends (server-enforced). Default 15 minutes.
+    pub session_idle_secs: i64,
+    /// A session ends this long after sign-in, whatever its use. Default 12 hours.
+    pub session_max_secs: i64,
+    /// Time allowed between password and second factor. Default 5 minutes.
+    pub mfa_pending_secs: i64,
+    /// Password hashes computed at once (each ≈ 19 MiB and tens of ms of CPU).
+    pub hash_concurrency: usize,
+    /// Consecutive failures after which an account is locked for a growing delay.
+    pub lockout_threshold: i64,
+    /// Consecutive failures after which an account is locked until an administrator unlocks it.
+    pub lockout_hard_limit: i64,
+    /// Failed sign-ins allowed per source address in `ip_window_secs`.
+    pub ip_failure_limit: u32,
+    pub ip_window_secs: i64,
+    /// A signed checkpoint is written after this many audit events (and at least every
+    /// `checkpoint_interval_secs` while events arrive).
+    pub checkpoint_every: i64,
+    pub checkpoint_interval_secs: i64,
+    /// Name shown by authenticator apps.
+    pub totp_issuer: String,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            session_idle_secs: 15 * 60,
+            session_max_secs: 12 * 3600,
+            mfa_pending_secs: 5 * 60,
+            hash_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(1),
+            lockout_threshold: 5,
+            lockout_hard_limit: 100,
+            ip_failure_limit: 30,
+            ip_window_secs: 600,
+            checkpoint_every: 256,
+            checkpoint_interval_secs: 10,
+            totp_issuer: "carevault".to_string(),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+use carevault_domain::InputError;
+
+/// Errors of the chokepoint, each with a stable code. The web crate maps them to HTTP
+/// explicitly; messages never contain PHI.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("the session has expired; sign in again")]
+    SessionExpired,
+    #[error("the second factor has not been completed")]
+    MfaRequired,
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("invalid or already used authentication code")]
+    InvalidCode,
+    #[error("too many failed attempts; try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: i64 },
+    #[error("permission '{permission}' with purpose '{purpose}' is not granted to this account")]
+    Forbidden {
+        permission: &'static str,
+        purpose: &'static str,
+    },
+    #[error("{0}")]
+    Invalid(InputError),
+    #[error("{resource} not found")]
+    NotFound { resource: String },
+    #[error("version conflict: the resource is at version {current}, not {expected}")]
+    VersionConflict { expected: i64, current: i64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the audit log could not be written; nothing was read or changed")]
+    AuditUnavailable,
+    #[error("the data store is unavailable")]
+    StoreUnavailable,
+    #[error("internal error ({0})")]
+    Internal(String),
+}
+
+impl CoreError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Unauthenticated => "CV-AUTHN-001",
+            CoreError::SessionExpired => "CV-AUTHN-002",
+            CoreError::MfaRequired => "CV-AUTHN-003",
+            CoreError::InvalidCredentials => "CV-AUTHN-004",
+            CoreError::InvalidCode => "CV-AUTHN-005",
+            CoreError::Throttled { .. } => "CV-AUTHN-006",
+            CoreError::Forbidden { .. } => "CV-AUTHZ-001",
+            CoreError::Invalid(_) => "CV-INPUT-001",
+            CoreError::NotFound { .. } => "CV-NOTFOUND-001",
+            CoreError::VersionConflict { .. } => "CV-CONFLICT-001",
+            CoreError::Conflict(_) => "CV-CONFLICT-002",
+            CoreError::AuditUnavailable => "CV-AUDIT-001",
+            CoreError::StoreUnavailable => "CV-STORE-001",
+            CoreError::Internal(_) => "CV-INTERNAL-001",
+        }
+    }
+
+    pub(crate) fn outcome(&self) -> carevault_domain::Outcome {
+        use carevault_domain::Outcome;
+        match self {
+            CoreError::Unauthenticated
+            | CoreError::SessionExpired
+            | CoreError::MfaRequired
+            | CoreError::InvalidCredentials
+            | CoreError::InvalidCode
+            | CoreError::Throttled { .. }
+            | CoreError::Forbidden { .. } => Outcome::Denied,
+            CoreError::Invalid(_) => Outcome::Invalid,
+            CoreError::NotFound { .. } => Outcome::NotFound,
+            CoreError::VersionConflict { .. } | CoreError::Conflict(_) => Outcome::Conflict,
+            CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::Internal(_) => {
+                Outcome::Error
+            }
+        }
+    }
+}
+
+impl From<InputError> for CoreError {
+    fn from(e: InputError) -> Self {
+        CoreError::Invalid(e)
+    }
+}
+
+impl From<carevault_store::StoreError> for CoreError {
+    fn from(e: carevault_store::StoreError) -> Self {
+        use carevault_store::StoreError as S;
+        match e {
+            S::Unavailable(m) => {
+                tracing::error!(error = %m, "store unavailable");
+                CoreError::StoreUnavailable
+            }
+            S::Conflict(c) => CoreError::Conflict(c),
+            other => {
+                tracing::error!(error = %other, "store error");
+                CoreError::Internal("store".into())
+            }
+        }
+    }
+}
+
+/// Why the vault could not start. Each is a clear message for the operator and a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("data folder {path}: {message}")]
+    DataDir { path: String, message: String },
+    #[error("{0}")]
+    Keys(String),
+    #[error("the database could not be opened: {0}")]
+    Store(String),
+    #[error("the database is corrupted or is not a carevault database: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<carevault_store::StoreError> for StartupError {
+    fn from(e: carevault_store::StoreError) -> Self {
+        match e {
+            carevault_store::StoreError::Corrupt(m) => StartupError::Corrupt(m),
+            other => StartupError::Store(other.to_string()),
+        }
+    }
+}
+
+impl From<carevault_crypto::KeyError> for StartupError {
+    fn from(e: carevault_crypto::KeyError) -> Self {
+        StartupError::Keys(e.to_string())
+    }
+}

@@ -1,0 +1,43 @@
+//! The carevault chokepoint. Every access to patient data passes through [`Vault`], which, in
+//! this order, authenticates the actor, checks permission and purpose, appends the audit record
+//! durably, and only then decrypts. This is the only crate that depends on `carevault-store`
+//! and `carevault-crypto`, and it re-exports none of their types: callers cannot reach the
+//! database or the keys.
+
+mod actor;
+mod audit;
+mod auth;
+mod authz;
+mod clock;
+mod config;
+mod datadir;
+mod demo;
+mod error;
+mod keys;
+mod patients;
+mod rotation;
+mod sealing;
+mod vault;
+
+pub use actor::{Actor, RequestContext};
+pub use audit::verify::{VerifyFailure, VerifyReport};
+pub use auth::{LoginStep, NewUser, SessionGrant};
+pub use authz::{allowed, default_purpose};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::CoreConfig;
+pub use datadir::DataDir;
+pub use demo::DemoAccount;
+pub use error::{CoreError, StartupError};
+pub use patients::{PatientRecord, SearchPage};
+pub use rotation::{KeyStatus, RotationProgress};
+pub use vault::{verify_audit_at, InstanceKind, OpenOptions, Vault};
+
+/// Formats Unix microseconds as an RFC 3339 instant (UTC, millisecond precision).
+pub fn format_instant(micros: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&fmt).unwrap_or_default()
+}

@@ -1,0 +1,288 @@
+//! Sealing and opening of stored values. The only module that calls the keyring's `open`.
+//! Opening patient data takes an audit [`Receipt`], which only the audit writer issues after
+//! the audit record is durable: decrypting PHI without an audit record does not compile.
+
+use std::sync::RwLock;
+
+use carevault_crypto::{Aad, BlindIndexKey, KeyError, Keyring, MasterKey};
+use carevault_domain::patient::{IndexKind, PatientData, PatientParts};
+use carevault_store::{PatientVersionRow, Store};
+
+use crate::audit::Receipt;
+use crate::error::CoreError;
+use crate::keys::{unwrap_data_keys, DATA};
+
+const PATIENT_TABLE: &str = "patient_versions";
+/// How often the current data-key version is re-read, so that a rotation started by another
+/// process (the CLI, another instance) is picked up.
+const REFRESH_MICROS: i64 = 2_000_000;
+
+struct State {
+    keyring: Keyring,
+    refreshed_at: i64,
+}
+
+pub(crate) struct Sealer {
+    state: RwLock<State>,
+    master: MasterKey,
+    blind: BlindIndexKey,
+}
+
+fn poisoned() -> CoreError {
+    CoreError::Internal("keyring lock".into())
+}
+
+fn key_err(e: KeyError) -> CoreError {
+    tracing::error!(error = %e, "sealed value could not be opened");
+    CoreError::Internal("a stored value could not be decrypted".into())
+}
+
+pub(crate) fn patient_row_id(patient_id: &str, version: i64) -> String {
+    format!("{patient_id}/{version}")
+}
+
+impl Sealer {
+    pub(crate) fn new(
+        master: MasterKey,
+        keyring: Keyring,
+        blind: BlindIndexKey,
+        now: i64,
+    ) -> Sealer {
+        Sealer {
+            state: RwLock::new(State {
+                keyring,
+                refreshed_at: now,
+            }),
+            master,
+            blind,
+        }
+    }
+
+    pub(crate) fn current_version(&self) -> Result<u32, CoreError> {
+        Ok(self.state.read().map_err(|_| poisoned())?.keyring.current())
+    }
+
+    /// Re-reads the data keys from the store when stale (or when `force`).
+    pub(crate) async fn refresh(
+        &self,
+        store: &Store,
+        now: i64,
+        force: bool,
+    ) -> Result<(), CoreError> {
+        let stale =
+            { now - self.state.read().map_err(|_| poisoned())?.refreshed_at > REFRESH_MICROS };
+        if !(stale || force) {
+            return Ok(());
+        }
+        let rows = store.keys(DATA).await?;
+        let mut st = self.state.write().map_err(|_| poisoned())?;
+        unwrap_data_keys(&self.master, &rows, &mut st.keyring).map_err(key_err)?;
+        st.refreshed_at = now;
+        Ok(())
+    }
+
+    pub(crate) fn wrap_new_data_key(&self, version: i64) -> Vec<u8> {
+        let k = carevault_crypto::keyring::new_key_material();
+        self.master.wrap(&crate::keys::label(DATA, version), &k)
+    }
+
+    fn seal(
+        &self,
+        version: Option<u32>,
+        aad: &Aad<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        let st = self.state.read().map_err(|_| poisoned())?;
+        match version {
+            Some(v) => st.keyring.seal_with(v, aad, plaintext),
+            None => st.keyring.seal(aad, plaintext),
+        }
+        .map_err(key_err)
+    }
+
+    /// Seals every part of a patient version under the current key (or `version`).
+    pub(crate) fn seal_patient(
+        &self,
+        patient_id: &str,
+        version: i64,
+        recorded_at: i64,
+        parts: &PatientParts,
+        key_version: Option<u32>,
+    ) -> Result<PatientVersionRow, CoreError> {
+        let kv = match key_version {
+            Some(v) => v,
+            None => self.current_version()?,
+        };
+        let row_id = patient_row_id(patient_id, version);
+        let s = |column: &str, pt: &[u8]| {
+            self.seal(
+                Some(kv),
+                &Aad {
+                    table: PATIENT_TABLE,
+                    column,
+                    row_id: &row_id,
+                },
+                pt,
+            )
+        };
+        Ok(PatientVersionRow {
+            patient_id: patient_id.to_string(),
+            version,
+            recorded_at,
+            key_version: i64::from(kv),
+            name: s("name", &parts.name)?,
+            birth_date: s("birth_date", &parts.birth_date)?,
+            telecom: s("telecom", &parts.telecom)?,
+            identifier: s("identifier", &parts.identifier)?,
+            address: s("address", &parts.address)?,
+            other: s("other", &parts.other)?,
+        })
+    }
+
+    /// Opens a patient version. Needs the receipt of the audit record covering this patient.
+    pub(crate) async fn open_patient(
+        &self,
+        store: &Store,
+        now: i64,
+        receipt: &Receipt,
+        row: &PatientVersionRow,
+    ) -> Result<PatientData, CoreError> {
+        if !receipt.covers(&row.patient_id) {
+            return Err(CoreError::Internal(
+                "audit receipt does not cover this patient".into(),
+            ));
+        }
+        if !self
+            .state
+            .read()
+            .map_err(|_| poisoned())?
+            .keyring
+            .has(u32::try_from(row.key_version).unwrap_or(0))
+        {
+            self.refresh(store, now, true).await?;
+        }
+        let parts = self.open_parts(row)?;
+        PatientData::from_parts(&parts).map_err(|e| {
+            tracing::error!(error = %e, patient = %row.patient_id, "stored patient could not be decoded");
+            CoreError::Internal("stored record could not be decoded".into())
+        })
+    }
+
+    fn open_parts(&self, row: &PatientVersionRow) -> Result<PatientParts, CoreError> {
+        let st = self.state.read().map_err(|_| poisoned())?;
+        let row_id = patient_row_id(&row.patient_id, row.version);
+        let o = |column: &str, blob: &[u8]| -> Result<Vec<u8>, CoreError> {
+            Ok(st
+                .keyring
+                .open(
+                    &Aad {
+                        table: PATIENT_TABLE,
+                        column,
+                        row_id: &row_id,
+                    },
+                    blob,
+                )
+                .map_err(key_err)?
+                .to_vec())
+        };
+        Ok(PatientParts {
+            name: o("name", &row.name)?,
+            birth_date: o("birth_date", &row.birth_date)?,
+            telecom: o("telecom", &row.telecom)?,
+            identifier: o("identifier", &row.identifier)?,
+            address: o("address", &row.address)?,
+            other: o("other", &row.other)?,
+        })
+    }
+
+    /// Re-seals a patient version under `target` (key rotation). Needs an audit receipt.
+    pub(crate) fn reseal_patient(
+        &self,
+        receipt: &Receipt,
+        row: &PatientVersionRow,
+        target: u32,
+    ) -> Result<PatientVersionRow, CoreError> {
+        if !receipt.covers(&row.patient_id) {
+            return Err(CoreError::Internal(
+                "audit receipt does not cover this patient".into(),
+            ));
+        }
+        let parts = self.open_parts(row)?;
+        self.seal_patient(
+            &row.patient_id,
+            row.version,
+            row.recorded_at,
+            &parts,
+            Some(target),
+        )
+    }
+
+    /// Blind-index tokens for (kind, normalized text) terms.
+    pub(crate) fn tokens(&self, terms: &[(IndexKind, String)]) -> Vec<(i64, Vec<u8>)> {
+        terms
+            .iter()
+            .map(|(k, t)| (k.code(), self.blind.token(*k as u8, t).to_vec()))
+            .collect()
+    }
+
+    /// Audit details may hold PHI (search terms): sealed, bound to the event id.
+    pub(crate) fn seal_details(
+        &self,
+        event_id: &str,
+        details: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        self.seal(
+            None,
+            &Aad {
+                table: "audit_events",
+                column: "details",
+                row_id: event_id,
+            },
+            details,
+        )
+    }
+
+    /// Credentials (TOTP secrets) are sealed too, but they are not patient data.
+    pub(crate) fn seal_credential(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        version: Option<u32>,
+    ) -> Result<Vec<u8>, CoreError> {
+        self.seal(
+            version,
+            &Aad {
+                table: "users",
+                column: "totp_secret",
+                row_id: user_id,
+            },
+            secret,
+        )
+    }
+
+    pub(crate) async fn open_credential(
+        &self,
+        store: &Store,
+        now: i64,
+        user_id: &str,
+        blob: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        let v = Keyring::version_of(blob).map_err(key_err)?;
+        if !self.state.read().map_err(|_| poisoned())?.keyring.has(v) {
+            self.refresh(store, now, true).await?;
+        }
+        let st = self.state.read().map_err(|_| poisoned())?;
+        Ok(st
+            .keyring
+            .open(
+                &Aad {
+                    table: "users",
+                    column: "totp_secret",
+                    row_id: user_id,
+                },
+                blob,
+            )
+            .map_err(key_err)?
+            .to_vec())
+    }
+}

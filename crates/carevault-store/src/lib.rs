@@ -1,0 +1,330 @@
+//! Persistence for carevault over SQLite (embedded default) and PostgreSQL, through one set of
+//! portable statements (sqlx's `Any` driver, `$n` placeholders on both). The store sees PHI
+//! only as ciphertext and blind-index bytes. Only `carevault-core` depends on this crate.
+//!
+//! What truly differs between the two engines lives in [`dialect`]: connection pragmas,
+//! migration folders and how errors are classified.
+
+pub mod dialect;
+mod migrate;
+mod rows;
+mod write;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use dialect::Backend;
+pub use rows::*;
+pub use write::WriteTx;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database could not be reached or opened: {0}")]
+    Unavailable(String),
+    #[error("the database file is corrupted or is not a carevault database: {0}")]
+    Corrupt(String),
+    #[error("a uniqueness rule was violated: {0}")]
+    Conflict(String),
+    #[error("the database schema is newer than this program (version {found}, this program knows {known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A handle to the database. Cloning shares the pools.
+#[derive(Clone)]
+pub struct Store {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({:?})", self.backend)
+    }
+}
+
+impl Store {
+    /// Opens `url` (`sqlite://…` or `postgres://…`) and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let (read, write) = match backend {
+            Backend::Sqlite => {
+                let write = pool(url, backend, 1).await?;
+                // The first connection created the file and switched it to WAL; readers follow.
+                let read = pool(url, backend, 4).await?;
+                (read, write)
+            }
+            Backend::Postgres => {
+                let p = pool(url, backend, 16).await?;
+                (p.clone(), p)
+            }
+        };
+        let store = Store {
+            read,
+            write,
+            backend,
+        };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    /// Starts a write transaction. Every write transaction first takes the audit-chain lock
+    /// (see [`WriteTx::lock_audit_head`]), which also serializes writers on both engines.
+    pub async fn begin(&self) -> Result<WriteTx> {
+        let tx = self.write.begin().await.map_err(dialect::classify)?;
+        Ok(WriteTx::new(tx))
+    }
+
+    pub async fn meta(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM store_meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        row.map(|r| r.try_get::<String, _>(0))
+            .transpose()
+            .map_err(dialect::classify)
+    }
+
+    pub async fn keys(&self, purpose: &str) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query("SELECT purpose, version, wrapped, public_key, created_at FROM keys WHERE purpose = $1 ORDER BY version")
+            .bind(purpose)
+            .fetch_all(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        rows.iter().map(KeyRow::from_row).collect()
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRow>> {
+        self.one_user("SELECT * FROM users WHERE username = $1", username)
+            .await
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>> {
+        self.one_user("SELECT * FROM users WHERE id = $1", id).await
+    }
+
+    async fn one_user(&self, sql: &str, arg: &str) -> Result<Option<UserRow>> {
+        let row = sqlx::query(sql)
+            .bind(arg)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        row.as_ref().map(UserRow::from_row).transpose()
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username")
+            .fetch_all(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        rows.iter().map(UserRow::from_row).collect()
+    }
+
+    pub async fn session(&self, token_hash: &[u8]) -> Result<Option<SessionRow>> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE token_hash = $1")
+            .bind(token_hash.to_vec())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        row.as_ref().map(SessionRow::from_row).transpose()
+    }
+
+    /// Sessions idle since before `idle_before` or past their absolute expiry at `now`.
+    pub async fn expired_sessions(
+        &self,
+        now: i64,
+        idle_before: i64,
+        pending_before: i64,
+    ) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM sessions WHERE expires_at <= $1 OR last_seen_at < $2 OR (state = 'mfa_pending' AND created_at < $3) LIMIT 500",
+        )
+        .bind(now)
+        .bind(idle_before)
+        .bind(pending_before)
+        .fetch_all(&self.read)
+        .await
+        .map_err(dialect::classify)?;
+        rows.iter().map(SessionRow::from_row).collect()
+    }
+
+    pub async fn patient_current(&self, id: &str) -> Result<Option<PatientVersionRow>> {
+        let row = sqlx::query(
+            "SELECT v.* FROM patients p JOIN patient_versions v ON v.patient_id = p.id AND v.version = p.current_version WHERE p.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(dialect::classify)?;
+        row.as_ref().map(PatientVersionRow::from_row).transpose()
+    }
+
+    pub async fn patient_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<PatientVersionRow>> {
+        let row =
+            sqlx::query("SELECT * FROM patient_versions WHERE patient_id = $1 AND version = $2")
+                .bind(id)
+                .bind(version)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(dialect::classify)?;
+        row.as_ref().map(PatientVersionRow::from_row).transpose()
+    }
+
+    /// All versions of a patient, newest first.
+    pub async fn patient_history(&self, id: &str) -> Result<Vec<PatientVersionRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM patient_versions WHERE patient_id = $1 ORDER BY version DESC",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(dialect::classify)?;
+        rows.iter().map(PatientVersionRow::from_row).collect()
+    }
+
+    /// Ids (sorted) of patients holding any of `tokens` (kind, token).
+    pub async fn patients_with_any_token(&self, tokens: &[(i64, Vec<u8>)]) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for (kind, token) in tokens {
+            let rows =
+                sqlx::query("SELECT patient_id FROM patient_index WHERE kind = $1 AND token = $2")
+                    .bind(*kind)
+                    .bind(token.clone())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(dialect::classify)?;
+            for r in rows {
+                ids.push(r.try_get::<String, _>(0).map_err(dialect::classify)?);
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    pub async fn patient_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM patients")
+            .fetch_one(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        row.try_get::<i64, _>(0).map_err(dialect::classify)
+    }
+
+    pub async fn has_non_demo_data(&self) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM patients WHERE is_demo = 0) + (SELECT COUNT(*) FROM users WHERE is_demo = 0)",
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(dialect::classify)?;
+        Ok(row.try_get::<i64, _>(0).map_err(dialect::classify)? > 0)
+    }
+
+    /// Audit events with `seq > after`, ascending, at most `limit`.
+    pub async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        rows.iter().map(AuditRow::from_row).collect()
+    }
+
+    pub async fn audit_head(&self) -> Result<Option<HeadRow>> {
+        let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+            .fetch_optional(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        row.as_ref().map(HeadRow::from_row).transpose()
+    }
+
+    pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(dialect::classify)?;
+        rows.iter().map(CheckpointRow::from_row).collect()
+    }
+
+    /// Patient versions sealed under a key older than `below`, oldest key first.
+    pub async fn patient_versions_below_key(
+        &self,
+        below: i64,
+        limit: i64,
+    ) -> Result<Vec<PatientVersionRow>> {
+        let rows = sqlx::query("SELECT * FROM patient_versions WHERE key_version < $1 ORDER BY key_version, patient_id, version LIMIT $2")
+            .bind(below)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        rows.iter().map(PatientVersionRow::from_row).collect()
+    }
+
+    pub async fn users_below_key(&self, below: i64, limit: i64) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE key_version < $1 ORDER BY id LIMIT $2")
+            .bind(below)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        rows.iter().map(UserRow::from_row).collect()
+    }
+
+    /// (table, key version, rows) for every table holding sealed values re-encrypted on rotation.
+    pub async fn key_version_counts(&self) -> Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT 'patient_versions', key_version, COUNT(*) FROM patient_versions GROUP BY key_version \
+             UNION ALL SELECT 'users', key_version, COUNT(*) FROM users GROUP BY key_version ORDER BY 1, 2",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(dialect::classify)?;
+        rows.iter()
+            .map(|r: &AnyRow| {
+                Ok((
+                    r.try_get(0).map_err(dialect::classify)?,
+                    r.try_get(1).map_err(dialect::classify)?,
+                    r.try_get(2).map_err(dialect::classify)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+async fn pool(url: &str, backend: Backend, max: u32) -> Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move { dialect::after_connect(backend, conn).await })
+        })
+        .connect(url)
+        .await
+        .map_err(dialect::classify)
+}

@@ -1,0 +1,250 @@
+//! Row types: plain values and bytes. PHI appears here only as sealed bytes.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::dialect::classify;
+use crate::Result;
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
+    r: &'r AnyRow,
+    col: &str,
+) -> Result<T> {
+    r.try_get::<T, _>(col).map_err(classify)
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub purpose: String,
+    pub version: i64,
+    pub wrapped: Vec<u8>,
+    pub public_key: Option<Vec<u8>>,
+    pub created_at: i64,
+}
+
+impl KeyRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(KeyRow {
+            purpose: get(r, "purpose")?,
+            version: get(r, "version")?,
+            wrapped: get(r, "wrapped")?,
+            public_key: get(r, "public_key")?,
+            created_at: get(r, "created_at")?,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    pub password_hash: String,
+    pub totp_secret: Vec<u8>,
+    pub key_version: i64,
+    pub totp_last_step: Option<i64>,
+    pub failed_logins: i64,
+    pub locked_until: Option<i64>,
+    pub active: bool,
+    pub is_demo: bool,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UserRow({}, {})", self.id, self.role)
+    }
+}
+
+impl UserRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(UserRow {
+            id: get(r, "id")?,
+            username: get(r, "username")?,
+            role: get(r, "role")?,
+            password_hash: get(r, "password_hash")?,
+            totp_secret: get(r, "totp_secret")?,
+            key_version: get(r, "key_version")?,
+            totp_last_step: get(r, "totp_last_step")?,
+            failed_logins: get(r, "failed_logins")?,
+            locked_until: get(r, "locked_until")?,
+            active: get::<i64>(r, "active")? != 0,
+            is_demo: get::<i64>(r, "is_demo")? != 0,
+            created_at: get(r, "created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub token_hash: Vec<u8>,
+    pub public_id: String,
+    pub user_id: String,
+    pub state: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub source_ip: Option<String>,
+    pub mfa_failures: i64,
+}
+
+impl SessionRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(SessionRow {
+            token_hash: get(r, "token_hash")?,
+            public_id: get(r, "public_id")?,
+            user_id: get(r, "user_id")?,
+            state: get(r, "state")?,
+            created_at: get(r, "created_at")?,
+            last_seen_at: get(r, "last_seen_at")?,
+            expires_at: get(r, "expires_at")?,
+            source_ip: get(r, "source_ip")?,
+            mfa_failures: get(r, "mfa_failures")?,
+        })
+    }
+}
+
+/// One version of a patient record; every PHI column is sealed.
+#[derive(Clone)]
+pub struct PatientVersionRow {
+    pub patient_id: String,
+    pub version: i64,
+    pub recorded_at: i64,
+    pub key_version: i64,
+    pub name: Vec<u8>,
+    pub birth_date: Vec<u8>,
+    pub telecom: Vec<u8>,
+    pub identifier: Vec<u8>,
+    pub address: Vec<u8>,
+    pub other: Vec<u8>,
+}
+
+impl std::fmt::Debug for PatientVersionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PatientVersionRow({}/{}, key v{})",
+            self.patient_id, self.version, self.key_version
+        )
+    }
+}
+
+impl PatientVersionRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(PatientVersionRow {
+            patient_id: get(r, "patient_id")?,
+            version: get(r, "version")?,
+            recorded_at: get(r, "recorded_at")?,
+            key_version: get(r, "key_version")?,
+            name: get(r, "name")?,
+            birth_date: get(r, "birth_date")?,
+            telecom: get(r, "telecom")?,
+            identifier: get(r, "identifier")?,
+            address: get(r, "address")?,
+            other: get(r, "other")?,
+        })
+    }
+
+    /// The sealed columns by name, in a fixed order.
+    pub fn sealed_columns(&self) -> [(&'static str, &Vec<u8>); 6] {
+        [
+            ("name", &self.name),
+            ("birth_date", &self.birth_date),
+            ("telecom", &self.telecom),
+            ("identifier", &self.identifier),
+            ("address", &self.address),
+            ("other", &self.other),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub at: i64,
+    pub actor: String,
+    pub session: Option<String>,
+    pub source_ip: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub purpose: Option<String>,
+    pub details: Option<Vec<u8>>,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+impl AuditRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(AuditRow {
+            seq: get(r, "seq")?,
+            event_id: get(r, "event_id")?,
+            at: get(r, "at")?,
+            actor: get(r, "actor")?,
+            session: get(r, "session")?,
+            source_ip: get(r, "source_ip")?,
+            action: get(r, "action")?,
+            outcome: get(r, "outcome")?,
+            resource_type: get(r, "resource_type")?,
+            resource_id: get(r, "resource_id")?,
+            patient_id: get(r, "patient_id")?,
+            purpose: get(r, "purpose")?,
+            details: get(r, "details")?,
+            prev_hash: get(r, "prev_hash")?,
+            hash: get(r, "hash")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HeadRow {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub signature: Option<Vec<u8>>,
+}
+
+impl HeadRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(HeadRow {
+            seq: get(r, "seq")?,
+            hash: get(r, "hash")?,
+            signature: get(r, "signature")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckpointRow {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub at: i64,
+    pub public_key: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+impl CheckpointRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(CheckpointRow {
+            seq: get(r, "seq")?,
+            hash: get(r, "hash")?,
+            at: get(r, "at")?,
+            public_key: get(r, "public_key")?,
+            signature: get(r, "signature")?,
+        })
+    }
+}
+
+/// A new session.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token_hash: Vec<u8>,
+    pub public_id: String,
+    pub user_id: String,
+    pub state: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub source_ip: Option<String>,
+}

@@ -1,0 +1,448 @@
+//! The write transaction. Core opens one per group commit; each statement here is the only SQL
+//! that changes data.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row, Transaction};
+
+use crate::dialect::classify;
+use crate::rows::*;
+use crate::{Result, StoreError};
+
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+}
+
+macro_rules! exec {
+    ($self:ident, $q:expr) => {
+        $q.execute(&mut *$self.tx).await.map_err(classify)
+    };
+}
+
+impl WriteTx {
+    pub(crate) fn new(tx: Transaction<'static, Any>) -> Self {
+        WriteTx { tx }
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await.map_err(classify)
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await.map_err(classify)
+    }
+
+    /// Takes the audit-chain lock (a row lock on PostgreSQL, the write lock on SQLite) and
+    /// returns the chain head. Must be the first statement of the transaction.
+    pub async fn lock_audit_head(&mut self) -> Result<HeadRow> {
+        exec!(
+            self,
+            sqlx::query("UPDATE audit_head SET lock_counter = lock_counter + 1 WHERE id = 1")
+        )?;
+        let row: AnyRow = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        HeadRow::from_row(&row)
+    }
+
+    pub async fn set_audit_head(&mut self, seq: i64, hash: &[u8], signature: &[u8]) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1")
+                .bind(seq)
+                .bind(hash.to_vec())
+                .bind(signature.to_vec())
+        )?;
+        Ok(())
+    }
+
+    pub async fn insert_audit(&mut self, e: &AuditRow) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query(
+                "INSERT INTO audit_events (seq, event_id, at, actor, session, source_ip, action, outcome, resource_type, resource_id, patient_id, purpose, details, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            )
+            .bind(e.seq)
+            .bind(e.event_id.clone())
+            .bind(e.at)
+            .bind(e.actor.clone())
+            .bind(e.session.clone())
+            .bind(e.source_ip.clone())
+            .bind(e.action.clone())
+            .bind(e.outcome.clone())
+            .bind(e.resource_type.clone())
+            .bind(e.resource_id.clone())
+            .bind(e.patient_id.clone())
+            .bind(e.purpose.clone())
+            .bind(e.details.clone())
+            .bind(e.prev_hash.clone())
+            .bind(e.hash.clone())
+        )?;
+        Ok(())
+    }
+
+    /// Inserts a checkpoint; false if one exists for this sequence number already.
+    pub async fn insert_checkpoint(&mut self, c: &CheckpointRow) -> Result<bool> {
+        let r = exec!(
+            self,
+            sqlx::query("INSERT INTO audit_checkpoints (seq, hash, at, public_key, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING")
+                .bind(c.seq)
+                .bind(c.hash.clone())
+                .bind(c.at)
+                .bind(c.public_key.clone())
+                .bind(c.signature.clone())
+        )?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Savepoints give each job of a group commit its own all-or-nothing scope.
+    pub async fn savepoint(&mut self) -> Result<()> {
+        self.tx
+            .execute("SAVEPOINT cv_job")
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    pub async fn release_savepoint(&mut self) -> Result<()> {
+        self.tx
+            .execute("RELEASE SAVEPOINT cv_job")
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        self.tx
+            .execute("ROLLBACK TO SAVEPOINT cv_job")
+            .await
+            .map_err(classify)?;
+        self.tx
+            .execute("RELEASE SAVEPOINT cv_job")
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    pub async fn meta(&mut self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM store_meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        row.map(|r| r.try_get::<String, _>(0))
+            .transpose()
+            .map_err(classify)
+    }
+
+    pub async fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query("INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(key)
+                .bind(value)
+        )?;
+        Ok(())
+    }
+
+    pub async fn keys(&mut self, purpose: &str) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query("SELECT purpose, version, wrapped, public_key, created_at FROM keys WHERE purpose = $1 ORDER BY version")
+            .bind(purpose)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(KeyRow::from_row).collect()
+    }
+
+    pub async fn insert_key(&mut self, k: &KeyRow) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query("INSERT INTO keys (purpose, version, wrapped, public_key, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(k.purpose.clone())
+                .bind(k.version)
+                .bind(k.wrapped.clone())
+                .bind(k.public_key.clone())
+                .bind(k.created_at)
+        )?;
+        Ok(())
+    }
+
+    pub async fn insert_user(&mut self, u: &UserRow) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query(
+                "INSERT INTO users (id, username, role, password_hash, totp_secret, key_version, totp_last_step, failed_logins, locked_until, active, is_demo, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            )
+            .bind(u.id.clone())
+            .bind(u.username.clone())
+            .bind(u.role.clone())
+            .bind(u.password_hash.clone())
+            .bind(u.totp_secret.clone())
+            .bind(u.key_version)
+            .bind(u.totp_last_step)
+            .bind(u.failed_logins)
+            .bind(u.locked_until)
+            .bind(i64::from(u.active))
+            .bind(i64::from(u.is_demo))
+            .bind(u.created_at)
+        )?;
+        Ok(())
+    }
+
+    /// Records the TOTP step just used; false when it is not newer than the last one (replay).
+    pub async fn advance_totp_step(&mut self, user_id: &str, step: i64) -> Result<bool> {
+        let r = exec!(
+            self,
+            sqlx::query("UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)")
+                .bind(step)
+                .bind(user_id)
+        )?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn set_login_failures(
+        &mut self,
+        user_id: &str,
+        failed: i64,
+        locked_until: Option<i64>,
+    ) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query("UPDATE users SET failed_logins = $1, locked_until = $2 WHERE id = $3")
+                .bind(failed)
+                .bind(locked_until)
+                .bind(user_id)
+        )?;
+        Ok(())
+    }
+
+    /// Re-seals a user's TOTP secret under a newer key, if nobody changed it meanwhile.
+    pub async fn reseal_user(
+        &mut self,
+        user_id: &str,
+        old_key_version: i64,
+        secret: &[u8],
+        key_version: i64,
+    ) -> Result<bool> {
+        let r = exec!(
+            self,
+            sqlx::query("UPDATE users SET totp_secret = $1, key_version = $2 WHERE id = $3 AND key_version = $4")
+                .bind(secret.to_vec())
+                .bind(key_version)
+                .bind(user_id)
+                .bind(old_key_version)
+        )?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn insert_session(&mut self, s: &NewSession) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query(
+                "INSERT INTO sessions (token_hash, public_id, user_id, state, created_at, last_seen_at, expires_at, source_ip, mfa_failures) \
+                 VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 0)"
+            )
+            .bind(s.token_hash.clone())
+            .bind(s.public_id.clone())
+            .bind(s.user_id.clone())
+            .bind(s.state.clone())
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .bind(s.source_ip.clone())
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a session; false if it was already gone.
+    pub async fn delete_session(&mut self, token_hash: &[u8]) -> Result<bool> {
+        let r = exec!(
+            self,
+            sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash.to_vec())
+        )?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn delete_user_sessions(&mut self, user_id: &str) -> Result<u64> {
+        let r = exec!(
+            self,
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id)
+        )?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn touch_session(&mut self, token_hash: &[u8], now: i64) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query(
+                "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at < $1"
+            )
+            .bind(now)
+            .bind(token_hash.to_vec())
+        )?;
+        Ok(())
+    }
+
+    /// Counts a failed MFA attempt on a pending session and returns the new count.
+    pub async fn session_mfa_failed(&mut self, token_hash: &[u8]) -> Result<i64> {
+        exec!(
+            self,
+            sqlx::query(
+                "UPDATE sessions SET mfa_failures = mfa_failures + 1 WHERE token_hash = $1"
+            )
+            .bind(token_hash.to_vec())
+        )?;
+        let row = sqlx::query("SELECT mfa_failures FROM sessions WHERE token_hash = $1")
+            .bind(token_hash.to_vec())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        match row {
+            Some(r) => r.try_get::<i64, _>(0).map_err(classify),
+            None => Ok(i64::MAX),
+        }
+    }
+
+    pub async fn insert_patient(&mut self, id: &str, now: i64, is_demo: bool) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query("INSERT INTO patients (id, current_version, created_at, updated_at, is_demo) VALUES ($1, 1, $2, $2, $3)")
+                .bind(id)
+                .bind(now)
+                .bind(i64::from(is_demo))
+        )?;
+        Ok(())
+    }
+
+    /// Moves a patient from version `expected` to `expected + 1`; false when the current version
+    /// is not `expected` (a concurrent update won).
+    pub async fn bump_patient_version(
+        &mut self,
+        id: &str,
+        expected: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let r = exec!(
+            self,
+            sqlx::query("UPDATE patients SET current_version = $1, updated_at = $2 WHERE id = $3 AND current_version = $4")
+                .bind(expected + 1)
+                .bind(now)
+                .bind(id)
+                .bind(expected)
+        )?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn current_patient_version(&mut self, id: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT current_version FROM patients WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        row.map(|r| r.try_get::<i64, _>(0))
+            .transpose()
+            .map_err(classify)
+    }
+
+    pub async fn insert_patient_version(&mut self, v: &PatientVersionRow) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query(
+                "INSERT INTO patient_versions (patient_id, version, recorded_at, key_version, name, birth_date, telecom, identifier, address, other) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            )
+            .bind(v.patient_id.clone())
+            .bind(v.version)
+            .bind(v.recorded_at)
+            .bind(v.key_version)
+            .bind(v.name.clone())
+            .bind(v.birth_date.clone())
+            .bind(v.telecom.clone())
+            .bind(v.identifier.clone())
+            .bind(v.address.clone())
+            .bind(v.other.clone())
+        )?;
+        Ok(())
+    }
+
+    /// Re-seals one version under a newer key, if it is still under `old_key_version`.
+    pub async fn reseal_patient_version(
+        &mut self,
+        v: &PatientVersionRow,
+        old_key_version: i64,
+    ) -> Result<bool> {
+        let r = exec!(
+            self,
+            sqlx::query(
+                "UPDATE patient_versions SET key_version = $1, name = $2, birth_date = $3, telecom = $4, identifier = $5, address = $6, other = $7 \
+                 WHERE patient_id = $8 AND version = $9 AND key_version = $10"
+            )
+            .bind(v.key_version)
+            .bind(v.name.clone())
+            .bind(v.birth_date.clone())
+            .bind(v.telecom.clone())
+            .bind(v.identifier.clone())
+            .bind(v.address.clone())
+            .bind(v.other.clone())
+            .bind(v.patient_id.clone())
+            .bind(v.version)
+            .bind(old_key_version)
+        )?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn patient_has_token(
+        &mut self,
+        patient_id: &str,
+        kind: i64,
+        token: &[u8],
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM patient_index WHERE patient_id = $1 AND kind = $2 AND token = $3",
+        )
+        .bind(patient_id)
+        .bind(kind)
+        .bind(token.to_vec())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(classify)?;
+        Ok(row.is_some())
+    }
+
+    /// Replaces the blind-index tokens of a patient. A duplicate MRN surfaces as
+    /// `Conflict("patient_index_mrn_unique")`.
+    pub async fn replace_patient_index(
+        &mut self,
+        patient_id: &str,
+        tokens: &[(i64, Vec<u8>)],
+    ) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query("DELETE FROM patient_index WHERE patient_id = $1").bind(patient_id)
+        )?;
+        for chunk in tokens.chunks(100) {
+            let mut sql =
+                String::from("INSERT INTO patient_index (patient_id, kind, token) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3));
+            }
+            let mut q = sqlx::query(&sql).bind(patient_id);
+            for (kind, token) in chunk {
+                q = q.bind(*kind).bind(token.clone());
+            }
+            q.execute(&mut *self.tx)
+                .await
+                .map_err(|e| match classify(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict("patient_index_mrn_unique".into())
+                    }
+                    other => other,
+                })?;
+        }
+        Ok(())
+    }
+}

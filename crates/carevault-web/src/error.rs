@@ -1,0 +1,172 @@
+//! CoreError → HTTP, explicitly. FHIR routes answer with OperationOutcome, the JSON API with
+//! problem+json. Internal details never reach the client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use carevault_core::CoreError;
+use carevault_domain::InputError;
+use serde_json::json;
+
+pub(crate) fn status_of(e: &CoreError, if_match_given: bool) -> StatusCode {
+    match e {
+        CoreError::Unauthenticated
+        | CoreError::SessionExpired
+        | CoreError::MfaRequired
+        | CoreError::InvalidCredentials
+        | CoreError::InvalidCode => StatusCode::UNAUTHORIZED,
+        CoreError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        CoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        CoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+        CoreError::NotFound { .. } => StatusCode::NOT_FOUND,
+        CoreError::VersionConflict { .. } if if_match_given => StatusCode::PRECONDITION_FAILED,
+        CoreError::VersionConflict { .. } | CoreError::Conflict(_) => StatusCode::CONFLICT,
+        CoreError::AuditUnavailable | CoreError::StoreUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn issue_code(e: &CoreError) -> &'static str {
+    match e {
+        CoreError::Unauthenticated
+        | CoreError::SessionExpired
+        | CoreError::MfaRequired
+        | CoreError::InvalidCredentials
+        | CoreError::InvalidCode => "login",
+        CoreError::Throttled { .. } => "throttled",
+        CoreError::Forbidden { .. } => "forbidden",
+        CoreError::Invalid(i) => i.code.as_str(),
+        CoreError::NotFound { .. } => "not-found",
+        CoreError::VersionConflict { .. } | CoreError::Conflict(_) => "conflict",
+        CoreError::AuditUnavailable | CoreError::StoreUnavailable => "transient",
+        CoreError::Internal(_) => "exception",
+    }
+}
+
+fn public_message(e: &CoreError) -> String {
+    match e {
+        CoreError::Internal(_) => "internal error; the event was logged".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A FHIR error: OperationOutcome.
+pub(crate) struct FhirError {
+    pub error: CoreError,
+    pub if_match_given: bool,
+}
+
+impl From<CoreError> for FhirError {
+    fn from(error: CoreError) -> Self {
+        FhirError {
+            error,
+            if_match_given: false,
+        }
+    }
+}
+
+impl From<InputError> for FhirError {
+    fn from(e: InputError) -> Self {
+        FhirError {
+            error: CoreError::Invalid(e),
+            if_match_given: false,
+        }
+    }
+}
+
+pub(crate) fn operation_outcome(
+    code: &str,
+    diagnostics: &str,
+    expression: Option<&str>,
+    cv_code: &str,
+) -> serde_json::Value {
+    let mut issue = json!({
+        "severity": "error",
+        "code": code,
+        "details": {"coding": [{"system": "urn:carevault:error", "code": cv_code}]},
+        "diagnostics": diagnostics,
+    });
+    if let Some(x) = expression {
+        issue["expression"] = json!([x]);
+    }
+    json!({"resourceType": "OperationOutcome", "issue": [issue]})
+}
+
+pub(crate) fn fhir_json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+    );
+    r
+}
+
+fn retry_after(e: &CoreError, r: &mut Response) {
+    if let CoreError::Throttled { retry_after_secs } = e {
+        if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+}
+
+impl IntoResponse for FhirError {
+    fn into_response(self) -> Response {
+        let status = status_of(&self.error, self.if_match_given);
+        let (diag, expr) = match &self.error {
+            CoreError::Invalid(i) => {
+                let fhirpath = i
+                    .path
+                    .as_deref()
+                    .filter(|p| p.starts_with("Patient") || *p == "resourceType");
+                (i.to_string(), fhirpath.map(str::to_string))
+            }
+            other => (public_message(other), None),
+        };
+        let mut r = fhir_json(
+            status,
+            &operation_outcome(
+                issue_code(&self.error),
+                &diag,
+                expr.as_deref(),
+                self.error.code(),
+            ),
+        );
+        retry_after(&self.error, &mut r);
+        r
+    }
+}
+
+/// A JSON API error: RFC 9457 problem details.
+pub(crate) struct ApiError(pub CoreError);
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        ApiError(e)
+    }
+}
+
+pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    let body = json!({
+        "type": format!("urn:carevault:error:{code}"),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+    });
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    r
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_of(&self.0, false);
+        let mut r = problem(status, self.0.code(), &public_message(&self.0));
+        retry_after(&self.0, &mut r);
+        r
+    }
+}

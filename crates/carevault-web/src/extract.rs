@@ -1,0 +1,128 @@
+//! Request facts: source address, session cookie, purpose of use, bounded bodies.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use carevault_core::{Actor, RequestContext};
+use carevault_domain::{InputError, IssueCode, PurposeOfUse};
+
+use crate::SESSION_COOKIE;
+
+/// Where the request came from (the TCP peer, recorded by the listener).
+pub(crate) struct Peer(pub RequestContext);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(RequestContext {
+            source_ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        }))
+    }
+}
+
+/// The session token from the `__Host-carevault_session` cookie.
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
+    for v in headers.get_all(header::COOKIE) {
+        let Ok(s) = v.to_str() else { continue };
+        for part in s.split(';') {
+            if let Some((k, v)) = part.trim().split_once('=') {
+                if k == SESSION_COOKIE && !v.is_empty() {
+                    return Some(v.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+pub(crate) fn session_cookie(token: &str) -> String {
+    format!("{SESSION_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict")
+}
+
+pub(crate) fn clear_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// The purpose of use named in `X-Purpose-Of-Use` (HL7 v3 code), or the role's default.
+pub(crate) fn purpose(headers: &HeaderMap, actor: &Actor) -> Result<PurposeOfUse, InputError> {
+    match headers.get("x-purpose-of-use") {
+        None => Ok(carevault_core::default_purpose(actor.role())),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(PurposeOfUse::parse)
+            .ok_or_else(|| {
+                InputError::new(
+                    IssueCode::Value,
+                    Some("header X-Purpose-Of-Use".to_string()),
+                    "must be one of TREAT, ETREAT, HPAYMT, HOPERAT, PATRQT, HSYSADMIN",
+                )
+            }),
+    }
+}
+
+pub(crate) enum BodyError {
+    TooLarge(usize),
+    Unreadable,
+    MediaType,
+}
+
+impl BodyError {
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            BodyError::TooLarge(limit) => {
+                format!("the body is larger than the limit of {limit} bytes")
+            }
+            BodyError::Unreadable => "the body could not be read".to_string(),
+            BodyError::MediaType => {
+                "the body must be application/fhir+json or application/json".to_string()
+            }
+        }
+    }
+}
+
+pub(crate) fn json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|m| m == "application/fhir+json" || m == "application/json")
+}
+
+/// Reads a body of at most `limit` bytes.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.to_string().contains("length limit"))
+            || e.to_string().contains("length limit");
+        if too_large {
+            BodyError::TooLarge(limit)
+        } else {
+            BodyError::Unreadable
+        }
+    })
+}

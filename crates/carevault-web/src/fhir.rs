@@ -1,0 +1,467 @@
+//! FHIR R4 REST: Patient create, read, vread, update, history, search; CapabilityStatement.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use carevault_core::{Actor, PatientRecord, SearchPage};
+use carevault_domain::{AuditAction, InputError, IssueCode, PurposeOfUse};
+use serde_json::{json, Value};
+
+use crate::error::{fhir_json, operation_outcome, FhirError};
+use crate::extract::{json_content_type, purpose, read_body, session_token, Peer};
+use crate::server::AppState;
+
+type FhirResult = Result<Response, FhirError>;
+
+async fn authenticate(
+    st: &AppState,
+    ctx: &carevault_core::RequestContext,
+    headers: &HeaderMap,
+) -> Result<(Actor, PurposeOfUse), FhirError> {
+    let token = session_token(headers);
+    let actor = st.vault.authenticate(ctx, token.as_deref()).await?;
+    let p = purpose(headers, &actor)?;
+    Ok((actor, p))
+}
+
+/// `https://host/fhir/r4`, from a Host header that looks like a host name, else the listener.
+fn base_url(st: &AppState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| st.public_host.clone());
+    format!("https://{host}/fhir/r4")
+}
+
+fn http_date(micros: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(micros / 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+fn resource_response(
+    status: StatusCode,
+    rec: &PatientRecord,
+    location: Option<String>,
+) -> Response {
+    let mut r = fhir_json(status, &rec.to_fhir());
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", rec.version)) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&http_date(rec.last_updated)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert(header::LOCATION, loc.clone());
+        h.insert(header::CONTENT_LOCATION, loc);
+    }
+    r
+}
+
+/// Reads a JSON body within the configured limit. A refusal is audited.
+async fn body_bytes(
+    st: &AppState,
+    actor: &Actor,
+    action: AuditAction,
+    id: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, Response> {
+    let (status, code, reason) = if !json_content_type(headers) {
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not-supported",
+            crate::extract::BodyError::MediaType.reason(),
+        )
+    } else {
+        match read_body(headers, body, st.body_limit).await {
+            Ok(b) => return Ok(b),
+            Err(e @ crate::extract::BodyError::TooLarge(_)) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too-costly", e.reason())
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, "structure", e.reason()),
+        }
+    };
+    if let Err(e) = st
+        .vault
+        .record_rejected_request(actor, action, id, &reason)
+        .await
+    {
+        return Err(axum::response::IntoResponse::into_response(
+            FhirError::from(e),
+        ));
+    }
+    Err(fhir_json(
+        status,
+        &operation_outcome(code, &reason, None, "CV-INPUT-002"),
+    ))
+}
+
+pub(crate) async fn create(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let bytes = match body_bytes(&st, &actor, AuditAction::Create, None, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    let rec = st.vault.create_patient(&actor, p, &bytes).await?;
+    let loc = format!(
+        "{}/Patient/{}/_history/{}",
+        base_url(&st, &headers),
+        rec.id,
+        rec.version
+    );
+    Ok(resource_response(StatusCode::CREATED, &rec, Some(loc)))
+}
+
+pub(crate) async fn read(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let rec = st.vault.read_patient(&actor, p, &id).await?;
+    Ok(resource_response(StatusCode::OK, &rec, None))
+}
+
+pub(crate) async fn vread(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path((id, vid)): Path<(String, String)>,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let rec = st.vault.read_patient_version(&actor, p, &id, &vid).await?;
+    Ok(resource_response(StatusCode::OK, &rec, None))
+}
+
+fn parse_if_match(headers: &HeaderMap) -> Result<Option<i64>, InputError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or_default().trim();
+    let inner = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
+    inner
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(Some)
+        .ok_or_else(|| {
+            InputError::new(
+                IssueCode::Value,
+                Some("header If-Match".to_string()),
+                "must be a version ETag such as W/\"3\"",
+            )
+        })
+}
+
+pub(crate) async fn update(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let if_match = match parse_if_match(&headers) {
+        Ok(m) => m,
+        Err(e) => {
+            st.vault
+                .record_rejected_request(
+                    &actor,
+                    AuditAction::Update,
+                    Some(&id),
+                    "invalid If-Match header",
+                )
+                .await?;
+            return Err(e.into());
+        }
+    };
+    let bytes = match body_bytes(&st, &actor, AuditAction::Update, Some(&id), &headers, body).await
+    {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    match st
+        .vault
+        .update_patient(&actor, p, &id, &bytes, if_match)
+        .await
+    {
+        Ok(rec) => Ok(resource_response(StatusCode::OK, &rec, None)),
+        Err(error) => Err(FhirError {
+            error,
+            if_match_given: if_match.is_some(),
+        }),
+    }
+}
+
+fn entry(base: &str, rec: &PatientRecord) -> Value {
+    json!({"fullUrl": format!("{base}/Patient/{}", rec.id), "resource": rec.to_fhir()})
+}
+
+pub(crate) async fn history(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let recs = st.vault.patient_history(&actor, p, &id).await?;
+    let base = base_url(&st, &headers);
+    let entries: Vec<Value> = recs
+        .iter()
+        .map(|r| {
+            let mut e = entry(&base, r);
+            let (method, url, status) = if r.version == 1 { ("POST", "Patient".to_string(), "201 Created") } else { ("PUT", format!("Patient/{}", r.id), "200 OK") };
+            e["request"] = json!({"method": method, "url": url});
+            e["response"] = json!({"status": status, "etag": format!("W/\"{}\"", r.version), "lastModified": carevault_core::format_instant(r.last_updated)});
+            e
+        })
+        .collect();
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": entries.len(),
+        "link": [{"relation": "self", "url": format!("{base}/Patient/{id}/_history")}],
+        "entry": entries,
+    });
+    Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+fn query_url(base: &str, params: &[(String, String)], count: usize, offset: usize) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        s.append_pair(k, v);
+    }
+    s.append_pair("_count", &count.to_string());
+    s.append_pair("_offset", &offset.to_string());
+    format!("{base}/Patient?{}", s.finish())
+}
+
+fn search_bundle(base: &str, page: &SearchPage) -> Value {
+    let mut links = vec![
+        json!({"relation": "self", "url": query_url(base, &page.params, page.count, page.offset)}),
+    ];
+    if page.count > 0 && page.offset + page.count < page.total {
+        links.push(json!({"relation": "next", "url": query_url(base, &page.params, page.count, page.offset + page.count)}));
+    }
+    if page.offset > 0 {
+        links.push(json!({"relation": "previous", "url": query_url(base, &page.params, page.count, page.offset.saturating_sub(page.count.max(1)))}));
+    }
+    let entries: Vec<Value> = page
+        .records
+        .iter()
+        .map(|r| {
+            let mut e = entry(base, r);
+            e["search"] = json!({"mode": "match"});
+            e
+        })
+        .collect();
+    let mut b =
+        json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links});
+    if !entries.is_empty() {
+        b["entry"] = Value::Array(entries);
+    }
+    b
+}
+
+fn parse_pairs(raw: &[u8]) -> Result<Vec<(String, String)>, InputError> {
+    let mut out = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw) {
+        if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
+            return Err(InputError::new(
+                IssueCode::Structure,
+                None,
+                "search parameters must be valid UTF-8",
+            ));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    if out.len() > 30 {
+        return Err(InputError::new(
+            IssueCode::Invalid,
+            None,
+            "at most 30 search parameters are accepted",
+        ));
+    }
+    Ok(out)
+}
+
+async fn run_search(
+    st: &AppState,
+    actor: &Actor,
+    p: PurposeOfUse,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> FhirResult {
+    let pairs = match parse_pairs(raw) {
+        Ok(p) => p,
+        Err(e) => {
+            st.vault
+                .record_rejected_request(actor, AuditAction::Search, None, &e.message)
+                .await?;
+            return Err(e.into());
+        }
+    };
+    let page = st.vault.search_patients(actor, p, &pairs).await?;
+    Ok(fhir_json(
+        StatusCode::OK,
+        &search_bundle(&base_url(st, headers), &page),
+    ))
+}
+
+pub(crate) async fn search(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    run_search(&st, &actor, p, &headers, q.unwrap_or_default().as_bytes()).await
+}
+
+/// `POST /Patient/_search` with a form body keeps search terms out of URLs and logs.
+pub(crate) async fn search_post(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        st.vault
+            .record_rejected_request(
+                &actor,
+                AuditAction::Search,
+                None,
+                "search body must be application/x-www-form-urlencoded",
+            )
+            .await?;
+        return Ok(fhir_json(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &operation_outcome(
+                "not-supported",
+                "a search body must be application/x-www-form-urlencoded",
+                None,
+                "CV-INPUT-002",
+            ),
+        ));
+    }
+    let bytes = match read_body(&headers, body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(e) => {
+            st.vault
+                .record_rejected_request(&actor, AuditAction::Search, None, &e.reason())
+                .await?;
+            return Ok(fhir_json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &operation_outcome("too-costly", &e.reason(), None, "CV-INPUT-002"),
+            ));
+        }
+    };
+    let mut raw = q.unwrap_or_default().into_bytes();
+    if !raw.is_empty() && !bytes.is_empty() {
+        raw.push(b'&');
+    }
+    raw.extend_from_slice(&bytes);
+    run_search(&st, &actor, p, &headers, &raw).await
+}
+
+/// Anything else under `/fhir/r4`: a FHIR-shaped 404 or 405.
+pub(crate) async fn fallback(method: Method) -> Response {
+    if method == Method::GET
+        || method == Method::POST
+        || method == Method::PUT
+        || method == Method::DELETE
+    {
+        fhir_json(
+            StatusCode::NOT_FOUND,
+            &operation_outcome(
+                "not-supported",
+                "this resource type or interaction is not supported; see /fhir/r4/metadata",
+                None,
+                "CV-NOTFOUND-002",
+            ),
+        )
+    } else {
+        fhir_json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &operation_outcome(
+                "not-supported",
+                "method not allowed",
+                None,
+                "CV-NOTFOUND-003",
+            ),
+        )
+    }
+}
+
+pub(crate) async fn metadata(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let base = base_url(&st, &headers);
+    let sp = |name: &str, ty: &str, doc: &str| json!({"name": name, "definition": format!("http://hl7.org/fhir/SearchParameter/individual-{name}"), "type": ty, "documentation": doc});
+    let cs = json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": carevault_core::format_instant(st.started_at),
+        "publisher": "carevault",
+        "kind": "instance",
+        "software": {"name": "carevault", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "carevault clinic server", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Every read, search and change is authorized, audited and encrypted at rest. Name the purpose of use in the X-Purpose-Of-Use header (HL7 v3 PurposeOfUse code).",
+            "security": {
+                "cors": false,
+                "description": "Staff sign in at /api/v1/auth/login and /api/v1/auth/mfa/totp; the session is a Secure, HttpOnly, SameSite=Strict cookie."
+            },
+            "resource": [{
+                "type": "Patient",
+                "profile": "http://hl7.org/fhir/StructureDefinition/Patient",
+                "interaction": [
+                    {"code": "read"}, {"code": "vread"}, {"code": "update"},
+                    {"code": "history-instance"}, {"code": "create"}, {"code": "search-type"}
+                ],
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": false,
+                "conditionalCreate": false,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+                "searchParam": [
+                    sp("name", "string", "Starts with (3+ letters) or whole word, case- and accent-insensitive, any name part; :exact supported"),
+                    sp("family", "string", "Starts with (3+ letters) or whole word; :exact supported"),
+                    sp("given", "string", "Starts with (3+ letters) or whole word; :exact supported"),
+                    sp("birthdate", "date", "Exact day, month or year (eq only)"),
+                    sp("identifier", "token", "value or system|value"),
+                    sp("phone", "token", "Digits of the number")
+                ]
+            }]
+        }]
+    });
+    fhir_json(StatusCode::OK, &cs)
+}

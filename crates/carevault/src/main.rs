@@ -1,0 +1,482 @@
+//! The `carevault` command: serve, demo, user, audit, keys.
+
+mod config;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use carevault_core::{CoreConfig, InstanceKind, OpenOptions, SystemClock, Vault};
+use carevault_domain::Role;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "carevault",
+    version,
+    about = "A clinic server with HIPAA safeguards built in: encrypted PHI, tamper-evident audit, MFA, one chokepoint."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// The data folder (database, keys, certificate, audit checkpoints, logs).
+    #[arg(long, env = "CAREVAULT_DATA_DIR", default_value = "./carevault-data")]
+    data_dir: PathBuf,
+    /// A config file (default: carevault.toml in the data folder, if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve over HTTPS; initializes the data folder on first start.
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Address to listen on (IP:PORT). Default 127.0.0.1:8443.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Serve a synthetic demo clinic (bannered demo accounts and made-up patients).
+    Demo {
+        /// The demo data folder; refused if it holds non-demo data.
+        #[arg(
+            long,
+            env = "CAREVAULT_DEMO_DATA_DIR",
+            default_value = "./carevault-demo-data"
+        )]
+        data_dir: PathBuf,
+        /// Address to listen on (IP:PORT). Default 127.0.0.1:8443.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage staff accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Check the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Manage encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a staff account; prints JSON with its id and TOTP provisioning URI.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// admin, clinician or front_desk.
+        #[arg(long)]
+        role: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Clear an account's lock after repeated failed sign-ins.
+    Unlock {
+        #[arg(long)]
+        username: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain, the signed head and the signed checkpoints (database and file).
+    /// Exits 0 when intact, 1 naming the first bad record otherwise. Needs no master key.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Show key versions and how many rows each key seals.
+    Status {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Create a new data-key version and re-encrypt existing rows (or resume an interrupted
+    /// rotation). The server keeps serving meanwhile.
+    Rotate {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Rows re-encrypted per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn core_config(s: &config::Settings) -> CoreConfig {
+    CoreConfig {
+        session_idle_secs: s.session_idle_secs,
+        session_max_secs: s.session_max_secs,
+        ..CoreConfig::default()
+    }
+}
+
+async fn open(s: &config::Settings, create: bool, instance: InstanceKind) -> anyhow::Result<Vault> {
+    let opts = OpenOptions {
+        data_dir: s.data_dir.clone(),
+        database_url: s.database_url.clone(),
+        master_key_file: s.master_key_file.clone(),
+        create,
+        instance,
+        config: core_config(s),
+        clock: Arc::new(SystemClock),
+    };
+    Ok(Vault::open(opts).await?)
+}
+
+fn init_logging(s: &config::Settings) -> anyhow::Result<()> {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let path = s.data_dir.join("logs").join("carevault.log");
+    let mut o = std::fs::OpenOptions::new();
+    o.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let file = o
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&s.log)
+        .map_err(|_| anyhow::anyhow!("invalid log filter in CAREVAULT_LOG / log"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr.and(Arc::new(file)))
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("logging: {e}"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { data, listen } => {
+            let s = config::load(&data.data_dir, data.config.as_deref(), listen.as_deref())?;
+            serve(s, InstanceKind::Production).await
+        }
+        Command::Demo { data_dir, listen } => {
+            let s = config::load(&data_dir, None, listen.as_deref())?;
+            serve(s, InstanceKind::Demo).await
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    username,
+                    role,
+                    password_stdin,
+                    data,
+                },
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("unknown role '{role}'; use admin, clinician or front_desk")
+            })?;
+            if !password_stdin {
+                bail!("pass --password-stdin and write the password on standard input (passwords on the command line leak into shell history)");
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+            let vault = open(&s, false, InstanceKind::Production).await?;
+            let result = vault.add_user(&username, role, password).await;
+            vault.shutdown().await;
+            let u = result?;
+            println!(
+                "{}",
+                serde_json::json!({"id": u.id, "username": u.username, "role": u.role.as_str(), "otpauth_uri": u.otpauth_uri})
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User {
+            command: UserCommand::Unlock { username, data },
+        } => {
+            let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+            let vault = open(&s, false, InstanceKind::Production).await?;
+            let r = vault.unlock_user(&username).await;
+            vault.shutdown().await;
+            r?;
+            println!("unlocked {username}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { data },
+        } => {
+            let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+            let report =
+                carevault_core::verify_audit_at(&s.data_dir, s.database_url.as_deref()).await?;
+            println!(
+                "audit log: {} records, signed head at {}, {} checkpoints in the database, {} in {}",
+                report.records,
+                report.head_seq,
+                report.checkpoints_in_database,
+                report.checkpoints_in_file,
+                s.data_dir.join("audit").join("checkpoints.log").display()
+            );
+            match report.first_failure() {
+                None => {
+                    println!("audit verify: OK (hash chain, signed head and checkpoints intact)");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(first) => {
+                    match first.seq {
+                        Some(seq) => {
+                            eprintln!("audit verify: FAILED at record {seq}: {}", first.message)
+                        }
+                        None => eprintln!("audit verify: FAILED: {}", first.message),
+                    }
+                    for f in report.failures.iter().skip(1).take(20) {
+                        eprintln!("  also: {}", f.message);
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Status { data },
+        } => {
+            let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+            let vault = open_any(&s).await?;
+            let st = vault.key_status().await;
+            vault.shutdown().await;
+            let st = st?;
+            println!("current data key: v{}", st.current_version);
+            for (v, created) in &st.versions {
+                println!(
+                    "  v{v} created {}",
+                    carevault_core::format_instant(*created)
+                );
+            }
+            for (table, v, n) in &st.rows_by_version {
+                println!("  {table}: {n} rows sealed with v{v}");
+            }
+            if st.rows_behind() > 0 {
+                println!("rotation unfinished: {} rows still under an older key; run `carevault keys rotate` to resume", st.rows_behind());
+            } else {
+                println!("all rows are sealed with the current key");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { data, batch_size },
+        } => {
+            let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+            let vault = open_any(&s).await?;
+            let tty = std::io::stderr().is_terminal();
+            let r = vault
+                .rotate_keys(batch_size, |p| {
+                    let width = 30usize;
+                    let filled = if p.total == 0 {
+                        width
+                    } else {
+                        (p.done as usize * width / p.total as usize).min(width)
+                    };
+                    let line = format!(
+                        "[{}{}] {}/{} rows re-encrypted under data key v{}{}",
+                        "#".repeat(filled),
+                        ".".repeat(width - filled),
+                        p.done,
+                        p.total,
+                        p.target_version,
+                        if p.resumed { " (resumed)" } else { "" }
+                    );
+                    let mut e = std::io::stderr().lock();
+                    let _ = if tty {
+                        write!(e, "\r{line}")
+                    } else {
+                        writeln!(e, "{line}")
+                    };
+                    let _ = e.flush();
+                })
+                .await;
+            if tty {
+                eprintln!();
+            }
+            vault.shutdown().await;
+            let p = r?;
+            println!(
+                "key rotation complete: data key v{} is current; {} rows re-encrypted",
+                p.target_version, p.done
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `keys` commands work on demo folders too.
+async fn open_any(s: &config::Settings) -> anyhow::Result<Vault> {
+    match open(s, false, InstanceKind::Production).await {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<carevault_core::StartupError>(),
+                Some(carevault_core::StartupError::Refused(_))
+            ) =>
+        {
+            open(s, false, InstanceKind::Demo).await
+        }
+        other => other,
+    }
+}
+
+async fn serve(s: config::Settings, kind: InstanceKind) -> anyhow::Result<ExitCode> {
+    let fresh = !s.data_dir.exists();
+    let vault = open(&s, true, kind).await?;
+    init_logging(&s)?;
+    let demo_file = s.data_dir.join("DEMO-ACCOUNTS.txt");
+    if kind == InstanceKind::Demo && vault.was_created() {
+        let accounts = vault.seed_demo_clinic().await?;
+        let mut text = String::from("carevault DEMO accounts (synthetic data only)\n");
+        for a in &accounts {
+            text.push_str(&format!(
+                "  {:<16} role {:<11} password {}  TOTP secret {}\n    {}\n",
+                a.user.username,
+                a.user.role.as_str(),
+                a.password,
+                a.user.totp_secret_base32,
+                a.user.otpauth_uri
+            ));
+        }
+        write_private(&demo_file, &text)?;
+    }
+    let tls = match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => carevault_web::TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => carevault_web::TlsSource::SelfSigned {
+            dir: s.data_dir.join("tls"),
+            hostnames: vec![],
+        },
+    };
+    let server = carevault_web::start(
+        vault.clone(),
+        carevault_web::WebConfig {
+            listen: s.listen,
+            body_limit: s.body_limit,
+            tls,
+        },
+    )
+    .await?;
+    let jobs = vault.start_background_jobs();
+    print_banner(&s, &vault, &server, fresh, &demo_file).await;
+    tracing::info!(addr = %server.local_addr, backend = vault.backend_name(), "listening");
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    jobs.abort();
+    server.stop().await;
+    vault.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn print_banner(
+    s: &config::Settings,
+    vault: &Vault,
+    server: &carevault_web::RunningServer,
+    fresh: bool,
+    demo_file: &Path,
+) {
+    let url = format!("https://{}", server.local_addr);
+    if vault.instance_kind() == InstanceKind::Demo {
+        println!("==================================================================");
+        println!(" carevault DEMO - synthetic patients only. Never enter real data.");
+        println!("==================================================================");
+    }
+    println!(
+        "carevault {} listening on {url} ({}, data folder {})",
+        env!("CARGO_PKG_VERSION"),
+        vault.backend_name(),
+        s.data_dir.display()
+    );
+    println!("FHIR R4: {url}/fhir/r4/metadata");
+    if fresh || vault.was_created() {
+        println!("initialized: data folder, database, master key (keys/master.key - back it up apart from the data), audit signing key");
+    }
+    if server.generated_certificate {
+        println!("generated a self-signed TLS certificate: {} (configure tls_cert/tls_key for a real one)", s.data_dir.join("tls").join("cert.pem").display());
+    }
+    if vault.instance_kind() == InstanceKind::Demo {
+        if let Ok(text) = std::fs::read_to_string(demo_file) {
+            print!("{text}");
+        }
+        println!("sign in: POST {url}/api/v1/auth/login, then POST {url}/api/v1/auth/mfa/totp with a code from the TOTP secret (e.g. oathtool --totp -b SECRET)");
+    } else if vault.user_count().await.unwrap_or(0) == 0 {
+        println!("no staff account yet; create the first one with:");
+        println!(
+            "  carevault user add --username admin --role admin --password-stdin --data-dir {}",
+            s.data_dir.display()
+        );
+    }
+    let _ = std::io::stdout().flush();
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
