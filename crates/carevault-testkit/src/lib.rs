@@ -1,1 +1,392 @@
+//! Test fixtures: a vault in a temporary data folder on the backend chosen by the environment
+//! (SQLite by default; PostgreSQL in a fresh schema when `CAREVAULT_TEST_DATABASE_URL` is set),
+//! signed-in staff, and the real HTTPS server on 127.0.0.1:0.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use carevault_core::{
+    Actor, Clock, CoreConfig, InstanceKind, ManualClock, OpenOptions, RequestContext, Vault,
+};
+use carevault_domain::Role;
+use sqlx::Executor;
+
+pub const TEST_DATABASE_ENV: &str = "CAREVAULT_TEST_DATABASE_URL";
+
+/// A password that passes the policy.
+pub const PASSWORD: &str = "tulip marble orbit canyon";
+
+/// Where the test's database lives.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres { base_url: String, schema: String },
+}
+
+impl Backend {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Backend::Postgres { .. })
+    }
+
+    /// The URL the vault uses (PostgreSQL: the test schema first on the search path).
+    pub fn vault_url(&self) -> Option<String> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres { base_url, schema } => {
+                let sep = if base_url.contains('?') { '&' } else { '?' };
+                Some(format!("{base_url}{sep}options[search_path]={schema}"))
+            }
+        }
+    }
+}
+
+/// Picks the backend from the environment; for PostgreSQL creates a fresh schema.
+pub async fn backend() -> anyhow::Result<Backend> {
+    match std::env::var(TEST_DATABASE_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        None => Ok(Backend::Sqlite),
+        Some(base_url) => {
+            sqlx::any::install_default_drivers();
+            let schema = format!("cvt_{}", hex_random(8));
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base_url)
+                .await
+                .context("connecting to the test PostgreSQL")?;
+            conn.execute(format!("CREATE SCHEMA {schema}").as_str())
+                .await?;
+            sqlx::Connection::close(conn).await?;
+            Ok(Backend::Postgres { base_url, schema })
+        }
+    }
+}
+
+fn hex_random(n: usize) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut x = seed
+        ^ (u128::from(std::process::id()) << 64)
+        ^ (u128::from(COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) << 32);
+    for _ in 0..n {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let _ = write!(s, "{:02x}", (x >> 64) as u8);
+    }
+    s
+}
+
+static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A vault in a temporary data folder with a manual clock.
+pub struct TestVault {
+    pub vault: Vault,
+    pub clock: Arc<ManualClock>,
+    pub backend: Backend,
+    pub config: CoreConfig,
+    dir: tempfile::TempDir,
+}
+
+/// Test settings: everything default except a signed checkpoint after every batch.
+pub fn test_config() -> CoreConfig {
+    CoreConfig {
+        checkpoint_every: 1,
+        hash_concurrency: 2,
+        ..CoreConfig::default()
+    }
+}
+
+impl TestVault {
+    pub async fn new() -> anyhow::Result<TestVault> {
+        Self::with_config(test_config()).await
+    }
+
+    pub async fn with_config(config: CoreConfig) -> anyhow::Result<TestVault> {
+        let dir = tempfile::tempdir()?;
+        let backend = backend().await?;
+        let clock = Arc::new(ManualClock::starting_now());
+        let vault = open_vault(
+            dir.path(),
+            &backend,
+            clock.clone(),
+            config.clone(),
+            InstanceKind::Production,
+            true,
+        )
+        .await?;
+        Ok(TestVault {
+            vault,
+            clock,
+            backend,
+            config,
+            dir,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Closes and reopens the vault on the same folder and database.
+    pub async fn reopen(&mut self) -> anyhow::Result<()> {
+        self.vault.shutdown().await;
+        self.vault = open_vault(
+            self.dir.path(),
+            &self.backend,
+            self.clock.clone(),
+            self.config.clone(),
+            InstanceKind::Production,
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates a staff account and signs it in (password + TOTP), returning the actor.
+    pub async fn staff(&self, role: Role) -> anyhow::Result<(Actor, Staff)> {
+        let username = format!("{}-{}", role.as_str().replace('_', ""), hex_random(3));
+        let u = self.vault.add_user(&username, role, PASSWORD).await?;
+        let staff = Staff {
+            username,
+            secret: u.totp_secret_base32.clone(),
+            id: u.id.clone(),
+        };
+        let ctx = RequestContext {
+            source_ip: Some([127, 0, 0, 1].into()),
+        };
+        let step = self.vault.login(&ctx, &staff.username, PASSWORD).await?;
+        let grant = self
+            .vault
+            .verify_totp(
+                &ctx,
+                Some(&step.pending_token),
+                &staff.code_at(self.clock.now_secs()),
+            )
+            .await?;
+        let actor = self.vault.authenticate(&ctx, Some(&grant.token)).await?;
+        Ok((actor, staff))
+    }
+
+    /// Direct SQL on the test database (tamper tests only).
+    pub async fn raw(&self) -> anyhow::Result<sqlx::AnyConnection> {
+        raw_connection(self.dir.path(), &self.backend).await
+    }
+
+    /// Every file in the data folder whose bytes contain one of `needles` (case-insensitive).
+    pub fn grep_data_dir(&self, needles: &[&str]) -> Vec<(PathBuf, String)> {
+        grep_tree(self.dir.path(), needles)
+    }
+
+    /// `pg_dump` of the test schema (PostgreSQL only).
+    pub fn pg_dump(&self) -> anyhow::Result<Option<String>> {
+        pg_dump(&self.backend)
+    }
+}
+
+/// A staff member's sign-in material.
+#[derive(Debug, Clone)]
+pub struct Staff {
+    pub id: String,
+    pub username: String,
+    pub secret: String,
+}
+
+impl Staff {
+    pub fn code_at(&self, unix_secs: u64) -> String {
+        totp_code(&self.secret, unix_secs)
+    }
+}
+
+/// RFC 6238 code (SHA-1, 6 digits, 30 s) computed by totp-rs, the way an authenticator app does.
+pub fn totp_code(secret_base32: &str, unix_secs: u64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret_base32.to_string())
+        .to_bytes()
+        .unwrap_or_default();
+    totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        bytes,
+        None,
+        String::new(),
+    )
+    .generate(unix_secs)
+}
+
+pub async fn open_vault(
+    dir: &Path,
+    backend: &Backend,
+    clock: Arc<dyn Clock>,
+    config: CoreConfig,
+    instance: InstanceKind,
+    create: bool,
+) -> anyhow::Result<Vault> {
+    let opts = OpenOptions {
+        data_dir: dir.to_path_buf(),
+        database_url: backend.vault_url(),
+        master_key_file: None,
+        create,
+        instance,
+        config,
+        clock,
+    };
+    Ok(Vault::open(opts).await?)
+}
+
+pub async fn raw_connection(dir: &Path, backend: &Backend) -> anyhow::Result<sqlx::AnyConnection> {
+    sqlx::any::install_default_drivers();
+    let url = match backend.vault_url() {
+        Some(u) => u,
+        None => format!("sqlite://{}", dir.join("carevault.db").display()),
+    };
+    Ok(<sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?)
+}
+
+pub fn grep_tree(root: &Path, needles: &[&str]) -> Vec<(PathBuf, String)> {
+    let mut hits = Vec::new();
+    let lowered: Vec<Vec<u8>> = needles
+        .iter()
+        .map(|n| n.to_lowercase().into_bytes())
+        .collect();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&p) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                let lower: Vec<u8> = bytes.iter().map(u8::to_ascii_lowercase).collect();
+                for (n, needle) in lowered.iter().zip(needles) {
+                    if !needle.is_empty() && lower.windows(n.len()).any(|w| w == n.as_slice()) {
+                        hits.push((path.clone(), needle.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    hits
+}
+
+pub fn pg_dump(backend: &Backend) -> anyhow::Result<Option<String>> {
+    let Backend::Postgres { base_url, schema } = backend else {
+        return Ok(None);
+    };
+    let out = std::process::Command::new("pg_dump")
+        .arg("--dbname")
+        .arg(base_url)
+        .arg("--schema")
+        .arg(schema)
+        .output()
+        .context("running pg_dump (install the PostgreSQL client)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// The real HTTPS server over a test vault.
+pub struct App {
+    pub tv: TestVault,
+    pub base: String,
+    pub cert_pem: String,
+    server: Option<carevault_web::RunningServer>,
+}
+
+impl App {
+    pub async fn spawn() -> anyhow::Result<App> {
+        Self::spawn_with(test_config(), 1024 * 1024).await
+    }
+
+    pub async fn spawn_with(config: CoreConfig, body_limit: usize) -> anyhow::Result<App> {
+        let tv = TestVault::with_config(config).await?;
+        let tls = carevault_web::TlsSource::SelfSigned {
+            dir: tv.data_dir().join("tls"),
+            hostnames: vec![],
+        };
+        let server = carevault_web::start(
+            tv.vault.clone(),
+            carevault_web::WebConfig {
+                listen: "127.0.0.1:0".parse()?,
+                body_limit,
+                tls,
+            },
+        )
+        .await?;
+        let base = format!("https://localhost:{}", server.local_addr.port());
+        Ok(App {
+            cert_pem: server.cert_pem.clone(),
+            tv,
+            base,
+            server: Some(server),
+        })
+    }
+
+    /// A client that trusts the server's certificate and keeps cookies.
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let cert = reqwest::Certificate::from_pem(self.cert_pem.as_bytes())?;
+        Ok(reqwest::Client::builder()
+            .add_root_certificate(cert)
+            .resolve("localhost", ([127, 0, 0, 1], 0).into())
+            .cookie_store(true)
+            .https_only(true)
+            .build()?)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates a staff account through the vault (as `carevault user add` does).
+    pub async fn add_staff(&self, role: Role) -> anyhow::Result<Staff> {
+        let username = format!("{}-{}", role.as_str().replace('_', ""), hex_random(3));
+        let u = self.tv.vault.add_user(&username, role, PASSWORD).await?;
+        Ok(Staff {
+            username,
+            secret: u.totp_secret_base32,
+            id: u.id,
+        })
+    }
+
+    /// Signs in over HTTPS (password, then TOTP) and returns the client holding the session.
+    pub async fn signed_in(&self, role: Role) -> anyhow::Result<(reqwest::Client, Staff)> {
+        let staff = self.add_staff(role).await?;
+        let c = self.client()?;
+        self.sign_in(&c, &staff).await?;
+        Ok((c, staff))
+    }
+
+    pub async fn sign_in(&self, c: &reqwest::Client, staff: &Staff) -> anyhow::Result<()> {
+        let r = c
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": staff.username, "password": PASSWORD}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "login: {}", r.status());
+        let code = staff.code_at(self.tv.clock.now_secs());
+        let r = c
+            .post(self.url("/api/v1/auth/mfa/totp"))
+            .json(&serde_json::json!({"code": code}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "mfa: {}", r.status());
+        Ok(())
+    }
+
+    pub async fn stop(mut self) -> TestVault {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+        self.tv
+    }
+}
