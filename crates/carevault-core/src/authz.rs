@@ -12,14 +12,8 @@ pub fn allowed(role: Role, permission: Permission) -> bool {
     match role {
         // Practice admin: accounts and settings, no PHI by default.
         Role::Admin => matches!(permission, UserManage | AuditVerify),
-        Role::Clinician => matches!(
-            permission,
-            PatientDemographicsRead | PatientDemographicsWrite | PatientSearch | PatientHistoryRead
-        ),
-        Role::FrontDesk => matches!(
-            permission,
-            PatientDemographicsRead | PatientDemographicsWrite | PatientSearch
-        ),
+        Role::Clinician => matches!(permission, PatientDemographicsRead | PatientDemographicsWrite | PatientSearch | PatientHistoryRead),
+        Role::FrontDesk => matches!(permission, PatientDemographicsRead | PatientDemographicsWrite | PatientSearch),
     }
 }
 
@@ -43,11 +37,7 @@ pub fn default_purpose(role: Role) -> PurposeOfUse {
 }
 
 /// Checks the actor's permission and purpose.
-pub(crate) fn check(
-    actor: &Actor,
-    permission: Permission,
-    purpose: PurposeOfUse,
-) -> Result<(), CoreError> {
+pub(crate) fn check(actor: &Actor, permission: Permission, purpose: PurposeOfUse) -> Result<(), CoreError> {
     let ok = match actor.kind {
         ActorKind::System => purpose == PurposeOfUse::SystemAdministration,
         ActorKind::Staff => allowed(actor.role, permission) && purpose_allowed(actor.role, purpose),
@@ -55,10 +45,7 @@ pub(crate) fn check(
     if ok {
         Ok(())
     } else {
-        Err(CoreError::Forbidden {
-            permission: permission.id(),
-            purpose: purpose.code(),
-        })
+        Err(CoreError::Forbidden { permission: permission.id(), purpose: purpose.code() })
     }
 }
 
@@ -81,23 +68,14 @@ mod tests {
             (AuditVerify, [true, false, false]),
         ];
         for p in Permission::ALL {
-            let row = table
-                .iter()
-                .find(|(q, _)| q == p)
-                .unwrap_or_else(|| panic!("{p} missing from the matrix"));
-            for (i, role) in [Role::Admin, Role::Clinician, Role::FrontDesk]
-                .iter()
-                .enumerate()
-            {
+            let row = table.iter().find(|(q, _)| q == p).unwrap_or_else(|| panic!("{p} missing from the matrix"));
+            for (i, role) in [Role::Admin, Role::Clinician, Role::FrontDesk].iter().enumerate() {
                 assert_eq!(allowed(*role, *p), row.1[i], "{role} / {p}");
             }
         }
         for r in Role::ALL {
             assert!(purpose_allowed(*r, default_purpose(*r)));
-            assert!(
-                !purpose_allowed(*r, PurposeOfUse::EmergencyTreatment),
-                "break-glass is a later step"
-            );
+            assert!(!purpose_allowed(*r, PurposeOfUse::EmergencyTreatment), "break-glass is a later step");
         }
     }
 }

@@ -10,9 +10,7 @@ pub trait Clock: Send + Sync + 'static {
     }
 
     fn today(&self) -> time::Date {
-        time::OffsetDateTime::from_unix_timestamp(self.now_micros() / 1_000_000)
-            .map(|t| t.date())
-            .unwrap_or(time::Date::MIN)
+        time::OffsetDateTime::from_unix_timestamp(self.now_micros() / 1_000_000).map(|t| t.date()).unwrap_or(time::Date::MIN)
     }
 }
 

@@ -30,10 +30,7 @@ impl Default for CoreConfig {
             session_idle_secs: 15 * 60,
             session_max_secs: 12 * 3600,
             mfa_pending_secs: 5 * 60,
-            hash_concurrency: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .max(1),
+            hash_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(1),
             lockout_threshold: 5,
             lockout_hard_limit: 100,
             ip_failure_limit: 30,

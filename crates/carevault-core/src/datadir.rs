@@ -55,10 +55,7 @@ impl DataDir {
     }
 
     fn err(&self, message: impl Into<String>) -> StartupError {
-        StartupError::DataDir {
-            path: self.root.display().to_string(),
-            message: message.into(),
-        }
+        StartupError::DataDir { path: self.root.display().to_string(), message: message.into() }
     }
 
     /// Creates the folder and its subfolders (mode 0700) when `create`, then checks that the
@@ -66,26 +63,17 @@ impl DataDir {
     pub fn prepare(&self, create: bool) -> Result<(), StartupError> {
         if !self.root.exists() {
             if !create {
-                return Err(
-                    self.err("does not exist (start `carevault serve` once to initialize it)")
-                );
+                return Err(self.err("does not exist (start `carevault serve` once to initialize it)"));
             }
-            create_private_dir(&self.root)
-                .map_err(|e| self.err(format!("could not be created: {e}")))?;
+            create_private_dir(&self.root).map_err(|e| self.err(format!("could not be created: {e}")))?;
         }
         if !self.root.is_dir() {
             return Err(self.err("is not a folder"));
         }
         check_private(&self.root).map_err(|m| self.err(m))?;
-        for d in [
-            self.keys_dir(),
-            self.audit_dir(),
-            self.tls_dir(),
-            self.logs_dir(),
-        ] {
+        for d in [self.keys_dir(), self.audit_dir(), self.tls_dir(), self.logs_dir()] {
             if !d.exists() {
-                create_private_dir(&d)
-                    .map_err(|e| self.err(format!("{} could not be created: {e}", d.display())))?;
+                create_private_dir(&d).map_err(|e| self.err(format!("{} could not be created: {e}", d.display())))?;
             }
             check_private(&d).map_err(|m| self.err(m))?;
         }
@@ -107,11 +95,7 @@ fn create_private_dir(p: &Path) -> std::io::Result<()> {
 #[cfg(unix)]
 fn check_private(p: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(p)
-        .map_err(|e| format!("{}: {e}", p.display()))?
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
             "{} is accessible to group or others (mode {mode:o}); it holds keys and patient data. Run: chmod 700 {}",

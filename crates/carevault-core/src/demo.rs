@@ -15,41 +15,19 @@ pub struct DemoAccount {
     pub password: String,
 }
 
-const FAMILIES: &[&str] = &[
-    "Testperson",
-    "Demoson",
-    "Fakeworth",
-    "Sampleton",
-    "Mockridge",
-    "Placeholt",
-    "Examplar",
-    "Fictiva",
-];
+const FAMILIES: &[&str] = &["Testperson", "Demoson", "Fakeworth", "Sampleton", "Mockridge", "Placeholt", "Examplar", "Fictiva"];
 const GENDERS: &[&str] = &["female", "male", "other", "unknown"];
-const GIVENS: &[&str] = &[
-    "Ada", "Bram", "Cleo", "Dario", "Esme", "Fynn", "Greta", "Hugo", "Ines", "Jonah",
-];
+const GIVENS: &[&str] = &["Ada", "Bram", "Cleo", "Dario", "Esme", "Fynn", "Greta", "Hugo", "Ines", "Jonah"];
 
 impl Vault {
     /// Creates the demo accounts and synthetic patients. Refused outside a demo folder.
     pub async fn seed_demo_clinic(&self) -> Result<Vec<DemoAccount>, CoreError> {
         if self.inner.kind != InstanceKind::Demo {
-            return Err(CoreError::Forbidden {
-                permission: "demo.seed",
-                purpose: "HSYSADMIN",
-            });
+            return Err(CoreError::Forbidden { permission: "demo.seed", purpose: "HSYSADMIN" });
         }
         let mut out = Vec::new();
-        for (name, role) in [
-            ("demo.frontdesk", Role::FrontDesk),
-            ("demo.clinician", Role::Clinician),
-            ("demo.admin", Role::Admin),
-        ] {
-            let password = format!(
-                "demo-{}-{}",
-                name.replace("demo.", ""),
-                hex::encode(carevault_crypto::random_bytes::<4>())
-            );
+        for (name, role) in [("demo.frontdesk", Role::FrontDesk), ("demo.clinician", Role::Clinician), ("demo.admin", Role::Admin)] {
+            let password = format!("demo-{}-{}", name.replace("demo.", ""), hex::encode(carevault_crypto::random_bytes::<4>()));
             let user = self.add_user_inner(name, role, &password, true).await?;
             out.push(DemoAccount { user, password });
         }
@@ -66,13 +44,7 @@ impl Vault {
                 "telecom": [{"system": "phone", "value": format!("555-01{:02}", i), "use": "mobile"}],
                 "address": [{"line": [format!("{} Demo Street", 10 + i)], "city": "Exampleville", "postalCode": "00000", "country": "ZZ"}]
             });
-            self.create_patient_inner(
-                &system,
-                PurposeOfUse::SystemAdministration,
-                body.to_string().as_bytes(),
-                true,
-            )
-            .await?;
+            self.create_patient_inner(&system, PurposeOfUse::SystemAdministration, body.to_string().as_bytes(), true).await?;
         }
         Ok(out)
     }

@@ -17,10 +17,7 @@ pub enum CoreError {
     #[error("too many failed attempts; try again in {retry_after_secs} s")]
     Throttled { retry_after_secs: i64 },
     #[error("permission '{permission}' with purpose '{purpose}' is not granted to this account")]
-    Forbidden {
-        permission: &'static str,
-        purpose: &'static str,
-    },
+    Forbidden { permission: &'static str, purpose: &'static str },
     #[error("{0}")]
     Invalid(InputError),
     #[error("{resource} not found")]
@@ -70,9 +67,7 @@ impl CoreError {
             CoreError::Invalid(_) => Outcome::Invalid,
             CoreError::NotFound { .. } => Outcome::NotFound,
             CoreError::VersionConflict { .. } | CoreError::Conflict(_) => Outcome::Conflict,
-            CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::Internal(_) => {
-                Outcome::Error
-            }
+            CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::Internal(_) => Outcome::Error,
         }
     }
 }

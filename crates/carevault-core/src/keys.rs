@@ -27,14 +27,9 @@ pub(crate) struct Loaded {
     pub signer: AuditSigner,
 }
 
-pub(crate) fn unwrap_data_keys(
-    master: &MasterKey,
-    rows: &[KeyRow],
-    into: &mut Keyring,
-) -> Result<(), carevault_crypto::KeyError> {
+pub(crate) fn unwrap_data_keys(master: &MasterKey, rows: &[KeyRow], into: &mut Keyring) -> Result<(), carevault_crypto::KeyError> {
     for r in rows {
-        let v =
-            u32::try_from(r.version).map_err(|_| carevault_crypto::KeyError::UnknownVersion(0))?;
+        let v = u32::try_from(r.version).map_err(|_| carevault_crypto::KeyError::UnknownVersion(0))?;
         if !into.has(v) {
             let k = master.unwrap_key(&label(DATA, r.version), &r.wrapped)?;
             into.insert(DataKey::from_bytes(v, &k));
@@ -54,9 +49,7 @@ pub(crate) async fn load_or_init(
 ) -> Result<(Loaded, bool), StartupError> {
     let data_rows = store.keys(DATA).await?;
     if data_rows.is_empty() {
-        return init(store, dd, master_path, now, instance_kind)
-            .await
-            .map(|l| (l, true));
+        return init(store, dd, master_path, now, instance_kind).await.map(|l| (l, true));
     }
     if !master_path.exists() {
         return Err(StartupError::Keys(format!(
@@ -67,23 +60,20 @@ pub(crate) async fn load_or_init(
     let master = MasterKey::load(master_path)?;
     let mut keyring = Keyring::new();
     unwrap_data_keys(&master, &data_rows, &mut keyring)?;
-    let blind_row = store.keys(BLIND).await?.into_iter().next().ok_or_else(|| {
-        StartupError::Keys("the blind-index key is missing from the database".into())
-    })?;
-    let blind = BlindIndexKey::from_bytes(
-        &*master.unwrap_key(&label(BLIND, blind_row.version), &blind_row.wrapped)?,
-    );
+    let blind_row = store
+        .keys(BLIND)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StartupError::Keys("the blind-index key is missing from the database".into()))?;
+    let blind = BlindIndexKey::from_bytes(&*master.unwrap_key(&label(BLIND, blind_row.version), &blind_row.wrapped)?);
     let sign_row = store
         .keys(SIGNING)
         .await?
         .into_iter()
         .next()
-        .ok_or_else(|| {
-            StartupError::Keys("the audit signing key is missing from the database".into())
-        })?;
-    let signer = AuditSigner::from_secret(
-        &*master.unwrap_key(&label(SIGNING, sign_row.version), &sign_row.wrapped)?,
-    );
+        .ok_or_else(|| StartupError::Keys("the audit signing key is missing from the database".into()))?;
+    let signer = AuditSigner::from_secret(&*master.unwrap_key(&label(SIGNING, sign_row.version), &sign_row.wrapped)?);
     let pinned = dd.signing_public_key_path();
     match std::fs::read_to_string(&pinned) {
         Ok(text) => {
@@ -99,15 +89,7 @@ pub(crate) async fn load_or_init(
             write_pinned(&pinned, &signer)?;
         }
     }
-    Ok((
-        Loaded {
-            master,
-            keyring,
-            blind,
-            signer,
-        },
-        false,
-    ))
+    Ok((Loaded { master, keyring, blind, signer }, false))
 }
 
 fn write_pinned(path: &Path, signer: &AuditSigner) -> Result<(), StartupError> {
@@ -115,13 +97,7 @@ fn write_pinned(path: &Path, signer: &AuditSigner) -> Result<(), StartupError> {
         .map_err(|e| StartupError::Keys(format!("{}: {e}", path.display())))
 }
 
-async fn init(
-    store: &Store,
-    dd: &DataDir,
-    master_path: &Path,
-    now: i64,
-    instance_kind: &str,
-) -> Result<Loaded, StartupError> {
+async fn init(store: &Store, dd: &DataDir, master_path: &Path, now: i64, instance_kind: &str) -> Result<Loaded, StartupError> {
     let pinned = dd.signing_public_key_path();
     if pinned.exists() {
         return Err(StartupError::Refused(format!(
@@ -130,29 +106,13 @@ async fn init(
             pinned.display()
         )));
     }
-    let master = if master_path.exists() {
-        MasterKey::load(master_path)?
-    } else {
-        MasterKey::create(master_path)?
-    };
+    let master = if master_path.exists() { MasterKey::load(master_path)? } else { MasterKey::create(master_path)? };
     let data = new_key_material();
     let blind = new_key_material();
     let signer = AuditSigner::generate();
     let rows = [
-        KeyRow {
-            purpose: DATA.into(),
-            version: 1,
-            wrapped: master.wrap(&label(DATA, 1), &data),
-            public_key: None,
-            created_at: now,
-        },
-        KeyRow {
-            purpose: BLIND.into(),
-            version: 1,
-            wrapped: master.wrap(&label(BLIND, 1), &blind),
-            public_key: None,
-            created_at: now,
-        },
+        KeyRow { purpose: DATA.into(), version: 1, wrapped: master.wrap(&label(DATA, 1), &data), public_key: None, created_at: now },
+        KeyRow { purpose: BLIND.into(), version: 1, wrapped: master.wrap(&label(BLIND, 1), &blind), public_key: None, created_at: now },
         KeyRow {
             purpose: SIGNING.into(),
             version: 1,
@@ -167,25 +127,13 @@ async fn init(
         tx.insert_key(r).await?;
     }
     tx.set_meta("instance_kind", instance_kind).await?;
-    tx.set_meta(
-        "store_id",
-        &hex::encode(carevault_crypto::random_bytes::<16>()),
-    )
-    .await?;
+    tx.set_meta("store_id", &hex::encode(carevault_crypto::random_bytes::<16>())).await?;
     tx.set_meta("created_at", &now.to_string()).await?;
     tx.commit().await?;
     write_pinned(&pinned, &signer)?;
     // Keep a private copy of the public key beside the checkpoint file too.
-    let _ = write_secret_file(
-        &dd.audit_dir().join("signing-key.pub"),
-        format!("{}\n", hex::encode(signer.public_key())).as_bytes(),
-    );
+    let _ = write_secret_file(&dd.audit_dir().join("signing-key.pub"), format!("{}\n", hex::encode(signer.public_key())).as_bytes());
     let mut keyring = Keyring::new();
     keyring.insert(DataKey::from_bytes(1, &data));
-    Ok(Loaded {
-        master,
-        keyring,
-        blind: BlindIndexKey::from_bytes(&blind),
-        signer,
-    })
+    Ok(Loaded { master, keyring, blind: BlindIndexKey::from_bytes(&blind), signer })
 }

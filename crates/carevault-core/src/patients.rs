@@ -2,9 +2,7 @@
 
 use carevault_domain::patient::{parse_patient, IndexKind, ParseContext, PatientData};
 use carevault_domain::search::{parse_patient_query, PatientQuery};
-use carevault_domain::{
-    AuditAction, InputError, Mrn, Outcome, PatientId, Permission, PurposeOfUse,
-};
+use carevault_domain::{AuditAction, InputError, Mrn, Outcome, PatientId, Permission, PurposeOfUse};
 use carevault_store::PatientVersionRow;
 
 use crate::actor::Actor;
@@ -34,11 +32,7 @@ impl std::fmt::Debug for PatientRecord {
 
 impl PatientRecord {
     pub fn to_fhir(&self) -> serde_json::Value {
-        self.data.to_fhir(
-            self.id.as_str(),
-            self.version,
-            &crate::format_instant(self.last_updated),
-        )
+        self.data.to_fhir(self.id.as_str(), self.version, &crate::format_instant(self.last_updated))
     }
 }
 
@@ -64,20 +58,14 @@ impl Vault {
         patient: Option<&str>,
     ) -> Result<(), CoreError> {
         if let Err(e) = authz::check(actor, permission, purpose) {
-            let mut d = Draft::new(
-                self.inner.clock.now_micros(),
-                AuditAction::AccessDenied,
-                Outcome::Denied,
-            )
-            .by(actor)
-            .resource(PATIENT, patient)
-            .purpose(purpose);
+            let mut d = Draft::new(self.inner.clock.now_micros(), AuditAction::AccessDenied, Outcome::Denied)
+                .by(actor)
+                .resource(PATIENT, patient)
+                .purpose(purpose);
             d.patient_id = patient.map(str::to_string);
             let details = self.inner.sealer.seal_details(
                 &d.event_id,
-                serde_json::json!({"attempted": action.as_str(), "permission": permission.id()})
-                    .to_string()
-                    .as_bytes(),
+                serde_json::json!({"attempted": action.as_str(), "permission": permission.id()}).to_string().as_bytes(),
             )?;
             self.inner.writer.append(d.details(details)).await?;
             return Err(e);
@@ -93,21 +81,12 @@ impl Vault {
         id: Option<&str>,
         e: &InputError,
     ) -> Result<(), CoreError> {
-        let d = Draft::new(self.inner.clock.now_micros(), action, Outcome::Invalid)
-            .by(actor)
-            .resource(PATIENT, id)
-            .purpose(purpose);
+        let d = Draft::new(self.inner.clock.now_micros(), action, Outcome::Invalid).by(actor).resource(PATIENT, id).purpose(purpose);
         let details = self.inner.sealer.seal_details(
             &d.event_id,
-            serde_json::json!({"path": e.path, "code": e.code.as_str(), "message": e.message})
-                .to_string()
-                .as_bytes(),
+            serde_json::json!({"path": e.path, "code": e.code.as_str(), "message": e.message}).to_string().as_bytes(),
         )?;
-        self.inner
-            .writer
-            .append(d.details(details))
-            .await
-            .map(|_| ())
+        self.inner.writer.append(d.details(details)).await.map(|_| ())
     }
 
     /// Records a request refused before it reached a patient operation (body too large, not
@@ -119,50 +98,19 @@ impl Vault {
         resource_id: Option<&str>,
         reason: &str,
     ) -> Result<(), CoreError> {
-        let d = Draft::new(self.inner.clock.now_micros(), action, Outcome::Invalid)
-            .by(actor)
-            .resource(PATIENT, resource_id);
-        let details = self.inner.sealer.seal_details(
-            &d.event_id,
-            serde_json::json!({"reason": reason}).to_string().as_bytes(),
-        )?;
-        self.inner
-            .writer
-            .append(d.details(details))
-            .await
-            .map(|_| ())
+        let d = Draft::new(self.inner.clock.now_micros(), action, Outcome::Invalid).by(actor).resource(PATIENT, resource_id);
+        let details = self.inner.sealer.seal_details(&d.event_id, serde_json::json!({"reason": reason}).to_string().as_bytes())?;
+        self.inner.writer.append(d.details(details)).await.map(|_| ())
     }
 
-    fn parse_body(
-        &self,
-        body: &[u8],
-    ) -> Result<carevault_domain::patient::PatientSubmission, InputError> {
-        parse_patient(
-            body,
-            &ParseContext {
-                today: self.inner.clock.today(),
-            },
-        )
+    fn parse_body(&self, body: &[u8]) -> Result<carevault_domain::patient::PatientSubmission, InputError> {
+        parse_patient(body, &ParseContext { today: self.inner.clock.today() })
     }
 
-    async fn open_record(
-        &self,
-        receipt: &Receipt,
-        row: &PatientVersionRow,
-    ) -> Result<PatientRecord, CoreError> {
-        let data = self
-            .inner
-            .sealer
-            .open_patient(
-                &self.inner.store,
-                self.inner.clock.now_micros(),
-                receipt,
-                row,
-            )
-            .await?;
+    async fn open_record(&self, receipt: &Receipt, row: &PatientVersionRow) -> Result<PatientRecord, CoreError> {
+        let data = self.inner.sealer.open_patient(&self.inner.store, self.inner.clock.now_micros(), receipt, row).await?;
         Ok(PatientRecord {
-            id: PatientId::parse(&row.patient_id)
-                .map_err(|_| CoreError::Internal("bad id in store".into()))?,
+            id: PatientId::parse(&row.patient_id).map_err(|_| CoreError::Internal("bad id in store".into()))?,
             version: row.version,
             last_updated: row.recorded_at,
             data,
@@ -170,19 +118,8 @@ impl Vault {
     }
 
     /// Registers a patient from a FHIR Patient JSON body. The server assigns the id and the MRN.
-    pub async fn create_patient(
-        &self,
-        actor: &Actor,
-        purpose: PurposeOfUse,
-        body: &[u8],
-    ) -> Result<PatientRecord, CoreError> {
-        self.create_patient_inner(
-            actor,
-            purpose,
-            body,
-            self.inner.kind == crate::InstanceKind::Demo,
-        )
-        .await
+    pub async fn create_patient(&self, actor: &Actor, purpose: PurposeOfUse, body: &[u8]) -> Result<PatientRecord, CoreError> {
+        self.create_patient_inner(actor, purpose, body, self.inner.kind == crate::InstanceKind::Demo).await
     }
 
     pub(crate) async fn create_patient_inner(
@@ -192,101 +129,48 @@ impl Vault {
         body: &[u8],
         is_demo: bool,
     ) -> Result<PatientRecord, CoreError> {
-        self.authorize(
-            actor,
-            Permission::PatientDemographicsWrite,
-            purpose,
-            AuditAction::Create,
-            None,
-        )
-        .await?;
+        self.authorize(actor, Permission::PatientDemographicsWrite, purpose, AuditAction::Create, None).await?;
         let mut sub = match self.parse_body(body) {
             Ok(s) => s,
             Err(e) => {
-                self.audit_invalid(actor, purpose, AuditAction::Create, None, &e)
-                    .await?;
+                self.audit_invalid(actor, purpose, AuditAction::Create, None, &e).await?;
                 return Err(CoreError::Invalid(e));
             }
         };
         if sub.data.claims_mrn() {
             let e = InputError::value(
                 "Patient.identifier",
-                format!(
-                    "identifiers with system {} are assigned by carevault",
-                    carevault_domain::ids::MRN_SYSTEM
-                ),
+                format!("identifiers with system {} are assigned by carevault", carevault_domain::ids::MRN_SYSTEM),
             );
-            self.audit_invalid(actor, purpose, AuditAction::Create, None, &e)
-                .await?;
+            self.audit_invalid(actor, purpose, AuditAction::Create, None, &e).await?;
             return Err(CoreError::Invalid(e));
         }
         let now = self.inner.clock.now_micros();
-        self.inner
-            .sealer
-            .refresh(&self.inner.store, now, false)
-            .await?;
+        self.inner.sealer.refresh(&self.inner.store, now, false).await?;
         let id = PatientId::from_random(carevault_crypto::random_bytes::<16>());
         // A fresh MRN collides with an existing one about once in 10^4 registrations at 100k
         // patients; the unique index catches it and we draw again.
         for _ in 0..5 {
-            sub.data
-                .set_mrn(&Mrn::from_random(carevault_crypto::random_bytes::<8>()));
-            let row =
-                self.inner
-                    .sealer
-                    .seal_patient(id.as_str(), 1, now, &sub.data.to_parts(), None)?;
+            sub.data.set_mrn(&Mrn::from_random(carevault_crypto::random_bytes::<8>()));
+            let row = self.inner.sealer.seal_patient(id.as_str(), 1, now, &sub.data.to_parts(), None)?;
             let tokens = self.inner.sealer.tokens(&sub.data.index_terms());
             let ev = Draft::new(now, AuditAction::Create, Outcome::Success)
                 .by(actor)
                 .resource(PATIENT, Some(id.as_str()))
                 .patient(id.as_str())
                 .purpose(purpose);
-            match self
-                .inner
-                .writer
-                .write(
-                    vec![Op::InsertPatient {
-                        row: Box::new(row),
-                        tokens,
-                        is_demo,
-                    }],
-                    vec![ev],
-                    None,
-                )
-                .await
-            {
-                Ok(_) => {
-                    return Ok(PatientRecord {
-                        id,
-                        version: 1,
-                        last_updated: now,
-                        data: sub.data,
-                    })
-                }
+            match self.inner.writer.write(vec![Op::InsertPatient { row: Box::new(row), tokens, is_demo }], vec![ev], None).await {
+                Ok(_) => return Ok(PatientRecord { id, version: 1, last_updated: now, data: sub.data }),
                 Err(CoreError::Conflict(c)) if c == "mrn" => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(CoreError::Internal(
-            "could not allocate a unique MRN".into(),
-        ))
+        Err(CoreError::Internal("could not allocate a unique MRN".into()))
     }
 
     /// Reads the current version of a patient.
-    pub async fn read_patient(
-        &self,
-        actor: &Actor,
-        purpose: PurposeOfUse,
-        id: &str,
-    ) -> Result<PatientRecord, CoreError> {
-        self.authorize(
-            actor,
-            Permission::PatientDemographicsRead,
-            purpose,
-            AuditAction::Read,
-            Some(id),
-        )
-        .await?;
+    pub async fn read_patient(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<PatientRecord, CoreError> {
+        self.authorize(actor, Permission::PatientDemographicsRead, purpose, AuditAction::Read, Some(id)).await?;
         let row = match PatientId::parse(id) {
             Ok(_) => self.inner.store.patient_current(id).await?,
             Err(_) => None,
@@ -303,14 +187,9 @@ impl Vault {
     ) -> Result<PatientRecord, CoreError> {
         let now = self.inner.clock.now_micros();
         let Some(row) = row else {
-            let d = Draft::new(now, AuditAction::Read, Outcome::NotFound)
-                .by(actor)
-                .resource(PATIENT, Some(id))
-                .purpose(purpose);
+            let d = Draft::new(now, AuditAction::Read, Outcome::NotFound).by(actor).resource(PATIENT, Some(id)).purpose(purpose);
             self.inner.writer.append(d).await?;
-            return Err(CoreError::NotFound {
-                resource: format!("Patient/{id}"),
-            });
+            return Err(CoreError::NotFound { resource: format!("Patient/{id}") });
         };
         let d = Draft::new(now, AuditAction::Read, Outcome::Success)
             .by(actor)
@@ -330,14 +209,7 @@ impl Vault {
         id: &str,
         version: &str,
     ) -> Result<PatientRecord, CoreError> {
-        self.authorize(
-            actor,
-            Permission::PatientHistoryRead,
-            purpose,
-            AuditAction::Read,
-            Some(id),
-        )
-        .await?;
+        self.authorize(actor, Permission::PatientHistoryRead, purpose, AuditAction::Read, Some(id)).await?;
         let row = match (PatientId::parse(id), version.parse::<i64>()) {
             (Ok(_), Ok(v)) if v > 0 => self.inner.store.patient_version(id, v).await?,
             _ => None,
@@ -346,34 +218,17 @@ impl Vault {
     }
 
     /// Every version of a patient, newest first (`_history`).
-    pub async fn patient_history(
-        &self,
-        actor: &Actor,
-        purpose: PurposeOfUse,
-        id: &str,
-    ) -> Result<Vec<PatientRecord>, CoreError> {
-        self.authorize(
-            actor,
-            Permission::PatientHistoryRead,
-            purpose,
-            AuditAction::Read,
-            Some(id),
-        )
-        .await?;
+    pub async fn patient_history(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<Vec<PatientRecord>, CoreError> {
+        self.authorize(actor, Permission::PatientHistoryRead, purpose, AuditAction::Read, Some(id)).await?;
         let rows = match PatientId::parse(id) {
             Ok(_) => self.inner.store.patient_history(id).await?,
             Err(_) => Vec::new(),
         };
         let now = self.inner.clock.now_micros();
         if rows.is_empty() {
-            let d = Draft::new(now, AuditAction::Read, Outcome::NotFound)
-                .by(actor)
-                .resource("Patient/_history", Some(id))
-                .purpose(purpose);
+            let d = Draft::new(now, AuditAction::Read, Outcome::NotFound).by(actor).resource("Patient/_history", Some(id)).purpose(purpose);
             self.inner.writer.append(d).await?;
-            return Err(CoreError::NotFound {
-                resource: format!("Patient/{id}"),
-            });
+            return Err(CoreError::NotFound { resource: format!("Patient/{id}") });
         }
         let d = Draft::new(now, AuditAction::Read, Outcome::Success)
             .by(actor)
@@ -398,21 +253,11 @@ impl Vault {
         body: &[u8],
         if_match: Option<i64>,
     ) -> Result<PatientRecord, CoreError> {
-        self.authorize(
-            actor,
-            Permission::PatientDemographicsWrite,
-            purpose,
-            AuditAction::Update,
-            Some(id),
-        )
-        .await?;
+        self.authorize(actor, Permission::PatientDemographicsWrite, purpose, AuditAction::Update, Some(id)).await?;
         let now = self.inner.clock.now_micros();
         let checked = self.parse_body(body).and_then(|s| match s.id.as_deref() {
             Some(body_id) if body_id == id => Ok(s),
-            Some(_) => Err(InputError::value(
-                "Patient.id",
-                "must equal the id in the URL",
-            )),
+            Some(_) => Err(InputError::value("Patient.id", "must equal the id in the URL")),
             None => Err(InputError::new(
                 carevault_domain::IssueCode::Required,
                 Some("Patient.id".to_string()),
@@ -422,8 +267,7 @@ impl Vault {
         let sub = match checked {
             Ok(s) => s,
             Err(e) => {
-                self.audit_invalid(actor, purpose, AuditAction::Update, Some(id), &e)
-                    .await?;
+                self.audit_invalid(actor, purpose, AuditAction::Update, Some(id), &e).await?;
                 return Err(CoreError::Invalid(e));
             }
         };
@@ -431,52 +275,29 @@ impl Vault {
             let e = InputError::new(
                 carevault_domain::IssueCode::Required,
                 Some("Patient.identifier".to_string()),
-                format!(
-                    "the identifier with system {} (the MRN) must be kept",
-                    carevault_domain::ids::MRN_SYSTEM
-                ),
+                format!("the identifier with system {} (the MRN) must be kept", carevault_domain::ids::MRN_SYSTEM),
             );
-            self.audit_invalid(actor, purpose, AuditAction::Update, Some(id), &e)
-                .await?;
+            self.audit_invalid(actor, purpose, AuditAction::Update, Some(id), &e).await?;
             return Err(CoreError::Invalid(e));
         };
-        let current = self
-            .inner
-            .store
-            .patient_current(id)
-            .await?
-            .map(|r| r.version);
+        let current = self.inner.store.patient_current(id).await?.map(|r| r.version);
         let Some(current) = current else {
-            let d = Draft::new(now, AuditAction::Update, Outcome::NotFound)
-                .by(actor)
-                .resource(PATIENT, Some(id))
-                .purpose(purpose);
+            let d = Draft::new(now, AuditAction::Update, Outcome::NotFound).by(actor).resource(PATIENT, Some(id)).purpose(purpose);
             self.inner.writer.append(d).await?;
-            return Err(CoreError::NotFound {
-                resource: format!("Patient/{id}"),
-            });
+            return Err(CoreError::NotFound { resource: format!("Patient/{id}") });
         };
         let expected = if_match.unwrap_or(current);
-        let fail = Draft::new(now, AuditAction::Update, Outcome::Conflict)
-            .by(actor)
-            .resource(PATIENT, Some(id))
-            .patient(id)
-            .purpose(purpose);
+        let fail =
+            Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource(PATIENT, Some(id)).patient(id).purpose(purpose);
         if expected != current {
             let mut d = fail;
             d.covers.clear();
             self.inner.writer.append(d).await?;
             return Err(CoreError::VersionConflict { expected, current });
         }
-        self.inner
-            .sealer
-            .refresh(&self.inner.store, now, false)
-            .await?;
+        self.inner.sealer.refresh(&self.inner.store, now, false).await?;
         let version = expected + 1;
-        let row = self
-            .inner
-            .sealer
-            .seal_patient(id, version, now, &sub.data.to_parts(), None)?;
+        let row = self.inner.sealer.seal_patient(id, version, now, &sub.data.to_parts(), None)?;
         let tokens = self.inner.sealer.tokens(&sub.data.index_terms());
         let mrn_token = self
             .inner
@@ -485,31 +306,10 @@ impl Vault {
             .into_iter()
             .next()
             .ok_or_else(|| CoreError::Internal("token".into()))?;
-        let ev = Draft::new(now, AuditAction::Update, Outcome::Success)
-            .by(actor)
-            .resource(PATIENT, Some(id))
-            .patient(id)
-            .purpose(purpose);
-        self.inner
-            .writer
-            .write(
-                vec![Op::UpdatePatient {
-                    row: Box::new(row),
-                    expected,
-                    tokens,
-                    mrn_token,
-                }],
-                vec![ev],
-                Some(fail),
-            )
-            .await?;
+        let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource(PATIENT, Some(id)).patient(id).purpose(purpose);
+        self.inner.writer.write(vec![Op::UpdatePatient { row: Box::new(row), expected, tokens, mrn_token }], vec![ev], Some(fail)).await?;
         let pid = PatientId::parse(id).map_err(CoreError::Invalid)?;
-        Ok(PatientRecord {
-            id: pid,
-            version,
-            last_updated: now,
-            data: sub.data,
-        })
+        Ok(PatientRecord { id: pid, version, last_updated: now, data: sub.data })
     }
 
     /// Searches patients through the blind indexes. One audit record per search, holding the
@@ -520,19 +320,11 @@ impl Vault {
         purpose: PurposeOfUse,
         params: &[(String, String)],
     ) -> Result<SearchPage, CoreError> {
-        self.authorize(
-            actor,
-            Permission::PatientSearch,
-            purpose,
-            AuditAction::Search,
-            None,
-        )
-        .await?;
+        self.authorize(actor, Permission::PatientSearch, purpose, AuditAction::Search, None).await?;
         let q: PatientQuery = match parse_patient_query(params) {
             Ok(q) => q,
             Err(e) => {
-                self.audit_invalid(actor, purpose, AuditAction::Search, None, &e)
-                    .await?;
+                self.audit_invalid(actor, purpose, AuditAction::Search, None, &e).await?;
                 return Err(CoreError::Invalid(e));
             }
         };
@@ -542,10 +334,7 @@ impl Vault {
             let found = self.inner.store.patients_with_any_token(&tokens).await?;
             ids = Some(match ids {
                 None => found,
-                Some(prev) => prev
-                    .into_iter()
-                    .filter(|i| found.binary_search(i).is_ok())
-                    .collect(),
+                Some(prev) => prev.into_iter().filter(|i| found.binary_search(i).is_ok()).collect(),
             });
             if ids.as_ref().is_some_and(Vec::is_empty) {
                 break;
@@ -560,27 +349,14 @@ impl Vault {
             }
         }
         let now = self.inner.clock.now_micros();
-        let d = Draft::new(now, AuditAction::Search, Outcome::Success)
-            .by(actor)
-            .resource(PATIENT, None)
-            .purpose(purpose)
-            .covering(&page);
+        let d = Draft::new(now, AuditAction::Search, Outcome::Success).by(actor).resource(PATIENT, None).purpose(purpose).covering(&page);
         let details = serde_json::json!({"params": q.echo, "total": ids.len(), "offset": q.offset, "returned": page});
-        let sealed = self
-            .inner
-            .sealer
-            .seal_details(&d.event_id, details.to_string().as_bytes())?;
+        let sealed = self.inner.sealer.seal_details(&d.event_id, details.to_string().as_bytes())?;
         let receipt = self.inner.writer.append(d.details(sealed)).await?;
         let mut records = Vec::with_capacity(rows.len());
         for r in &rows {
             records.push(self.open_record(&receipt, r).await?);
         }
-        Ok(SearchPage {
-            total: ids.len(),
-            offset: q.offset,
-            count: q.count,
-            records,
-            params: q.echo,
-        })
+        Ok(SearchPage { total: ids.len(), offset: q.offset, count: q.count, records, params: q.echo })
     }
 }

@@ -24,11 +24,7 @@ pub struct KeyStatus {
 impl KeyStatus {
     /// Rows still sealed under an older key (an unfinished rotation).
     pub fn rows_behind(&self) -> i64 {
-        self.rows_by_version
-            .iter()
-            .filter(|(_, v, _)| *v < i64::from(self.current_version))
-            .map(|(_, _, n)| n)
-            .sum()
+        self.rows_by_version.iter().filter(|(_, v, _)| *v < i64::from(self.current_version)).map(|(_, _, n)| n).sum()
     }
 }
 
@@ -43,18 +39,8 @@ pub struct RotationProgress {
 impl Vault {
     pub async fn key_status(&self) -> Result<KeyStatus, CoreError> {
         let now = self.inner.clock.now_micros();
-        self.inner
-            .sealer
-            .refresh(&self.inner.store, now, true)
-            .await?;
-        let versions = self
-            .inner
-            .store
-            .keys(crate::keys::DATA)
-            .await?
-            .into_iter()
-            .map(|k| (k.version, k.created_at))
-            .collect();
+        self.inner.sealer.refresh(&self.inner.store, now, true).await?;
+        let versions = self.inner.store.keys(crate::keys::DATA).await?.into_iter().map(|k| (k.version, k.created_at)).collect();
         Ok(KeyStatus {
             current_version: self.inner.sealer.current_version()?,
             versions,
@@ -64,11 +50,7 @@ impl Vault {
 
     /// Rotates the data key (or resumes an unfinished rotation), re-encrypting `batch` rows per
     /// transaction and reporting progress after each batch.
-    pub async fn rotate_keys(
-        &self,
-        batch: usize,
-        mut progress: impl FnMut(RotationProgress),
-    ) -> Result<RotationProgress, CoreError> {
+    pub async fn rotate_keys(&self, batch: usize, mut progress: impl FnMut(RotationProgress)) -> Result<RotationProgress, CoreError> {
         let system = Actor::system("key-rotation");
         let purpose = PurposeOfUse::SystemAdministration;
         let store = &self.inner.store;
@@ -85,34 +67,16 @@ impl Vault {
                 .resource("DataKey", Some(&next.to_string()))
                 .purpose(purpose);
             let fail = d.clone();
-            self.inner
-                .writer
-                .write(
-                    vec![Op::InsertDataKey {
-                        version: i64::from(next),
-                        wrapped,
-                        now,
-                    }],
-                    vec![d],
-                    Some(fail),
-                )
-                .await?;
+            self.inner.writer.write(vec![Op::InsertDataKey { version: i64::from(next), wrapped, now }], vec![d], Some(fail)).await?;
             self.inner.sealer.refresh(store, now, true).await?;
             next
         };
         let total = u64::try_from(self.key_status().await?.rows_behind()).unwrap_or(0);
-        let mut p = RotationProgress {
-            target_version: target,
-            done: 0,
-            total,
-            resumed,
-        };
+        let mut p = RotationProgress { target_version: target, done: 0, total, resumed };
         progress(p);
         let limit = i64::try_from(batch.max(1)).unwrap_or(500);
         loop {
-            let rows = store
-                .patient_versions_below_key(i64::from(target), limit)
-                .await?;
+            let rows = store.patient_versions_below_key(i64::from(target), limit).await?;
             if rows.is_empty() {
                 break;
             }
@@ -124,20 +88,15 @@ impl Vault {
                 .resource("DataKey", Some(&target.to_string()))
                 .purpose(purpose)
                 .covering(&ids);
-            let details = self.inner.sealer.seal_details(
-                &d.event_id,
-                serde_json::json!({"resealed_rows": rows.len(), "patients": ids})
-                    .to_string()
-                    .as_bytes(),
-            )?;
+            let details = self
+                .inner
+                .sealer
+                .seal_details(&d.event_id, serde_json::json!({"resealed_rows": rows.len(), "patients": ids}).to_string().as_bytes())?;
             let receipt = self.inner.writer.append(d.details(details)).await?;
             let mut ops = Vec::with_capacity(rows.len());
             for r in &rows {
                 let new = self.inner.sealer.reseal_patient(&receipt, r, target)?;
-                ops.push(Op::ResealPatient {
-                    row: Box::new(new),
-                    old_key_version: r.key_version,
-                });
+                ops.push(Op::ResealPatient { row: Box::new(new), old_key_version: r.key_version });
             }
             self.inner.writer.write(ops, vec![], None).await?;
             p.done = (p.done + rows.len() as u64).min(p.total.max(p.done + rows.len() as u64));
@@ -152,15 +111,8 @@ impl Vault {
             let now = self.inner.clock.now_micros();
             let mut ops = Vec::with_capacity(users.len());
             for u in &users {
-                let secret = self
-                    .inner
-                    .sealer
-                    .open_credential(store, now, &u.id, &u.totp_secret)
-                    .await?;
-                let sealed = self
-                    .inner
-                    .sealer
-                    .seal_credential(&u.id, &secret, Some(target))?;
+                let secret = self.inner.sealer.open_credential(store, now, &u.id, &u.totp_secret).await?;
+                let sealed = self.inner.sealer.seal_credential(&u.id, &secret, Some(target))?;
                 ops.push(Op::ResealUser {
                     user_id: u.id.clone(),
                     secret: sealed,
@@ -173,20 +125,14 @@ impl Vault {
             p.total = p.total.max(p.done);
             progress(p);
         }
-        let d = Draft::new(
-            self.inner.clock.now_micros(),
-            AuditAction::KeyRotation,
-            Outcome::Success,
-        )
-        .by(&system)
-        .resource("DataKey", Some(&target.to_string()))
-        .purpose(purpose);
-        let details = self.inner.sealer.seal_details(
-            &d.event_id,
-            serde_json::json!({"completed": true, "resealed": p.done})
-                .to_string()
-                .as_bytes(),
-        )?;
+        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::KeyRotation, Outcome::Success)
+            .by(&system)
+            .resource("DataKey", Some(&target.to_string()))
+            .purpose(purpose);
+        let details = self
+            .inner
+            .sealer
+            .seal_details(&d.event_id, serde_json::json!({"completed": true, "resealed": p.done}).to_string().as_bytes())?;
         self.inner.writer.append(d.details(details)).await?;
         Ok(p)
     }

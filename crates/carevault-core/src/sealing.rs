@@ -42,20 +42,8 @@ pub(crate) fn patient_row_id(patient_id: &str, version: i64) -> String {
 }
 
 impl Sealer {
-    pub(crate) fn new(
-        master: MasterKey,
-        keyring: Keyring,
-        blind: BlindIndexKey,
-        now: i64,
-    ) -> Sealer {
-        Sealer {
-            state: RwLock::new(State {
-                keyring,
-                refreshed_at: now,
-            }),
-            master,
-            blind,
-        }
+    pub(crate) fn new(master: MasterKey, keyring: Keyring, blind: BlindIndexKey, now: i64) -> Sealer {
+        Sealer { state: RwLock::new(State { keyring, refreshed_at: now }), master, blind }
     }
 
     pub(crate) fn current_version(&self) -> Result<u32, CoreError> {
@@ -63,14 +51,8 @@ impl Sealer {
     }
 
     /// Re-reads the data keys from the store when stale (or when `force`).
-    pub(crate) async fn refresh(
-        &self,
-        store: &Store,
-        now: i64,
-        force: bool,
-    ) -> Result<(), CoreError> {
-        let stale =
-            { now - self.state.read().map_err(|_| poisoned())?.refreshed_at > REFRESH_MICROS };
+    pub(crate) async fn refresh(&self, store: &Store, now: i64, force: bool) -> Result<(), CoreError> {
+        let stale = { now - self.state.read().map_err(|_| poisoned())?.refreshed_at > REFRESH_MICROS };
         if !(stale || force) {
             return Ok(());
         }
@@ -86,12 +68,7 @@ impl Sealer {
         self.master.wrap(&crate::keys::label(DATA, version), &k)
     }
 
-    fn seal(
-        &self,
-        version: Option<u32>,
-        aad: &Aad<'_>,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, CoreError> {
+    fn seal(&self, version: Option<u32>, aad: &Aad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CoreError> {
         let st = self.state.read().map_err(|_| poisoned())?;
         match version {
             Some(v) => st.keyring.seal_with(v, aad, plaintext),
@@ -114,17 +91,7 @@ impl Sealer {
             None => self.current_version()?,
         };
         let row_id = patient_row_id(patient_id, version);
-        let s = |column: &str, pt: &[u8]| {
-            self.seal(
-                Some(kv),
-                &Aad {
-                    table: PATIENT_TABLE,
-                    column,
-                    row_id: &row_id,
-                },
-                pt,
-            )
-        };
+        let s = |column: &str, pt: &[u8]| self.seal(Some(kv), &Aad { table: PATIENT_TABLE, column, row_id: &row_id }, pt);
         Ok(PatientVersionRow {
             patient_id: patient_id.to_string(),
             version,
@@ -148,17 +115,9 @@ impl Sealer {
         row: &PatientVersionRow,
     ) -> Result<PatientData, CoreError> {
         if !receipt.covers(&row.patient_id) {
-            return Err(CoreError::Internal(
-                "audit receipt does not cover this patient".into(),
-            ));
+            return Err(CoreError::Internal("audit receipt does not cover this patient".into()));
         }
-        if !self
-            .state
-            .read()
-            .map_err(|_| poisoned())?
-            .keyring
-            .has(u32::try_from(row.key_version).unwrap_or(0))
-        {
+        if !self.state.read().map_err(|_| poisoned())?.keyring.has(u32::try_from(row.key_version).unwrap_or(0)) {
             self.refresh(store, now, true).await?;
         }
         let parts = self.open_parts(row)?;
@@ -172,18 +131,7 @@ impl Sealer {
         let st = self.state.read().map_err(|_| poisoned())?;
         let row_id = patient_row_id(&row.patient_id, row.version);
         let o = |column: &str, blob: &[u8]| -> Result<Vec<u8>, CoreError> {
-            Ok(st
-                .keyring
-                .open(
-                    &Aad {
-                        table: PATIENT_TABLE,
-                        column,
-                        row_id: &row_id,
-                    },
-                    blob,
-                )
-                .map_err(key_err)?
-                .to_vec())
+            Ok(st.keyring.open(&Aad { table: PATIENT_TABLE, column, row_id: &row_id }, blob).map_err(key_err)?.to_vec())
         };
         Ok(PatientParts {
             name: o("name", &row.name)?,
@@ -196,93 +144,35 @@ impl Sealer {
     }
 
     /// Re-seals a patient version under `target` (key rotation). Needs an audit receipt.
-    pub(crate) fn reseal_patient(
-        &self,
-        receipt: &Receipt,
-        row: &PatientVersionRow,
-        target: u32,
-    ) -> Result<PatientVersionRow, CoreError> {
+    pub(crate) fn reseal_patient(&self, receipt: &Receipt, row: &PatientVersionRow, target: u32) -> Result<PatientVersionRow, CoreError> {
         if !receipt.covers(&row.patient_id) {
-            return Err(CoreError::Internal(
-                "audit receipt does not cover this patient".into(),
-            ));
+            return Err(CoreError::Internal("audit receipt does not cover this patient".into()));
         }
         let parts = self.open_parts(row)?;
-        self.seal_patient(
-            &row.patient_id,
-            row.version,
-            row.recorded_at,
-            &parts,
-            Some(target),
-        )
+        self.seal_patient(&row.patient_id, row.version, row.recorded_at, &parts, Some(target))
     }
 
     /// Blind-index tokens for (kind, normalized text) terms.
     pub(crate) fn tokens(&self, terms: &[(IndexKind, String)]) -> Vec<(i64, Vec<u8>)> {
-        terms
-            .iter()
-            .map(|(k, t)| (k.code(), self.blind.token(*k as u8, t).to_vec()))
-            .collect()
+        terms.iter().map(|(k, t)| (k.code(), self.blind.token(*k as u8, t).to_vec())).collect()
     }
 
     /// Audit details may hold PHI (search terms): sealed, bound to the event id.
-    pub(crate) fn seal_details(
-        &self,
-        event_id: &str,
-        details: &[u8],
-    ) -> Result<Vec<u8>, CoreError> {
-        self.seal(
-            None,
-            &Aad {
-                table: "audit_events",
-                column: "details",
-                row_id: event_id,
-            },
-            details,
-        )
+    pub(crate) fn seal_details(&self, event_id: &str, details: &[u8]) -> Result<Vec<u8>, CoreError> {
+        self.seal(None, &Aad { table: "audit_events", column: "details", row_id: event_id }, details)
     }
 
     /// Credentials (TOTP secrets) are sealed too, but they are not patient data.
-    pub(crate) fn seal_credential(
-        &self,
-        user_id: &str,
-        secret: &[u8],
-        version: Option<u32>,
-    ) -> Result<Vec<u8>, CoreError> {
-        self.seal(
-            version,
-            &Aad {
-                table: "users",
-                column: "totp_secret",
-                row_id: user_id,
-            },
-            secret,
-        )
+    pub(crate) fn seal_credential(&self, user_id: &str, secret: &[u8], version: Option<u32>) -> Result<Vec<u8>, CoreError> {
+        self.seal(version, &Aad { table: "users", column: "totp_secret", row_id: user_id }, secret)
     }
 
-    pub(crate) async fn open_credential(
-        &self,
-        store: &Store,
-        now: i64,
-        user_id: &str,
-        blob: &[u8],
-    ) -> Result<Vec<u8>, CoreError> {
+    pub(crate) async fn open_credential(&self, store: &Store, now: i64, user_id: &str, blob: &[u8]) -> Result<Vec<u8>, CoreError> {
         let v = Keyring::version_of(blob).map_err(key_err)?;
         if !self.state.read().map_err(|_| poisoned())?.keyring.has(v) {
             self.refresh(store, now, true).await?;
         }
         let st = self.state.read().map_err(|_| poisoned())?;
-        Ok(st
-            .keyring
-            .open(
-                &Aad {
-                    table: "users",
-                    column: "totp_secret",
-                    row_id: user_id,
-                },
-                blob,
-            )
-            .map_err(key_err)?
-            .to_vec())
+        Ok(st.keyring.open(&Aad { table: "users", column: "totp_secret", row_id: user_id }, blob).map_err(key_err)?.to_vec())
     }
 }

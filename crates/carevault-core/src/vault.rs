@@ -95,25 +95,15 @@ fn restrict_sqlite_files(dd: &DataDir) {
 
 /// Verifies the audit log of a data folder without the master key: only the store and the
 /// pinned public key are needed (an auditor's view).
-pub async fn verify_audit_at(
-    data_dir: &std::path::Path,
-    database_url: Option<&str>,
-) -> Result<crate::VerifyReport, StartupError> {
+pub async fn verify_audit_at(data_dir: &std::path::Path, database_url: Option<&str>) -> Result<crate::VerifyReport, StartupError> {
     let dd = DataDir::new(data_dir);
     dd.prepare(false)?;
     if database_url.is_none() && !dd.sqlite_path().exists() {
-        return Err(StartupError::DataDir {
-            path: dd.root().display().to_string(),
-            message: "holds no database".into(),
-        });
+        return Err(StartupError::DataDir { path: dd.root().display().to_string(), message: "holds no database".into() });
     }
-    let url = database_url
-        .map(str::to_string)
-        .unwrap_or_else(|| dd.sqlite_url());
+    let url = database_url.map(str::to_string).unwrap_or_else(|| dd.sqlite_url());
     let store = Store::open(&url).await?;
-    let report = crate::audit::verify::verify(&store, &dd)
-        .await
-        .map_err(|e| StartupError::Store(e.to_string()));
+    let report = crate::audit::verify::verify(&store, &dd).await.map_err(|e| StartupError::Store(e.to_string()));
     store.close().await;
     report
 }
@@ -147,18 +137,10 @@ impl Vault {
         if opts.database_url.is_none() {
             restrict_sqlite_files(&dd);
         }
-        let master_path = opts
-            .master_key_file
-            .clone()
-            .unwrap_or_else(|| dd.master_key_path());
+        let master_path = opts.master_key_file.clone().unwrap_or_else(|| dd.master_key_path());
         let now = opts.clock.now_micros();
-        let (keys, created) =
-            crate::keys::load_or_init(&store, &dd, &master_path, now, opts.instance.as_str())
-                .await?;
-        let recorded = store
-            .meta("instance_kind")
-            .await?
-            .unwrap_or_else(|| "production".into());
+        let (keys, created) = crate::keys::load_or_init(&store, &dd, &master_path, now, opts.instance.as_str()).await?;
+        let recorded = store.meta("instance_kind").await?.unwrap_or_else(|| "production".into());
         match (opts.instance, recorded.as_str()) {
             (InstanceKind::Demo, "demo") | (InstanceKind::Production, "production") => {}
             (InstanceKind::Demo, _) => {
@@ -175,10 +157,7 @@ impl Vault {
             }
         }
         if opts.instance == InstanceKind::Demo && store.has_non_demo_data().await? {
-            return Err(StartupError::Refused(format!(
-                "{} holds non-demo data; the demo refuses to run on it",
-                dd.root().display()
-            )));
+            return Err(StartupError::Refused(format!("{} holds non-demo data; the demo refuses to run on it", dd.root().display())));
         }
         let signer = Arc::new(keys.signer);
         let (writer, task) = AuditWriter::start(
@@ -251,12 +230,7 @@ impl Vault {
     /// Checkpoints, stops the writer and closes the store.
     pub async fn shutdown(&self) {
         let _ = self.inner.writer.checkpoint().await;
-        let task = self
-            .inner
-            .writer_task
-            .lock()
-            .ok()
-            .and_then(|mut t| t.take());
+        let task = self.inner.writer_task.lock().ok().and_then(|mut t| t.take());
         if let Some(t) = task {
             t.abort();
         }
@@ -266,9 +240,7 @@ impl Vault {
     /// Starts the periodic jobs (expired-session sweeper).
     pub fn start_background_jobs(&self) -> tokio::task::JoinHandle<()> {
         let v = self.clone();
-        let every = std::time::Duration::from_secs(
-            u64::try_from((v.inner.config.session_idle_secs / 4).clamp(1, 30)).unwrap_or(30),
-        );
+        let every = std::time::Duration::from_secs(u64::try_from((v.inner.config.session_idle_secs / 4).clamp(1, 30)).unwrap_or(30));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {

@@ -24,10 +24,7 @@ pub enum KeyError {
     #[error("master key file {path} is readable or writable by others (mode {mode:o}); run: chmod 600 {path}")]
     Permissions { path: PathBuf, mode: u32 },
     #[error("master key file {path} could not be read: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("master key file {path} is not a 256-bit key (64 hexadecimal characters expected)")]
     Malformed { path: PathBuf },
     #[error("the master key does not open this store's {what} (wrong master key file, or the store belongs to another installation)")]
@@ -53,16 +50,10 @@ impl fmt::Debug for MasterKey {
 #[cfg(unix)]
 fn check_owner_only(path: &Path) -> Result<(), KeyError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let meta = std::fs::metadata(path).map_err(|source| KeyError::Io { path: path.to_path_buf(), source })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyError::Permissions {
-            path: path.to_path_buf(),
-            mode,
-        });
+        return Err(KeyError::Permissions { path: path.to_path_buf(), mode });
     }
     Ok(())
 }
@@ -95,21 +86,10 @@ impl MasterKey {
     /// Reads a master key file: 64 hex characters (white space ignored), owner-only mode.
     pub fn load(path: &Path) -> Result<MasterKey, KeyError> {
         check_owner_only(path)?;
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })?,
-            );
-        let hex_text: Zeroizing<String> =
-            Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_path_buf(), source })?);
+        let hex_text: Zeroizing<String> = Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
         let mut key = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(hex_text.as_bytes(), key.as_mut_slice()).map_err(|_| {
-            KeyError::Malformed {
-                path: path.to_path_buf(),
-            }
-        })?;
+        hex::decode_to_slice(hex_text.as_bytes(), key.as_mut_slice()).map_err(|_| KeyError::Malformed { path: path.to_path_buf() })?;
         Ok(MasterKey(key))
     }
 
@@ -118,10 +98,7 @@ impl MasterKey {
         let key = MasterKey::generate();
         let mut text = Zeroizing::new(hex::encode(key.0.as_slice()));
         text.push('\n');
-        write_secret_file(path, text.as_bytes()).map_err(|source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        write_secret_file(path, text.as_bytes()).map_err(|source| KeyError::Io { path: path.to_path_buf(), source })?;
         Ok(key)
     }
 
@@ -132,39 +109,21 @@ impl MasterKey {
     /// Wraps a key with AES-256-GCM; the associated data names what the key is for.
     pub fn wrap(&self, label: &str, key: &[u8; 32]) -> Vec<u8> {
         let nonce = random_bytes::<NONCE_LEN>();
-        let ct = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: key,
-                    aad: wrap_aad(label).as_bytes(),
-                },
-            )
-            .unwrap_or_default();
+        let ct =
+            self.cipher().encrypt(Nonce::from_slice(&nonce), Payload { msg: key, aad: wrap_aad(label).as_bytes() }).unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend(ct);
         out
     }
 
     pub fn unwrap_key(&self, label: &str, wrapped: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-        let wrong = || KeyError::WrongMasterKey {
-            what: label.to_string(),
-        };
+        let wrong = || KeyError::WrongMasterKey { what: label.to_string() };
         if wrapped.len() < NONCE_LEN {
             return Err(wrong());
         }
         let (nonce, ct) = wrapped.split_at(NONCE_LEN);
         let pt = Zeroizing::new(
-            self.cipher()
-                .decrypt(
-                    Nonce::from_slice(nonce),
-                    Payload {
-                        msg: ct,
-                        aad: wrap_aad(label).as_bytes(),
-                    },
-                )
-                .map_err(|_| wrong())?,
+            self.cipher().decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: wrap_aad(label).as_bytes() }).map_err(|_| wrong())?,
         );
         let mut key = Zeroizing::new([0u8; 32]);
         if pt.len() != 32 {
@@ -187,10 +146,7 @@ pub struct DataKey {
 
 impl DataKey {
     pub fn from_bytes(version: u32, bytes: &[u8; 32]) -> DataKey {
-        DataKey {
-            version,
-            cipher: Aes256Gcm::new(bytes.into()),
-        }
+        DataKey { version, cipher: Aes256Gcm::new(bytes.into()) }
     }
     pub fn version(&self) -> u32 {
         self.version
@@ -214,11 +170,7 @@ pub struct Aad<'a> {
 impl Aad<'_> {
     fn bytes(&self, version: u32) -> Vec<u8> {
         let mut v = Vec::with_capacity(64);
-        for part in [
-            self.table.as_bytes(),
-            self.column.as_bytes(),
-            self.row_id.as_bytes(),
-        ] {
+        for part in [self.table.as_bytes(), self.column.as_bytes(), self.row_id.as_bytes()] {
             v.extend_from_slice(&(part.len() as u32).to_be_bytes());
             v.extend_from_slice(part);
         }
@@ -236,9 +188,7 @@ impl BlindIndexKey {
         // lets us use the infallible fixed-size constructor.
         let mut padded = Zeroizing::new([0u8; 64]);
         padded[..32].copy_from_slice(bytes);
-        BlindIndexKey(<Hmac<Sha256> as hmac::digest::KeyInit>::new(
-            padded.as_slice().into(),
-        ))
+        BlindIndexKey(<Hmac<Sha256> as hmac::digest::KeyInit>::new(padded.as_slice().into()))
     }
 
     /// The token stored for (kind, normalized text): 128 bits of HMAC-SHA-256.
@@ -261,21 +211,13 @@ pub struct Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Keyring(versions={:?}, current={})",
-            self.keys.keys().collect::<Vec<_>>(),
-            self.current
-        )
+        write!(f, "Keyring(versions={:?}, current={})", self.keys.keys().collect::<Vec<_>>(), self.current)
     }
 }
 
 impl Keyring {
     pub fn new() -> Keyring {
-        Keyring {
-            keys: BTreeMap::new(),
-            current: 0,
-        }
+        Keyring { keys: BTreeMap::new(), current: 0 }
     }
 
     pub fn insert(&mut self, key: DataKey) {
@@ -304,26 +246,12 @@ impl Keyring {
         self.seal_with(self.current, aad, plaintext)
     }
 
-    pub fn seal_with(
-        &self,
-        version: u32,
-        aad: &Aad<'_>,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, KeyError> {
-        let key = self
-            .keys
-            .get(&version)
-            .ok_or(KeyError::UnknownVersion(version))?;
+    pub fn seal_with(&self, version: u32, aad: &Aad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let key = self.keys.get(&version).ok_or(KeyError::UnknownVersion(version))?;
         let nonce = random_bytes::<NONCE_LEN>();
         let ct = key
             .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad.bytes(version),
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad.bytes(version) })
             .map_err(|_| KeyError::Format)?;
         let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
         out.push(SEALED_FORMAT);
@@ -343,19 +271,10 @@ impl Keyring {
 
     pub fn open(&self, aad: &Aad<'_>, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let version = Self::version_of(blob)?;
-        let key = self
-            .keys
-            .get(&version)
-            .ok_or(KeyError::UnknownVersion(version))?;
+        let key = self.keys.get(&version).ok_or(KeyError::UnknownVersion(version))?;
         let nonce = &blob[5..HEADER_LEN];
         key.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: &blob[HEADER_LEN..],
-                    aad: &aad.bytes(version),
-                },
-            )
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: &blob[HEADER_LEN..], aad: &aad.bytes(version) })
             .map(Zeroizing::new)
             .map_err(|_| KeyError::Open)
     }
@@ -385,35 +304,15 @@ mod tests {
         k
     }
 
-    const AAD: Aad<'static> = Aad {
-        table: "patient_versions",
-        column: "name",
-        row_id: "p1/1",
-    };
+    const AAD: Aad<'static> = Aad { table: "patient_versions", column: "name", row_id: "p1/1" };
 
     #[test]
     fn sealed_values_are_bound_to_their_place() {
         let k = ring();
         let blob = k.seal(&AAD, b"Zoe Example").expect("seal");
         assert_eq!(Keyring::version_of(&blob).expect("v"), 2);
-        assert_eq!(
-            k.open(&AAD, &blob).expect("open").as_slice(),
-            b"Zoe Example"
-        );
-        for other in [
-            Aad {
-                table: "users",
-                ..AAD
-            },
-            Aad {
-                column: "address",
-                ..AAD
-            },
-            Aad {
-                row_id: "p2/1",
-                ..AAD
-            },
-        ] {
+        assert_eq!(k.open(&AAD, &blob).expect("open").as_slice(), b"Zoe Example");
+        for other in [Aad { table: "users", ..AAD }, Aad { column: "address", ..AAD }, Aad { row_id: "p2/1", ..AAD }] {
             assert!(matches!(k.open(&other, &blob), Err(KeyError::Open)));
         }
         // Relabelling the version fails too (the version is in the associated data).
@@ -429,10 +328,7 @@ mod tests {
         let m2 = MasterKey::generate();
         let w = m1.wrap("data-key/1", &[9u8; 32]);
         assert_eq!(*m1.unwrap_key("data-key/1", &w).expect("ok"), [9u8; 32]);
-        assert!(matches!(
-            m2.unwrap_key("data-key/1", &w),
-            Err(KeyError::WrongMasterKey { .. })
-        ));
+        assert!(matches!(m2.unwrap_key("data-key/1", &w), Err(KeyError::WrongMasterKey { .. })));
         assert!(m1.unwrap_key("data-key/2", &w).is_err());
     }
 
@@ -447,10 +343,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-            assert!(matches!(
-                MasterKey::load(&p),
-                Err(KeyError::Permissions { .. })
-            ));
+            assert!(matches!(MasterKey::load(&p), Err(KeyError::Permissions { .. })));
         }
     }
 

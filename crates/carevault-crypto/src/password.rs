@@ -10,11 +10,7 @@ pub const ITERATIONS: u32 = 2;
 pub const PARALLELISM: u32 = 1;
 
 fn argon2() -> Result<Argon2<'static>, argon2::Error> {
-    Ok(Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)?,
-    ))
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)?))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,11 +20,7 @@ pub struct HashError;
 /// The PHC string of `password` ($argon2id$v=19$m=19456,t=2,p=1$…).
 pub fn hash_password(password: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut OsRng);
-    argon2()
-        .map_err(|_| HashError)?
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| HashError)
+    argon2().map_err(|_| HashError)?.hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|_| HashError)
 }
 
 /// Whether `password` matches the stored PHC string (constant-time comparison inside).

@@ -32,16 +32,8 @@ impl TotpSecret {
     }
 
     fn totp(&self, issuer: &str, account: &str) -> Result<TOTP, String> {
-        TOTP::new(
-            Algorithm::SHA1,
-            DIGITS,
-            1,
-            STEP_SECS,
-            self.0.to_vec(),
-            Some(issuer.to_string()),
-            account.to_string(),
-        )
-        .map_err(|e| e.to_string())
+        TOTP::new(Algorithm::SHA1, DIGITS, 1, STEP_SECS, self.0.to_vec(), Some(issuer.to_string()), account.to_string())
+            .map_err(|e| e.to_string())
     }
 
     /// The provisioning URI an authenticator app scans (`otpauth://totp/Issuer:account?...`).
@@ -55,9 +47,7 @@ impl TotpSecret {
 
     /// The code for time `unix_secs` (for tests and demo output).
     pub fn code_at(&self, unix_secs: u64) -> String {
-        self.totp("carevault", "x")
-            .map(|t| t.generate(unix_secs))
-            .unwrap_or_default()
+        self.totp("carevault", "x").map(|t| t.generate(unix_secs)).unwrap_or_default()
     }
 
     /// Checks `code` at `unix_secs` with ±1 step. Returns the matched step if it is later than
@@ -101,12 +91,7 @@ mod tests {
     fn rfc6238_sha1_vectors() {
         // RFC 6238 appendix B, SHA-1 seed "12345678901234567890", last 6 digits.
         let s = TotpSecret::from_bytes(b"12345678901234567890");
-        for (t, code) in [
-            (59u64, "287082"),
-            (1_111_111_109, "081804"),
-            (1_234_567_890, "005924"),
-            (2_000_000_000, "279037"),
-        ] {
+        for (t, code) in [(59u64, "287082"), (1_111_111_109, "081804"), (1_234_567_890, "005924"), (2_000_000_000, "279037")] {
             assert_eq!(s.code_at(t), code);
         }
     }
@@ -116,22 +101,11 @@ mod tests {
         let s = TotpSecret::generate();
         let now = 1_800_000_000u64;
         let code = s.code_at(now);
-        let TotpCheck::Valid { step } = s.verify(&code, now, None) else {
-            panic!("valid")
-        };
+        let TotpCheck::Valid { step } = s.verify(&code, now, None) else { panic!("valid") };
         assert_eq!(s.verify(&code, now, Some(step)), TotpCheck::Replayed);
-        assert!(matches!(
-            s.verify(&s.code_at(now - 30), now, None),
-            TotpCheck::Valid { .. }
-        ));
-        assert!(matches!(
-            s.verify(&s.code_at(now + 30), now, None),
-            TotpCheck::Valid { .. }
-        ));
-        assert_eq!(
-            s.verify(&s.code_at(now - 90), now, None),
-            TotpCheck::Invalid
-        );
+        assert!(matches!(s.verify(&s.code_at(now - 30), now, None), TotpCheck::Valid { .. }));
+        assert!(matches!(s.verify(&s.code_at(now + 30), now, None), TotpCheck::Valid { .. }));
+        assert_eq!(s.verify(&s.code_at(now - 90), now, None), TotpCheck::Invalid);
         assert_eq!(s.verify("12a456", now, None), TotpCheck::Malformed);
         let uri = s.otpauth_uri("carevault", "alice").expect("uri");
         assert!(uri.starts_with("otpauth://totp/carevault:alice?"), "{uri}");

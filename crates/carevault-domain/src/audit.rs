@@ -84,14 +84,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: &'static [Outcome] = &[
-        Outcome::Success,
-        Outcome::Denied,
-        Outcome::Invalid,
-        Outcome::NotFound,
-        Outcome::Conflict,
-        Outcome::Error,
-    ];
+    pub const ALL: &'static [Outcome] =
+        &[Outcome::Success, Outcome::Denied, Outcome::Invalid, Outcome::NotFound, Outcome::Conflict, Outcome::Error];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -37,16 +37,8 @@ pub struct InputError {
 }
 
 impl InputError {
-    pub fn new(
-        code: IssueCode,
-        path: impl Into<Option<String>>,
-        message: impl Into<String>,
-    ) -> Self {
-        InputError {
-            code,
-            path: path.into(),
-            message: message.into(),
-        }
+    pub fn new(code: IssueCode, path: impl Into<Option<String>>, message: impl Into<String>) -> Self {
+        InputError { code, path: path.into(), message: message.into() }
     }
     pub fn value(path: &str, message: impl Into<String>) -> Self {
         Self::new(IssueCode::Value, Some(path.to_string()), message)

@@ -3,9 +3,7 @@ use std::fmt;
 use crate::error::InputError;
 
 fn fhir_id_ok(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn uuid_from_bytes(b: [u8; 16]) -> String {
@@ -13,14 +11,7 @@ fn uuid_from_bytes(b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 macro_rules! string_id {
@@ -118,10 +109,7 @@ impl Mrn {
         if ok {
             Ok(Mrn(s.to_string()))
         } else {
-            Err(InputError::value(
-                "Patient.identifier",
-                "an MRN is ten digits with a valid check digit",
-            ))
+            Err(InputError::value("Patient.identifier", "an MRN is ten digits with a valid check digit"))
         }
     }
 

@@ -22,10 +22,7 @@ pub fn fold(s: &str) -> String {
         out.pop();
     }
     // A few letters do not decompose (ß, ø, æ, ł, đ): map them to their usual Latin spelling.
-    if out
-        .chars()
-        .any(|c| matches!(c, 'ß' | 'ø' | 'æ' | 'ł' | 'đ' | 'œ' | 'þ'))
-    {
+    if out.chars().any(|c| matches!(c, 'ß' | 'ø' | 'æ' | 'ł' | 'đ' | 'œ' | 'þ')) {
         out = out
             .replace('ß', "ss")
             .replace('ø', "o")

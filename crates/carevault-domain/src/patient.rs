@@ -17,19 +17,8 @@ use crate::normalize::{fold, phone_digits};
 
 /// Elements of Patient that carevault stores. Anything else is refused with `not-supported`,
 /// except `meta` and `text`, which the server owns and regenerates.
-const SUPPORTED: &[&str] = &[
-    "resourceType",
-    "id",
-    "meta",
-    "text",
-    "identifier",
-    "active",
-    "name",
-    "telecom",
-    "gender",
-    "birthDate",
-    "address",
-];
+const SUPPORTED: &[&str] =
+    &["resourceType", "id", "meta", "text", "identifier", "active", "name", "telecom", "gender", "birthDate", "address"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -128,17 +117,9 @@ pub enum FhirDate {
 impl FhirDate {
     /// Parses `YYYY`, `YYYY-MM` or `YYYY-MM-DD`, checking the calendar.
     pub fn parse(s: &str, path: &str) -> Result<FhirDate, InputError> {
-        let bad = || {
-            InputError::value(
-                path,
-                "a date is YYYY, YYYY-MM or YYYY-MM-DD and must exist on the calendar",
-            )
-        };
+        let bad = || InputError::value(path, "a date is YYYY, YYYY-MM or YYYY-MM-DD and must exist on the calendar");
         let b = s.as_bytes();
-        let digits = |r: std::ops::Range<usize>| {
-            b.get(r.clone())
-                .is_some_and(|x| x.iter().all(u8::is_ascii_digit))
-        };
+        let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
         let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i32>().ok());
         match b.len() {
             4 if digits(0..4) => Ok(FhirDate::Year(num(0..4).ok_or_else(bad)?)),
@@ -155,14 +136,9 @@ impl FhirDate {
                 let y = num(0..4).ok_or_else(bad)?;
                 let m = num(5..7).ok_or_else(bad)?;
                 let d = num(8..10).ok_or_else(bad)?;
-                let month = u8::try_from(m)
-                    .ok()
-                    .and_then(|m| time::Month::try_from(m).ok())
-                    .ok_or_else(bad)?;
+                let month = u8::try_from(m).ok().and_then(|m| time::Month::try_from(m).ok()).ok_or_else(bad)?;
                 let day = u8::try_from(d).map_err(|_| bad())?;
-                Date::from_calendar_date(y, month, day)
-                    .map(FhirDate::Date)
-                    .map_err(|_| bad())
+                Date::from_calendar_date(y, month, day).map(FhirDate::Date).map_err(|_| bad())
             }
             _ => Err(bad()),
         }
@@ -179,9 +155,7 @@ impl FhirDate {
     pub fn earliest(self) -> Option<Date> {
         match self {
             FhirDate::Year(y) => Date::from_calendar_date(y, time::Month::January, 1).ok(),
-            FhirDate::YearMonth(y, m) => {
-                Date::from_calendar_date(y, time::Month::try_from(m).ok()?, 1).ok()
-            }
+            FhirDate::YearMonth(y, m) => Date::from_calendar_date(y, time::Month::try_from(m).ok()?, 1).ok(),
             FhirDate::Date(d) => Some(d),
         }
     }
@@ -192,13 +166,7 @@ impl fmt::Display for FhirDate {
         match self {
             FhirDate::Year(y) => write!(f, "{y:04}"),
             FhirDate::YearMonth(y, m) => write!(f, "{y:04}-{m:02}"),
-            FhirDate::Date(d) => write!(
-                f,
-                "{:04}-{:02}-{:02}",
-                d.year(),
-                u8::from(d.month()),
-                d.day()
-            ),
+            FhirDate::Date(d) => write!(f, "{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()),
         }
     }
 }
@@ -273,27 +241,15 @@ fn no_controls(s: &str) -> bool {
 /// Characters that have no place in demographic text: markup, statement separators, quotes
 /// used by SQL and shells, template braces.
 fn has_forbidden_punctuation(s: &str) -> bool {
-    s.chars().any(|c| {
-        matches!(
-            c,
-            '<' | '>' | ';' | '"' | '`' | '\\' | '{' | '}' | '|' | '$'
-        )
-    }) || s.contains("--")
-        || s.contains("/*")
+    s.chars().any(|c| matches!(c, '<' | '>' | ';' | '"' | '`' | '\\' | '{' | '}' | '|' | '$')) || s.contains("--") || s.contains("/*")
 }
 
 fn check_len(s: &str, path: &str, max: usize) -> Result<(), InputError> {
     if s.trim().is_empty() {
-        return Err(InputError::value(
-            path,
-            "must not be empty or only white space",
-        ));
+        return Err(InputError::value(path, "must not be empty or only white space"));
     }
     if s.chars().count() > max {
-        return Err(InputError::value(
-            path,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(InputError::value(path, format!("must be at most {max} characters")));
     }
     Ok(())
 }
@@ -302,16 +258,10 @@ fn check_len(s: &str, path: &str, max: usize) -> Result<(), InputError> {
 fn check_text(s: &str, path: &str, max: usize) -> Result<(), InputError> {
     check_len(s, path, max)?;
     if !no_controls(s) {
-        return Err(InputError::value(
-            path,
-            "must not contain control characters",
-        ));
+        return Err(InputError::value(path, "must not contain control characters"));
     }
     if has_forbidden_punctuation(s) {
-        return Err(InputError::value(
-            path,
-            "must not contain markup or statement characters (< > ; \" ` \\ { } | $ -- /*)",
-        ));
+        return Err(InputError::value(path, "must not contain markup or statement characters (< > ; \" ` \\ { } | $ -- /*)"));
     }
     Ok(())
 }
@@ -321,32 +271,21 @@ fn check_text(s: &str, path: &str, max: usize) -> Result<(), InputError> {
 fn check_name_part(s: &str, path: &str) -> Result<(), InputError> {
     check_len(s, path, 100)?;
     let ok = s.chars().all(|c| {
-        c.is_alphabetic()
-            || unicode_normalization::char::is_combining_mark(c)
-            || matches!(c, ' ' | '\'' | '\u{2019}' | '-' | '.' | ',')
+        c.is_alphabetic() || unicode_normalization::char::is_combining_mark(c) || matches!(c, ' ' | '\'' | '\u{2019}' | '-' | '.' | ',')
     }) && !s.contains("--");
     if ok {
         Ok(())
     } else {
-        Err(InputError::value(
-            path,
-            "a name may contain letters, spaces, apostrophes, hyphens, periods and commas only",
-        ))
+        Err(InputError::value(path, "a name may contain letters, spaces, apostrophes, hyphens, periods and commas only"))
     }
 }
 
 fn check_suffix(s: &str, path: &str) -> Result<(), InputError> {
     check_len(s, path, 40)?;
-    if s.chars()
-        .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '.' | ',' | '\'' | '-'))
-        && !s.contains("--")
-    {
+    if s.chars().all(|c| c.is_alphanumeric() || matches!(c, ' ' | '.' | ',' | '\'' | '-')) && !s.contains("--") {
         Ok(())
     } else {
-        Err(InputError::value(
-            path,
-            "a name suffix may contain letters, digits, spaces and . , ' - only",
-        ))
+        Err(InputError::value(path, "a name suffix may contain letters, digits, spaces and . , ' - only"))
     }
 }
 
@@ -354,62 +293,38 @@ fn check_code(s: &str, path: &str, allowed: &[&str]) -> Result<(), InputError> {
     if allowed.contains(&s) {
         Ok(())
     } else {
-        Err(InputError::value(
-            path,
-            format!("must be one of: {}", allowed.join(", ")),
-        ))
+        Err(InputError::value(path, format!("must be one of: {}", allowed.join(", "))))
     }
 }
 
 fn check_uri(s: &str, path: &str) -> Result<(), InputError> {
     check_len(s, path, 256)?;
-    let ok = s.chars().all(|c| {
-        c.is_ascii_graphic()
-            && !matches!(
-                c,
-                '<' | '>' | '"' | '`' | '\\' | '{' | '}' | '|' | ';' | '$'
-            )
-    });
+    let ok = s.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | '`' | '\\' | '{' | '}' | '|' | ';' | '$'));
     if ok && s.contains(':') {
         Ok(())
     } else {
-        Err(InputError::value(
-            path,
-            "must be an absolute URI without spaces, quotes or markup",
-        ))
+        Err(InputError::value(path, "must be an absolute URI without spaces, quotes or markup"))
     }
 }
 
 fn check_identifier_value(s: &str, path: &str) -> Result<(), InputError> {
     check_len(s, path, 64)?;
-    let ok = s
-        .chars()
-        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '/' | ':' | ' ' | '#' | '+'))
-        && !s.contains("--");
+    let ok = s.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '/' | ':' | ' ' | '#' | '+')) && !s.contains("--");
     if ok {
         Ok(())
     } else {
-        Err(InputError::value(
-            path,
-            "an identifier may contain letters, digits, spaces and - . _ / : # + only",
-        ))
+        Err(InputError::value(path, "an identifier may contain letters, digits, spaces and - . _ / : # + only"))
     }
 }
 
 fn check_phone(s: &str, path: &str) -> Result<(), InputError> {
     check_len(s, path, 32)?;
-    let ok = s
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-' | '(' | ')' | '.' | 'x' | 'X'))
-        && !s.contains("--");
+    let ok = s.chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-' | '(' | ')' | '.' | 'x' | 'X')) && !s.contains("--");
     let n = phone_digits(s).len();
     if ok && (4..=20).contains(&n) {
         Ok(())
     } else {
-        Err(InputError::value(
-            path,
-            "a phone number has 4 to 20 digits and may use spaces and + - ( ) . x",
-        ))
+        Err(InputError::value(path, "a phone number has 4 to 20 digits and may use spaces and + - ( ) . x"))
     }
 }
 
@@ -422,16 +337,12 @@ fn check_email(s: &str, path: &str) -> Result<(), InputError> {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && s.chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '@' | '.' | '_' | '-' | '+' | '\''))
+        && s.chars().all(|c| c.is_alphanumeric() || matches!(c, '@' | '.' | '_' | '-' | '+' | '\''))
         && !s.contains("--");
     if ok {
         Ok(())
     } else {
-        Err(InputError::value(
-            path,
-            "an email address is local@domain.tld without spaces, quotes or markup",
-        ))
+        Err(InputError::value(path, "an email address is local@domain.tld without spaces, quotes or markup"))
     }
 }
 
@@ -458,15 +369,7 @@ fn check_concept(c: &CodeableConcept, path: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-const NAME_USE: &[&str] = &[
-    "usual",
-    "official",
-    "temp",
-    "nickname",
-    "anonymous",
-    "old",
-    "maiden",
-];
+const NAME_USE: &[&str] = &["usual", "official", "temp", "nickname", "anonymous", "old", "maiden"];
 const IDENTIFIER_USE: &[&str] = &["usual", "official", "temp", "secondary", "old"];
 const TELECOM_SYSTEM: &[&str] = &["phone", "fax", "email", "pager", "url", "sms", "other"];
 const TELECOM_USE: &[&str] = &["home", "work", "temp", "old", "mobile"];
@@ -486,13 +389,7 @@ impl Identifier {
         }
         match &self.value {
             Some(v) => check_identifier_value(v, &format!("{path}.value"))?,
-            None => {
-                return Err(InputError::new(
-                    IssueCode::Required,
-                    Some(format!("{path}.value")),
-                    "an identifier needs a value",
-                ))
-            }
+            None => return Err(InputError::new(IssueCode::Required, Some(format!("{path}.value")), "an identifier needs a value")),
         }
         Ok(())
     }
@@ -530,12 +427,7 @@ impl HumanName {
 
     /// Every part a `name` search may match.
     fn parts(&self) -> impl Iterator<Item = &String> {
-        self.family
-            .iter()
-            .chain(self.given.iter())
-            .chain(self.prefix.iter())
-            .chain(self.suffix.iter())
-            .chain(self.text.iter())
+        self.family.iter().chain(self.given.iter()).chain(self.prefix.iter()).chain(self.suffix.iter()).chain(self.text.iter())
     }
 }
 
@@ -549,18 +441,11 @@ impl ContactPoint {
             check_code(u, &format!("{path}.use"), TELECOM_USE)?;
         }
         if self.rank == Some(0) {
-            return Err(InputError::value(
-                &format!("{path}.rank"),
-                "rank is a positive integer",
-            ));
+            return Err(InputError::value(&format!("{path}.rank"), "rank is a positive integer"));
         }
         let vpath = format!("{path}.value");
         match (&self.value, system) {
-            (None, _) => Err(InputError::new(
-                IssueCode::Required,
-                Some(vpath),
-                "a contact point needs a value",
-            )),
+            (None, _) => Err(InputError::new(IssueCode::Required, Some(vpath), "a contact point needs a value")),
             (Some(_), None) => Err(InputError::new(
                 IssueCode::Required,
                 Some(format!("{path}.system")),
@@ -573,10 +458,7 @@ impl ContactPoint {
     }
 
     fn is_phone(&self) -> bool {
-        matches!(
-            self.system.as_deref(),
-            Some("phone" | "sms" | "fax" | "pager")
-        )
+        matches!(self.system.as_deref(), Some("phone" | "sms" | "fax" | "pager"))
     }
 }
 
@@ -612,16 +494,12 @@ impl Address {
 // Parsing
 
 fn element<T: for<'de> Deserialize<'de>>(v: &Value, path: &str) -> Result<T, InputError> {
-    T::deserialize(v)
-        .map_err(|e| InputError::structure(Some(path), describe_serde_error(&e.to_string())))
+    T::deserialize(v).map_err(|e| InputError::structure(Some(path), describe_serde_error(&e.to_string())))
 }
 
 /// Rewrites a serde message so that it names the rule but never echoes a submitted value.
 fn describe_serde_error(msg: &str) -> String {
-    let expected = msg
-        .split(", expected ")
-        .nth(1)
-        .map(|x| x.trim_end_matches('.'));
+    let expected = msg.split(", expected ").nth(1).map(|x| x.trim_end_matches('.'));
     if msg.starts_with("invalid type") {
         match expected {
             Some(x) if !x.contains('"') => format!("has the wrong JSON type (expected {x})"),
@@ -668,25 +546,10 @@ fn array_of<T: for<'de> Deserialize<'de>>(
 /// Parses a FHIR R4 Patient from a request body: UTF-8, JSON, `resourceType`, supported
 /// elements, each field's grammar.
 pub fn parse_patient(body: &[u8], ctx: &ParseContext) -> Result<PatientSubmission, InputError> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        InputError::structure(
-            None,
-            format!(
-                "the body is not valid UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| InputError::structure(None, format!("the body is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        InputError::structure(
-            None,
-            format!(
-                "malformed JSON at line {} column {}: {}",
-                e.line(),
-                e.column(),
-                json_error_kind(&e)
-            ),
-        )
+        InputError::structure(None, format!("malformed JSON at line {} column {}: {}", e.line(), e.column(), json_error_kind(&e)))
     })?;
     let Value::Object(obj) = value else {
         return Err(InputError::structure(None, "a resource is a JSON object"));
@@ -700,13 +563,7 @@ pub fn parse_patient(body: &[u8], ctx: &ParseContext) -> Result<PatientSubmissio
                 "this endpoint accepts resourceType 'Patient' only",
             ))
         }
-        _ => {
-            return Err(InputError::new(
-                IssueCode::Required,
-                Some("resourceType".to_string()),
-                "resourceType is required",
-            ))
-        }
+        _ => return Err(InputError::new(IssueCode::Required, Some("resourceType".to_string()), "resourceType is required")),
     }
     for key in obj.keys() {
         if !SUPPORTED.contains(&key.as_str()) {
@@ -719,89 +576,47 @@ pub fn parse_patient(body: &[u8], ctx: &ParseContext) -> Result<PatientSubmissio
     let id = match obj.get("id") {
         None => None,
         Some(Value::String(s)) => Some(crate::ids::PatientId::parse(s)?.as_str().to_string()),
-        Some(_) => {
-            return Err(InputError::structure(
-                Some("Patient.id"),
-                "must be a string",
-            ))
-        }
+        Some(_) => return Err(InputError::structure(Some("Patient.id"), "must be a string")),
     };
     let active = match obj.get("active") {
         None => None,
         Some(Value::Bool(b)) => Some(*b),
-        Some(_) => {
-            return Err(InputError::structure(
-                Some("Patient.active"),
-                "must be true or false",
-            ))
-        }
+        Some(_) => return Err(InputError::structure(Some("Patient.active"), "must be true or false")),
     };
     let gender = match obj.get("gender") {
         None => None,
-        Some(v) => Some(element::<Gender>(v, "Patient.gender").map_err(|_| {
-            InputError::value(
-                "Patient.gender",
-                "must be one of: male, female, other, unknown",
-            )
-        })?),
+        Some(v) => Some(
+            element::<Gender>(v, "Patient.gender")
+                .map_err(|_| InputError::value("Patient.gender", "must be one of: male, female, other, unknown"))?,
+        ),
     };
     let birth_date = match obj.get("birthDate") {
         None => None,
         Some(Value::String(s)) => {
             let d = FhirDate::parse(s, "Patient.birthDate")?;
             if d.year() < 1850 {
-                return Err(InputError::value(
-                    "Patient.birthDate",
-                    "must not be before 1850",
-                ));
+                return Err(InputError::value("Patient.birthDate", "must not be before 1850"));
             }
             if d.earliest().is_none_or(|e| e > ctx.today) {
-                return Err(InputError::value(
-                    "Patient.birthDate",
-                    "must not be in the future",
-                ));
+                return Err(InputError::value("Patient.birthDate", "must not be in the future"));
             }
             Some(d)
         }
-        Some(_) => {
-            return Err(InputError::structure(
-                Some("Patient.birthDate"),
-                "must be a string",
-            ))
-        }
+        Some(_) => return Err(InputError::structure(Some("Patient.birthDate"), "must be a string")),
     };
     let identifier = array_of::<Identifier>(&obj, "identifier", Identifier::check)?;
     let name = array_of::<HumanName>(&obj, "name", HumanName::check)?;
     let telecom = array_of::<ContactPoint>(&obj, "telecom", ContactPoint::check)?;
     let address = array_of::<Address>(&obj, "address", Address::check)?;
     if name.is_empty() {
-        return Err(InputError::new(
-            IssueCode::Required,
-            Some("Patient.name".to_string()),
-            "a patient needs at least one name",
-        ));
+        return Err(InputError::new(IssueCode::Required, Some("Patient.name".to_string()), "a patient needs at least one name"));
     }
-    Ok(PatientSubmission {
-        id,
-        data: PatientData {
-            active,
-            identifier,
-            name,
-            telecom,
-            gender,
-            birth_date,
-            address,
-        },
-    })
+    Ok(PatientSubmission { id, data: PatientData { active, identifier, name, telecom, gender, birth_date, address } })
 }
 
 /// Element names echoed in errors are limited to a safe alphabet (they come from the client).
 fn safe_key(k: &str) -> String {
-    let s: String = k
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(64)
-        .collect();
+    let s: String = k.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
     if s.is_empty() {
         "(unnamed)".to_string()
     } else {
@@ -835,8 +650,7 @@ impl PatientData {
 
     /// Adds the carevault MRN identifier (first position).
     pub fn set_mrn(&mut self, mrn: &Mrn) {
-        self.identifier
-            .retain(|i| i.system.as_deref() != Some(MRN_SYSTEM));
+        self.identifier.retain(|i| i.system.as_deref() != Some(MRN_SYSTEM));
         self.identifier.insert(
             0,
             Identifier {
@@ -857,9 +671,7 @@ impl PatientData {
 
     /// Whether the submitted identifiers try to set a carevault MRN themselves.
     pub fn claims_mrn(&self) -> bool {
-        self.identifier
-            .iter()
-            .any(|i| i.system.as_deref() == Some(MRN_SYSTEM))
+        self.identifier.iter().any(|i| i.system.as_deref() == Some(MRN_SYSTEM))
     }
 
     /// The FHIR JSON of this record as a Patient resource.
@@ -867,10 +679,7 @@ impl PatientData {
         let mut m = Map::new();
         m.insert("resourceType".into(), Value::from("Patient"));
         m.insert("id".into(), Value::from(id));
-        m.insert(
-            "meta".into(),
-            serde_json::json!({"versionId": version.to_string(), "lastUpdated": last_updated}),
-        );
+        m.insert("meta".into(), serde_json::json!({"versionId": version.to_string(), "lastUpdated": last_updated}));
         if !self.identifier.is_empty() {
             m.insert("identifier".into(), to_value(&self.identifier));
         }
@@ -917,8 +726,7 @@ impl PatientData {
             gender: Option<Gender>,
         }
         let other: Other = serde_json::from_slice(&p.other).map_err(|e| e.to_string())?;
-        let birth: Option<String> =
-            serde_json::from_slice(&p.birth_date).map_err(|e| e.to_string())?;
+        let birth: Option<String> = serde_json::from_slice(&p.birth_date).map_err(|e| e.to_string())?;
         let birth_date = match birth {
             Some(s) => Some(FhirDate::parse(&s, "birthDate").map_err(|e| e.to_string())?),
             None => None,
@@ -983,12 +791,7 @@ impl PatientData {
     }
 }
 
-fn add_text_terms(
-    out: &mut Vec<(IndexKind, String)>,
-    s: &str,
-    exact: IndexKind,
-    prefix: IndexKind,
-) {
+fn add_text_terms(out: &mut Vec<(IndexKind, String)>, s: &str, exact: IndexKind, prefix: IndexKind) {
     let folded = fold(s);
     if folded.is_empty() {
         return;
@@ -1063,9 +866,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> ParseContext {
-        ParseContext {
-            today: time::macros::date!(2026 - 11 - 23),
-        }
+        ParseContext { today: time::macros::date!(2026 - 11 - 23) }
     }
 
     fn parse(v: Value) -> Result<PatientSubmission, InputError> {
@@ -1099,26 +900,11 @@ mod tests {
     #[test]
     fn refuses_bad_input_precisely() {
         let cases = [
-            (
-                serde_json::json!({"resourceType": "Observation"}),
-                "resourceType",
-            ),
-            (
-                serde_json::json!({"resourceType": "Patient"}),
-                "Patient.name",
-            ),
-            (
-                serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "birthDate": "1980-02-30"}),
-                "Patient.birthDate",
-            ),
-            (
-                serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "birthDate": "2099-01-01"}),
-                "Patient.birthDate",
-            ),
-            (
-                serde_json::json!({"resourceType": "Patient", "name": [{"family": "<script>alert(1)</script>"}]}),
-                "Patient.name[0].family",
-            ),
+            (serde_json::json!({"resourceType": "Observation"}), "resourceType"),
+            (serde_json::json!({"resourceType": "Patient"}), "Patient.name"),
+            (serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "birthDate": "1980-02-30"}), "Patient.birthDate"),
+            (serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "birthDate": "2099-01-01"}), "Patient.birthDate"),
+            (serde_json::json!({"resourceType": "Patient", "name": [{"family": "<script>alert(1)</script>"}]}), "Patient.name[0].family"),
             (
                 serde_json::json!({"resourceType": "Patient", "name": [{"family": "Robert'); DROP TABLE patients;--"}]}),
                 "Patient.name[0].family",
@@ -1131,18 +917,9 @@ mod tests {
                 serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "address": [{"city": "a<b"}]}),
                 "Patient.address[0].city",
             ),
-            (
-                serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "photo": []}),
-                "Patient.photo",
-            ),
-            (
-                serde_json::json!({"resourceType": "Patient", "name": [{"family": "X", "bogus": 1}]}),
-                "Patient.name[0]",
-            ),
-            (
-                serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "gender": "robot"}),
-                "Patient.gender",
-            ),
+            (serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "photo": []}), "Patient.photo"),
+            (serde_json::json!({"resourceType": "Patient", "name": [{"family": "X", "bogus": 1}]}), "Patient.name[0]"),
+            (serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "gender": "robot"}), "Patient.gender"),
         ];
         for (body, path) in cases {
             let e = parse(body.clone()).expect_err(&body.to_string());
@@ -1158,13 +935,9 @@ mod tests {
 
     #[test]
     fn errors_do_not_echo_values() {
-        let e =
-            parse(serde_json::json!({"resourceType": "Patient", "name": [{"family": "Zyxwvut<"}]}))
-                .expect_err("bad");
+        let e = parse(serde_json::json!({"resourceType": "Patient", "name": [{"family": "Zyxwvut<"}]})).expect_err("bad");
         assert!(!e.to_string().contains("Zyxwvut"));
-        let e =
-            parse(serde_json::json!({"resourceType": "Patient", "name": [{"given": "Zyxwvut"}]}))
-                .expect_err("bad");
+        let e = parse(serde_json::json!({"resourceType": "Patient", "name": [{"given": "Zyxwvut"}]})).expect_err("bad");
         assert!(!e.to_string().contains("Zyxwvut"), "{e}");
         assert!(e.to_string().contains("wrong JSON type"), "{e}");
     }

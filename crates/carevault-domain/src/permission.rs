@@ -38,12 +38,8 @@ impl Permission {
 
     pub fn description(self) -> &'static str {
         match self {
-            Permission::PatientDemographicsRead => {
-                "Read a patient's demographics (name, birth date, contacts, identifiers, address)"
-            }
-            Permission::PatientDemographicsWrite => {
-                "Register a patient or change a patient's demographics"
-            }
+            Permission::PatientDemographicsRead => "Read a patient's demographics (name, birth date, contacts, identifiers, address)",
+            Permission::PatientDemographicsWrite => "Register a patient or change a patient's demographics",
             Permission::PatientSearch => "Find patients by name, birth date, identifier or phone",
             Permission::PatientHistoryRead => "Read earlier versions of a patient's demographics",
             Permission::UserManage => "Create and change staff accounts",
@@ -132,10 +128,7 @@ impl PurposeOfUse {
     }
 
     pub fn parse(s: &str) -> Option<PurposeOfUse> {
-        PurposeOfUse::ALL
-            .iter()
-            .copied()
-            .find(|p| p.code().eq_ignore_ascii_case(s))
+        PurposeOfUse::ALL.iter().copied().find(|p| p.code().eq_ignore_ascii_case(s))
     }
 }
 

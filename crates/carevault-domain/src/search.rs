@@ -19,12 +19,7 @@ pub struct Criterion {
 
 impl std::fmt::Debug for Criterion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Criterion({}, <{} redacted>)",
-            self.param,
-            self.alternatives.len()
-        )
+        write!(f, "Criterion({}, <{} redacted>)", self.param, self.alternatives.len())
     }
 }
 
@@ -38,11 +33,7 @@ pub struct PatientQuery {
 }
 
 fn err(param: &str, msg: impl Into<String>) -> InputError {
-    InputError::new(
-        IssueCode::Invalid,
-        Some(format!("search parameter '{param}'")),
-        msg,
-    )
+    InputError::new(IssueCode::Invalid, Some(format!("search parameter '{param}'")), msg)
 }
 
 fn text_criterion(
@@ -71,45 +62,28 @@ fn text_criterion(
             Some(m) => {
                 return Err(InputError::not_supported(
                     Some(&format!("search parameter '{param}'")),
-                    format!(
-                        "modifier ':{}' is not supported (use ':exact' or none)",
-                        safe(m)
-                    ),
+                    format!("modifier ':{}' is not supported (use ':exact' or none)", safe(m)),
                 ))
             }
         }
     }
-    Ok(Criterion {
-        param,
-        alternatives,
-    })
+    Ok(Criterion { param, alternatives })
 }
 
 fn safe(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .take(32)
-        .collect()
+    s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(32).collect()
 }
 
 /// Parses the query string pairs of `GET /Patient?…` (already percent-decoded).
 pub fn parse_patient_query(pairs: &[(String, String)]) -> Result<PatientQuery, InputError> {
-    let mut q = PatientQuery {
-        criteria: Vec::new(),
-        count: DEFAULT_COUNT,
-        offset: 0,
-        echo: Vec::new(),
-    };
+    let mut q = PatientQuery { criteria: Vec::new(), count: DEFAULT_COUNT, offset: 0, echo: Vec::new() };
     for (key, value) in pairs {
         let (name, modifier) = match key.split_once(':') {
             Some((n, m)) => (n, Some(m)),
             None => (key.as_str(), None),
         };
         if value.chars().any(char::is_control) || value.len() > 256 {
-            return Err(err(
-                &safe(name),
-                "value is too long or contains control characters",
-            ));
+            return Err(err(&safe(name), "value is too long or contains control characters"));
         }
         let no_modifier = || -> Result<(), InputError> {
             match modifier {
@@ -131,7 +105,10 @@ pub fn parse_patient_query(pairs: &[(String, String)]) -> Result<PatientQuery, I
                     let v = match v.get(..2) {
                         Some("eq") => &v[2..],
                         Some(p) if p.chars().all(|c| c.is_ascii_lowercase()) => {
-                            return Err(InputError::not_supported(Some("search parameter 'birthdate'"), format!("comparator '{}' is not supported: birth dates are searched by exact day, month or year", safe(p))));
+                            return Err(InputError::not_supported(
+                                Some("search parameter 'birthdate'"),
+                                format!("comparator '{}' is not supported: birth dates are searched by exact day, month or year", safe(p)),
+                            ));
                         }
                         _ => v,
                     };
@@ -174,26 +151,33 @@ pub fn parse_patient_query(pairs: &[(String, String)]) -> Result<PatientQuery, I
             }
             "_count" => {
                 no_modifier()?;
-                q.count = value.parse::<usize>().ok().filter(|c| *c <= MAX_COUNT).ok_or_else(|| err("_count", format!("must be a whole number from 0 to {MAX_COUNT}")))?;
+                q.count = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|c| *c <= MAX_COUNT)
+                    .ok_or_else(|| err("_count", format!("must be a whole number from 0 to {MAX_COUNT}")))?;
             }
             "_offset" => {
                 no_modifier()?;
-                q.offset = value.parse::<usize>().ok().filter(|c| *c <= 1_000_000).ok_or_else(|| err("_offset", "must be a whole number"))?;
+                q.offset =
+                    value.parse::<usize>().ok().filter(|c| *c <= 1_000_000).ok_or_else(|| err("_offset", "must be a whole number"))?;
             }
             "_format" if matches!(value.as_str(), "json" | "application/json" | "application/fhir+json") => {}
-            other => {
-                return Err(InputError::not_supported(
-                    Some(&format!("search parameter '{}'", safe(other))),
-                    "unknown or unsupported search parameter; supported: name, family, given, birthdate, identifier, phone, _count, _offset",
-                ))
-            }
+            other => return Err(InputError::not_supported(
+                Some(&format!("search parameter '{}'", safe(other))),
+                "unknown or unsupported search parameter; supported: name, family, given, birthdate, identifier, phone, _count, _offset",
+            )),
         }
         if !name.starts_with('_') {
             q.echo.push((key.clone(), value.clone()));
         }
     }
     if q.criteria.is_empty() {
-        return Err(InputError::new(IssueCode::Required, None, "a patient search needs at least one of: name, family, given, birthdate, identifier, phone"));
+        return Err(InputError::new(
+            IssueCode::Required,
+            None,
+            "a patient search needs at least one of: name, family, given, birthdate, identifier, phone",
+        ));
     }
     Ok(q)
 }
@@ -203,40 +187,19 @@ mod tests {
     use super::*;
 
     fn p(s: &[(&str, &str)]) -> Result<PatientQuery, InputError> {
-        parse_patient_query(
-            &s.iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect::<Vec<_>>(),
-        )
+        parse_patient_query(&s.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>())
     }
 
     #[test]
     fn parses_supported_parameters() {
-        let q = p(&[
-            ("family", "Núñ"),
-            ("birthdate", "1980-02-29"),
-            ("_count", "5"),
-        ])
-        .expect("ok");
+        let q = p(&[("family", "Núñ"), ("birthdate", "1980-02-29"), ("_count", "5")]).expect("ok");
         assert_eq!(q.count, 5);
-        assert_eq!(
-            q.criteria[0].alternatives,
-            vec![(IndexKind::FamilyPrefix, "nun".to_string())]
-        );
-        assert_eq!(
-            q.criteria[1].alternatives,
-            vec![(IndexKind::BirthDate, "1980-02-29".to_string())]
-        );
+        assert_eq!(q.criteria[0].alternatives, vec![(IndexKind::FamilyPrefix, "nun".to_string())]);
+        assert_eq!(q.criteria[1].alternatives, vec![(IndexKind::BirthDate, "1980-02-29".to_string())]);
         let q = p(&[("family", "Li")]).expect("ok");
-        assert_eq!(
-            q.criteria[0].alternatives,
-            vec![(IndexKind::FamilyExact, "li".to_string())]
-        );
+        assert_eq!(q.criteria[0].alternatives, vec![(IndexKind::FamilyExact, "li".to_string())]);
         let q = p(&[("identifier", "urn:x|AB-1")]).expect("ok");
-        assert_eq!(
-            q.criteria[0].alternatives,
-            vec![(IndexKind::IdentifierSystemValue, "urn:x|ab 1".to_string())]
-        );
+        assert_eq!(q.criteria[0].alternatives, vec![(IndexKind::IdentifierSystemValue, "urn:x|ab 1".to_string())]);
     }
 
     #[test]

@@ -17,9 +17,7 @@ impl Backend {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Backend::Postgres)
         } else {
-            Err(StoreError::Unavailable(
-                "the database URL must start with sqlite:, postgres:// or postgresql://".into(),
-            ))
+            Err(StoreError::Unavailable("the database URL must start with sqlite:, postgres:// or postgresql://".into()))
         }
     }
 
@@ -34,10 +32,7 @@ impl Backend {
 /// Per-connection settings. SQLite: write-ahead log, full fsync at commit (an acknowledged
 /// audit record survives power loss), foreign keys, a busy timeout for other processes such as
 /// the CLI, and secure_delete so freed pages are zeroed.
-pub(crate) async fn after_connect(
-    backend: Backend,
-    conn: &mut AnyConnection,
-) -> std::result::Result<(), sqlx::Error> {
+pub(crate) async fn after_connect(backend: Backend, conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
     match backend {
         Backend::Sqlite => {
             conn.execute("PRAGMA journal_mode = WAL").await?;
@@ -55,16 +50,8 @@ pub(crate) async fn after_connect(
 
 pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'static str)] {
     match backend {
-        Backend::Sqlite => &[(
-            1,
-            "init",
-            include_str!("../migrations/sqlite/0001_init.sql"),
-        )],
-        Backend::Postgres => &[(
-            1,
-            "init",
-            include_str!("../migrations/postgres/0001_init.sql"),
-        )],
+        Backend::Sqlite => &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
+        Backend::Postgres => &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
     }
 }
 
@@ -88,20 +75,14 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
             }
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), including extended codes.
-            if msg.contains("not a database")
-                || msg.contains("malformed")
-                || code == "11"
-                || code == "26"
-            {
+            if msg.contains("not a database") || msg.contains("malformed") || code == "11" || code == "26" {
                 return StoreError::Corrupt(msg);
             }
             StoreError::Database(msg)
         }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Configuration(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Configuration(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
         _ => {
             let s = e.to_string();
             if s.contains("not a database") || s.contains("malformed") {

@@ -66,11 +66,7 @@ impl Store {
                 (p.clone(), p)
             }
         };
-        let store = Store {
-            read,
-            write,
-            backend,
-        };
+        let store = Store { read, write, backend };
         migrate::run(&store).await?;
         Ok(store)
     }
@@ -97,9 +93,7 @@ impl Store {
             .fetch_optional(&self.read)
             .await
             .map_err(dialect::classify)?;
-        row.map(|r| r.try_get::<String, _>(0))
-            .transpose()
-            .map_err(dialect::classify)
+        row.map(|r| r.try_get::<String, _>(0)).transpose().map_err(dialect::classify)
     }
 
     pub async fn keys(&self, purpose: &str) -> Result<Vec<KeyRow>> {
@@ -112,8 +106,7 @@ impl Store {
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRow>> {
-        self.one_user("SELECT * FROM users WHERE username = $1", username)
-            .await
+        self.one_user("SELECT * FROM users WHERE username = $1", username).await
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>> {
@@ -121,19 +114,12 @@ impl Store {
     }
 
     async fn one_user(&self, sql: &str, arg: &str) -> Result<Option<UserRow>> {
-        let row = sqlx::query(sql)
-            .bind(arg)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(dialect::classify)?;
+        let row = sqlx::query(sql).bind(arg).fetch_optional(&self.read).await.map_err(dialect::classify)?;
         row.as_ref().map(UserRow::from_row).transpose()
     }
 
     pub async fn users(&self) -> Result<Vec<UserRow>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username")
-            .fetch_all(&self.read)
-            .await
-            .map_err(dialect::classify)?;
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.read).await.map_err(dialect::classify)?;
         rows.iter().map(UserRow::from_row).collect()
     }
 
@@ -147,12 +133,7 @@ impl Store {
     }
 
     /// Sessions idle since before `idle_before` or past their absolute expiry at `now`.
-    pub async fn expired_sessions(
-        &self,
-        now: i64,
-        idle_before: i64,
-        pending_before: i64,
-    ) -> Result<Vec<SessionRow>> {
+    pub async fn expired_sessions(&self, now: i64, idle_before: i64, pending_before: i64) -> Result<Vec<SessionRow>> {
         let rows = sqlx::query(
             "SELECT * FROM sessions WHERE expires_at <= $1 OR last_seen_at < $2 OR (state = 'mfa_pending' AND created_at < $3) LIMIT 500",
         )
@@ -176,30 +157,23 @@ impl Store {
         row.as_ref().map(PatientVersionRow::from_row).transpose()
     }
 
-    pub async fn patient_version(
-        &self,
-        id: &str,
-        version: i64,
-    ) -> Result<Option<PatientVersionRow>> {
-        let row =
-            sqlx::query("SELECT * FROM patient_versions WHERE patient_id = $1 AND version = $2")
-                .bind(id)
-                .bind(version)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(dialect::classify)?;
+    pub async fn patient_version(&self, id: &str, version: i64) -> Result<Option<PatientVersionRow>> {
+        let row = sqlx::query("SELECT * FROM patient_versions WHERE patient_id = $1 AND version = $2")
+            .bind(id)
+            .bind(version)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(dialect::classify)?;
         row.as_ref().map(PatientVersionRow::from_row).transpose()
     }
 
     /// All versions of a patient, newest first.
     pub async fn patient_history(&self, id: &str) -> Result<Vec<PatientVersionRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM patient_versions WHERE patient_id = $1 ORDER BY version DESC",
-        )
-        .bind(id)
-        .fetch_all(&self.read)
-        .await
-        .map_err(dialect::classify)?;
+        let rows = sqlx::query("SELECT * FROM patient_versions WHERE patient_id = $1 ORDER BY version DESC")
+            .bind(id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(dialect::classify)?;
         rows.iter().map(PatientVersionRow::from_row).collect()
     }
 
@@ -207,13 +181,12 @@ impl Store {
     pub async fn patients_with_any_token(&self, tokens: &[(i64, Vec<u8>)]) -> Result<Vec<String>> {
         let mut ids = Vec::new();
         for (kind, token) in tokens {
-            let rows =
-                sqlx::query("SELECT patient_id FROM patient_index WHERE kind = $1 AND token = $2")
-                    .bind(*kind)
-                    .bind(token.clone())
-                    .fetch_all(&self.read)
-                    .await
-                    .map_err(dialect::classify)?;
+            let rows = sqlx::query("SELECT patient_id FROM patient_index WHERE kind = $1 AND token = $2")
+                .bind(*kind)
+                .bind(token.clone())
+                .fetch_all(&self.read)
+                .await
+                .map_err(dialect::classify)?;
             for r in rows {
                 ids.push(r.try_get::<String, _>(0).map_err(dialect::classify)?);
             }
@@ -224,20 +197,15 @@ impl Store {
     }
 
     pub async fn patient_count(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM patients")
-            .fetch_one(&self.read)
-            .await
-            .map_err(dialect::classify)?;
+        let row = sqlx::query("SELECT COUNT(*) FROM patients").fetch_one(&self.read).await.map_err(dialect::classify)?;
         row.try_get::<i64, _>(0).map_err(dialect::classify)
     }
 
     pub async fn has_non_demo_data(&self) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM patients WHERE is_demo = 0) + (SELECT COUNT(*) FROM users WHERE is_demo = 0)",
-        )
-        .fetch_one(&self.read)
-        .await
-        .map_err(dialect::classify)?;
+        let row = sqlx::query("SELECT (SELECT COUNT(*) FROM patients WHERE is_demo = 0) + (SELECT COUNT(*) FROM users WHERE is_demo = 0)")
+            .fetch_one(&self.read)
+            .await
+            .map_err(dialect::classify)?;
         Ok(row.try_get::<i64, _>(0).map_err(dialect::classify)? > 0)
     }
 
@@ -261,21 +229,15 @@ impl Store {
     }
 
     pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>> {
-        let rows = sqlx::query(
-            "SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq",
-        )
-        .fetch_all(&self.read)
-        .await
-        .map_err(dialect::classify)?;
+        let rows = sqlx::query("SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.read)
+            .await
+            .map_err(dialect::classify)?;
         rows.iter().map(CheckpointRow::from_row).collect()
     }
 
     /// Patient versions sealed under a key older than `below`, oldest key first.
-    pub async fn patient_versions_below_key(
-        &self,
-        below: i64,
-        limit: i64,
-    ) -> Result<Vec<PatientVersionRow>> {
+    pub async fn patient_versions_below_key(&self, below: i64, limit: i64) -> Result<Vec<PatientVersionRow>> {
         let rows = sqlx::query("SELECT * FROM patient_versions WHERE key_version < $1 ORDER BY key_version, patient_id, version LIMIT $2")
             .bind(below)
             .bind(limit)
@@ -321,9 +283,7 @@ async fn pool(url: &str, backend: Backend, max: u32) -> Result<AnyPool> {
         .max_connections(max)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(move |conn, _meta| {
-            Box::pin(async move { dialect::after_connect(backend, conn).await })
-        })
+        .after_connect(move |conn, _meta| Box::pin(async move { dialect::after_connect(backend, conn).await }))
         .connect(url)
         .await
         .map_err(dialect::classify)

@@ -7,13 +7,8 @@ use crate::{Result, Store, StoreError};
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
     let mut tx = store.write.begin().await.map_err(classify)?;
-    tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)")
-        .await
-        .map_err(classify)?;
-    let rows = sqlx::query("SELECT version FROM schema_migrations")
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
+    tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)").await.map_err(classify)?;
+    let rows = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await.map_err(classify)?;
     let mut applied = Vec::new();
     for r in rows {
         applied.push(r.try_get::<i64, _>(0).map_err(classify)?);
@@ -21,10 +16,7 @@ pub(crate) async fn run(store: &Store) -> Result<()> {
     let known = migrations(store.backend);
     let newest_known = known.iter().map(|m| m.0).max().unwrap_or(0);
     if let Some(found) = applied.iter().copied().max().filter(|v| *v > newest_known) {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            known: newest_known,
-        });
+        return Err(StoreError::SchemaTooNew { found, known: newest_known });
     }
     for (version, name, sql) in known {
         if applied.contains(version) {
@@ -32,11 +24,7 @@ pub(crate) async fn run(store: &Store) -> Result<()> {
         }
         tracing::info!(version, name, "applying migration");
         // Comment lines are dropped before splitting, so a ';' in a comment cannot split a statement.
-        let code: String = sql
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let code: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
         for stmt in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             tx.execute(stmt).await.map_err(classify)?;
         }
@@ -69,15 +57,8 @@ mod tests {
         assert_eq!(s.len(), p.len());
         for ((sv, sn, ssql), (pv, pn, psql)) in s.iter().zip(p) {
             assert_eq!((sv, sn), (pv, pn));
-            let norm = |x: &str| {
-                x.replace("BYTEA", "BLOB")
-                    .replace("(PostgreSQL)", "(SQLite)")
-            };
-            assert_eq!(
-                norm(ssql),
-                norm(psql),
-                "migration {sv} differs beyond type names"
-            );
+            let norm = |x: &str| x.replace("BYTEA", "BLOB").replace("(PostgreSQL)", "(SQLite)");
+            assert_eq!(norm(ssql), norm(psql), "migration {sv} differs beyond type names");
         }
     }
 }

@@ -6,10 +6,7 @@ use sqlx::Row;
 use crate::dialect::classify;
 use crate::Result;
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
-    r: &'r AnyRow,
-    col: &str,
-) -> Result<T> {
+fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(r: &'r AnyRow, col: &str) -> Result<T> {
     r.try_get::<T, _>(col).map_err(classify)
 }
 
@@ -121,11 +118,7 @@ pub struct PatientVersionRow {
 
 impl std::fmt::Debug for PatientVersionRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "PatientVersionRow({}/{}, key v{})",
-            self.patient_id, self.version, self.key_version
-        )
+        write!(f, "PatientVersionRow({}/{}, key v{})", self.patient_id, self.version, self.key_version)
     }
 }
 
@@ -208,11 +201,7 @@ pub struct HeadRow {
 
 impl HeadRow {
     pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
-        Ok(HeadRow {
-            seq: get(r, "seq")?,
-            hash: get(r, "hash")?,
-            signature: get(r, "signature")?,
-        })
+        Ok(HeadRow { seq: get(r, "seq")?, hash: get(r, "hash")?, signature: get(r, "signature")? })
     }
 }
 

@@ -34,14 +34,9 @@ impl WriteTx {
     /// Takes the audit-chain lock (a row lock on PostgreSQL, the write lock on SQLite) and
     /// returns the chain head. Must be the first statement of the transaction.
     pub async fn lock_audit_head(&mut self) -> Result<HeadRow> {
-        exec!(
-            self,
-            sqlx::query("UPDATE audit_head SET lock_counter = lock_counter + 1 WHERE id = 1")
-        )?;
-        let row: AnyRow = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(classify)?;
+        exec!(self, sqlx::query("UPDATE audit_head SET lock_counter = lock_counter + 1 WHERE id = 1"))?;
+        let row: AnyRow =
+            sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1").fetch_one(&mut *self.tx).await.map_err(classify)?;
         HeadRow::from_row(&row)
     }
 
@@ -98,42 +93,25 @@ impl WriteTx {
 
     /// Savepoints give each job of a group commit its own all-or-nothing scope.
     pub async fn savepoint(&mut self) -> Result<()> {
-        self.tx
-            .execute("SAVEPOINT cv_job")
-            .await
-            .map_err(classify)?;
+        self.tx.execute("SAVEPOINT cv_job").await.map_err(classify)?;
         Ok(())
     }
 
     pub async fn release_savepoint(&mut self) -> Result<()> {
-        self.tx
-            .execute("RELEASE SAVEPOINT cv_job")
-            .await
-            .map_err(classify)?;
+        self.tx.execute("RELEASE SAVEPOINT cv_job").await.map_err(classify)?;
         Ok(())
     }
 
     pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
-        self.tx
-            .execute("ROLLBACK TO SAVEPOINT cv_job")
-            .await
-            .map_err(classify)?;
-        self.tx
-            .execute("RELEASE SAVEPOINT cv_job")
-            .await
-            .map_err(classify)?;
+        self.tx.execute("ROLLBACK TO SAVEPOINT cv_job").await.map_err(classify)?;
+        self.tx.execute("RELEASE SAVEPOINT cv_job").await.map_err(classify)?;
         Ok(())
     }
 
     pub async fn meta(&mut self, key: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT value FROM store_meta WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(classify)?;
-        row.map(|r| r.try_get::<String, _>(0))
-            .transpose()
-            .map_err(classify)
+        let row =
+            sqlx::query("SELECT value FROM store_meta WHERE key = $1").bind(key).fetch_optional(&mut *self.tx).await.map_err(classify)?;
+        row.map(|r| r.try_get::<String, _>(0)).transpose().map_err(classify)
     }
 
     pub async fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
@@ -202,12 +180,7 @@ impl WriteTx {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn set_login_failures(
-        &mut self,
-        user_id: &str,
-        failed: i64,
-        locked_until: Option<i64>,
-    ) -> Result<()> {
+    pub async fn set_login_failures(&mut self, user_id: &str, failed: i64, locked_until: Option<i64>) -> Result<()> {
         exec!(
             self,
             sqlx::query("UPDATE users SET failed_logins = $1, locked_until = $2 WHERE id = $3")
@@ -219,13 +192,7 @@ impl WriteTx {
     }
 
     /// Re-seals a user's TOTP secret under a newer key, if nobody changed it meanwhile.
-    pub async fn reseal_user(
-        &mut self,
-        user_id: &str,
-        old_key_version: i64,
-        secret: &[u8],
-        key_version: i64,
-    ) -> Result<bool> {
+    pub async fn reseal_user(&mut self, user_id: &str, old_key_version: i64, secret: &[u8], key_version: i64) -> Result<bool> {
         let r = exec!(
             self,
             sqlx::query("UPDATE users SET totp_secret = $1, key_version = $2 WHERE id = $3 AND key_version = $4")
@@ -257,42 +224,28 @@ impl WriteTx {
 
     /// Deletes a session; false if it was already gone.
     pub async fn delete_session(&mut self, token_hash: &[u8]) -> Result<bool> {
-        let r = exec!(
-            self,
-            sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash.to_vec())
-        )?;
+        let r = exec!(self, sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash.to_vec()))?;
         Ok(r.rows_affected() == 1)
     }
 
     pub async fn delete_user_sessions(&mut self, user_id: &str) -> Result<u64> {
-        let r = exec!(
-            self,
-            sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id)
-        )?;
+        let r = exec!(self, sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id))?;
         Ok(r.rows_affected())
     }
 
     pub async fn touch_session(&mut self, token_hash: &[u8], now: i64) -> Result<()> {
         exec!(
             self,
-            sqlx::query(
-                "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at < $1"
-            )
-            .bind(now)
-            .bind(token_hash.to_vec())
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at < $1")
+                .bind(now)
+                .bind(token_hash.to_vec())
         )?;
         Ok(())
     }
 
     /// Counts a failed MFA attempt on a pending session and returns the new count.
     pub async fn session_mfa_failed(&mut self, token_hash: &[u8]) -> Result<i64> {
-        exec!(
-            self,
-            sqlx::query(
-                "UPDATE sessions SET mfa_failures = mfa_failures + 1 WHERE token_hash = $1"
-            )
-            .bind(token_hash.to_vec())
-        )?;
+        exec!(self, sqlx::query("UPDATE sessions SET mfa_failures = mfa_failures + 1 WHERE token_hash = $1").bind(token_hash.to_vec()))?;
         let row = sqlx::query("SELECT mfa_failures FROM sessions WHERE token_hash = $1")
             .bind(token_hash.to_vec())
             .fetch_optional(&mut *self.tx)
@@ -317,12 +270,7 @@ impl WriteTx {
 
     /// Moves a patient from version `expected` to `expected + 1`; false when the current version
     /// is not `expected` (a concurrent update won).
-    pub async fn bump_patient_version(
-        &mut self,
-        id: &str,
-        expected: i64,
-        now: i64,
-    ) -> Result<bool> {
+    pub async fn bump_patient_version(&mut self, id: &str, expected: i64, now: i64) -> Result<bool> {
         let r = exec!(
             self,
             sqlx::query("UPDATE patients SET current_version = $1, updated_at = $2 WHERE id = $3 AND current_version = $4")
@@ -340,9 +288,7 @@ impl WriteTx {
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(classify)?;
-        row.map(|r| r.try_get::<i64, _>(0))
-            .transpose()
-            .map_err(classify)
+        row.map(|r| r.try_get::<i64, _>(0)).transpose().map_err(classify)
     }
 
     pub async fn insert_patient_version(&mut self, v: &PatientVersionRow) -> Result<()> {
@@ -367,11 +313,7 @@ impl WriteTx {
     }
 
     /// Re-seals one version under a newer key, if it is still under `old_key_version`.
-    pub async fn reseal_patient_version(
-        &mut self,
-        v: &PatientVersionRow,
-        old_key_version: i64,
-    ) -> Result<bool> {
+    pub async fn reseal_patient_version(&mut self, v: &PatientVersionRow, old_key_version: i64) -> Result<bool> {
         let r = exec!(
             self,
             sqlx::query(
@@ -392,38 +334,23 @@ impl WriteTx {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn patient_has_token(
-        &mut self,
-        patient_id: &str,
-        kind: i64,
-        token: &[u8],
-    ) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 FROM patient_index WHERE patient_id = $1 AND kind = $2 AND token = $3",
-        )
-        .bind(patient_id)
-        .bind(kind)
-        .bind(token.to_vec())
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(classify)?;
+    pub async fn patient_has_token(&mut self, patient_id: &str, kind: i64, token: &[u8]) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM patient_index WHERE patient_id = $1 AND kind = $2 AND token = $3")
+            .bind(patient_id)
+            .bind(kind)
+            .bind(token.to_vec())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(classify)?;
         Ok(row.is_some())
     }
 
     /// Replaces the blind-index tokens of a patient. A duplicate MRN surfaces as
     /// `Conflict("patient_index_mrn_unique")`.
-    pub async fn replace_patient_index(
-        &mut self,
-        patient_id: &str,
-        tokens: &[(i64, Vec<u8>)],
-    ) -> Result<()> {
-        exec!(
-            self,
-            sqlx::query("DELETE FROM patient_index WHERE patient_id = $1").bind(patient_id)
-        )?;
+    pub async fn replace_patient_index(&mut self, patient_id: &str, tokens: &[(i64, Vec<u8>)]) -> Result<()> {
+        exec!(self, sqlx::query("DELETE FROM patient_index WHERE patient_id = $1").bind(patient_id))?;
         for chunk in tokens.chunks(100) {
-            let mut sql =
-                String::from("INSERT INTO patient_index (patient_id, kind, token) VALUES ");
+            let mut sql = String::from("INSERT INTO patient_index (patient_id, kind, token) VALUES ");
             for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push_str(", ");
@@ -434,14 +361,10 @@ impl WriteTx {
             for (kind, token) in chunk {
                 q = q.bind(*kind).bind(token.clone());
             }
-            q.execute(&mut *self.tx)
-                .await
-                .map_err(|e| match classify(e) {
-                    StoreError::Conflict(_) => {
-                        StoreError::Conflict("patient_index_mrn_unique".into())
-                    }
-                    other => other,
-                })?;
+            q.execute(&mut *self.tx).await.map_err(|e| match classify(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("patient_index_mrn_unique".into()),
+                other => other,
+            })?;
         }
         Ok(())
     }

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use carevault_core::{
-    Actor, Clock, CoreConfig, InstanceKind, ManualClock, OpenOptions, RequestContext, Vault,
-};
+use carevault_core::{Actor, Clock, CoreConfig, InstanceKind, ManualClock, OpenOptions, RequestContext, Vault};
 use carevault_domain::Role;
 use sqlx::Executor;
 
@@ -43,19 +41,14 @@ impl Backend {
 
 /// Picks the backend from the environment; for PostgreSQL creates a fresh schema.
 pub async fn backend() -> anyhow::Result<Backend> {
-    match std::env::var(TEST_DATABASE_ENV)
-        .ok()
-        .filter(|s| !s.is_empty())
-    {
+    match std::env::var(TEST_DATABASE_ENV).ok().filter(|s| !s.is_empty()) {
         None => Ok(Backend::Sqlite),
         Some(base_url) => {
             sqlx::any::install_default_drivers();
             let schema = format!("cvt_{}", hex_random(8));
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base_url)
-                .await
-                .context("connecting to the test PostgreSQL")?;
-            conn.execute(format!("CREATE SCHEMA {schema}").as_str())
-                .await?;
+            let mut conn =
+                <sqlx::AnyConnection as sqlx::Connection>::connect(&base_url).await.context("connecting to the test PostgreSQL")?;
+            conn.execute(format!("CREATE SCHEMA {schema}").as_str()).await?;
             sqlx::Connection::close(conn).await?;
             Ok(Backend::Postgres { base_url, schema })
         }
@@ -65,17 +58,11 @@ pub async fn backend() -> anyhow::Result<Backend> {
 fn hex_random(n: usize) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let mut x = seed
-        ^ (u128::from(std::process::id()) << 64)
-        ^ (u128::from(COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) << 32);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut x =
+        seed ^ (u128::from(std::process::id()) << 64) ^ (u128::from(COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) << 32);
     for _ in 0..n {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let _ = write!(s, "{:02x}", (x >> 64) as u8);
     }
     s
@@ -94,11 +81,7 @@ pub struct TestVault {
 
 /// Test settings: everything default except a signed checkpoint after every batch.
 pub fn test_config() -> CoreConfig {
-    CoreConfig {
-        checkpoint_every: 1,
-        hash_concurrency: 2,
-        ..CoreConfig::default()
-    }
+    CoreConfig { checkpoint_every: 1, hash_concurrency: 2, ..CoreConfig::default() }
 }
 
 impl TestVault {
@@ -110,40 +93,20 @@ impl TestVault {
         let dir = tempfile::tempdir()?;
         let backend = backend().await?;
         let clock = Arc::new(ManualClock::starting_now());
-        let vault = open_vault(
-            dir.path(),
-            &backend,
-            clock.clone(),
-            config.clone(),
-            InstanceKind::Production,
-            true,
-        )
-        .await?;
-        Ok(TestVault {
-            vault,
-            clock,
-            backend,
-            config,
-            dir,
-        })
+        // A folder that does not exist yet: the vault creates it (mode 0700).
+        let vault = open_vault(&dir.path().join("data"), &backend, clock.clone(), config.clone(), InstanceKind::Production, true).await?;
+        Ok(TestVault { vault, clock, backend, config, dir })
     }
 
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// Closes and reopens the vault on the same folder and database.
     pub async fn reopen(&mut self) -> anyhow::Result<()> {
         self.vault.shutdown().await;
-        self.vault = open_vault(
-            self.dir.path(),
-            &self.backend,
-            self.clock.clone(),
-            self.config.clone(),
-            InstanceKind::Production,
-            false,
-        )
-        .await?;
+        self.vault =
+            open_vault(&self.data_dir(), &self.backend, self.clock.clone(), self.config.clone(), InstanceKind::Production, false).await?;
         Ok(())
     }
 
@@ -151,35 +114,22 @@ impl TestVault {
     pub async fn staff(&self, role: Role) -> anyhow::Result<(Actor, Staff)> {
         let username = format!("{}-{}", role.as_str().replace('_', ""), hex_random(3));
         let u = self.vault.add_user(&username, role, PASSWORD).await?;
-        let staff = Staff {
-            username,
-            secret: u.totp_secret_base32.clone(),
-            id: u.id.clone(),
-        };
-        let ctx = RequestContext {
-            source_ip: Some([127, 0, 0, 1].into()),
-        };
+        let staff = Staff { username, secret: u.totp_secret_base32.clone(), id: u.id.clone() };
+        let ctx = RequestContext { source_ip: Some([127, 0, 0, 1].into()) };
         let step = self.vault.login(&ctx, &staff.username, PASSWORD).await?;
-        let grant = self
-            .vault
-            .verify_totp(
-                &ctx,
-                Some(&step.pending_token),
-                &staff.code_at(self.clock.now_secs()),
-            )
-            .await?;
+        let grant = self.vault.verify_totp(&ctx, Some(&step.pending_token), &staff.code_at(self.clock.now_secs())).await?;
         let actor = self.vault.authenticate(&ctx, Some(&grant.token)).await?;
         Ok((actor, staff))
     }
 
     /// Direct SQL on the test database (tamper tests only).
     pub async fn raw(&self) -> anyhow::Result<sqlx::AnyConnection> {
-        raw_connection(self.dir.path(), &self.backend).await
+        raw_connection(&self.data_dir(), &self.backend).await
     }
 
     /// Every file in the data folder whose bytes contain one of `needles` (case-insensitive).
     pub fn grep_data_dir(&self, needles: &[&str]) -> Vec<(PathBuf, String)> {
-        grep_tree(self.dir.path(), needles)
+        grep_tree(&self.data_dir(), needles)
     }
 
     /// `pg_dump` of the test schema (PostgreSQL only).
@@ -204,19 +154,8 @@ impl Staff {
 
 /// RFC 6238 code (SHA-1, 6 digits, 30 s) computed by totp-rs, the way an authenticator app does.
 pub fn totp_code(secret_base32: &str, unix_secs: u64) -> String {
-    let bytes = totp_rs::Secret::Encoded(secret_base32.to_string())
-        .to_bytes()
-        .unwrap_or_default();
-    totp_rs::TOTP::new_unchecked(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        bytes,
-        None,
-        String::new(),
-    )
-    .generate(unix_secs)
+    let bytes = totp_rs::Secret::Encoded(secret_base32.to_string()).to_bytes().unwrap_or_default();
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes, None, String::new()).generate(unix_secs)
 }
 
 pub async fn open_vault(
@@ -250,10 +189,7 @@ pub async fn raw_connection(dir: &Path, backend: &Backend) -> anyhow::Result<sql
 
 pub fn grep_tree(root: &Path, needles: &[&str]) -> Vec<(PathBuf, String)> {
     let mut hits = Vec::new();
-    let lowered: Vec<Vec<u8>> = needles
-        .iter()
-        .map(|n| n.to_lowercase().into_bytes())
-        .collect();
+    let lowered: Vec<Vec<u8>> = needles.iter().map(|n| n.to_lowercase().into_bytes()).collect();
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&p) else {
@@ -287,11 +223,7 @@ pub fn pg_dump(backend: &Backend) -> anyhow::Result<Option<String>> {
         .arg(schema)
         .output()
         .context("running pg_dump (install the PostgreSQL client)")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "pg_dump failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    anyhow::ensure!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
     Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
@@ -310,26 +242,11 @@ impl App {
 
     pub async fn spawn_with(config: CoreConfig, body_limit: usize) -> anyhow::Result<App> {
         let tv = TestVault::with_config(config).await?;
-        let tls = carevault_web::TlsSource::SelfSigned {
-            dir: tv.data_dir().join("tls"),
-            hostnames: vec![],
-        };
-        let server = carevault_web::start(
-            tv.vault.clone(),
-            carevault_web::WebConfig {
-                listen: "127.0.0.1:0".parse()?,
-                body_limit,
-                tls,
-            },
-        )
-        .await?;
+        let tls = carevault_web::TlsSource::SelfSigned { dir: tv.data_dir().join("tls"), hostnames: vec![] };
+        let server =
+            carevault_web::start(tv.vault.clone(), carevault_web::WebConfig { listen: "127.0.0.1:0".parse()?, body_limit, tls }).await?;
         let base = format!("https://localhost:{}", server.local_addr.port());
-        Ok(App {
-            cert_pem: server.cert_pem.clone(),
-            tv,
-            base,
-            server: Some(server),
-        })
+        Ok(App { cert_pem: server.cert_pem.clone(), tv, base, server: Some(server) })
     }
 
     /// A client that trusts the server's certificate and keeps cookies.
@@ -351,11 +268,7 @@ impl App {
     pub async fn add_staff(&self, role: Role) -> anyhow::Result<Staff> {
         let username = format!("{}-{}", role.as_str().replace('_', ""), hex_random(3));
         let u = self.tv.vault.add_user(&username, role, PASSWORD).await?;
-        Ok(Staff {
-            username,
-            secret: u.totp_secret_base32,
-            id: u.id,
-        })
+        Ok(Staff { username, secret: u.totp_secret_base32, id: u.id })
     }
 
     /// Signs in over HTTPS (password, then TOTP) and returns the client holding the session.
@@ -374,11 +287,7 @@ impl App {
             .await?;
         anyhow::ensure!(r.status() == 200, "login: {}", r.status());
         let code = staff.code_at(self.tv.clock.now_secs());
-        let r = c
-            .post(self.url("/api/v1/auth/mfa/totp"))
-            .json(&serde_json::json!({"code": code}))
-            .send()
-            .await?;
+        let r = c.post(self.url("/api/v1/auth/mfa/totp")).json(&serde_json::json!({"code": code})).send().await?;
         anyhow::ensure!(r.status() == 200, "mfa: {}", r.status());
         Ok(())
     }

@@ -8,9 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{problem, ApiError};
-use crate::extract::{
-    clear_session_cookie, json_content_type, read_body, session_cookie, session_token, Peer,
-};
+use crate::extract::{clear_session_cookie, json_content_type, read_body, session_cookie, session_token, Peer};
 use crate::server::AppState;
 
 const AUTH_BODY_LIMIT: usize = 16 * 1024;
@@ -37,74 +35,41 @@ fn with_cookie(mut r: Response, cookie: &str) -> Response {
 
 fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
     let mut r = (status, v.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 /// Parses a small JSON body, answering bad input with a precise problem+json.
-async fn json_body<T: for<'de> Deserialize<'de>>(
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<T, Response> {
+async fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: Body) -> Result<T, Response> {
     if !json_content_type(headers) {
-        return Err(problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "CV-INPUT-002",
-            "the body must be application/json",
-        ));
+        return Err(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "CV-INPUT-002", "the body must be application/json"));
     }
-    let bytes = read_body(headers, body, AUTH_BODY_LIMIT)
-        .await
-        .map_err(|e| {
-            let status = if matches!(e, crate::extract::BodyError::TooLarge(_)) {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            problem(status, "CV-INPUT-003", &e.reason())
-        })?;
+    let bytes = read_body(headers, body, AUTH_BODY_LIMIT).await.map_err(|e| {
+        let status =
+            if matches!(e, crate::extract::BodyError::TooLarge(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+        problem(status, "CV-INPUT-003", &e.reason())
+    })?;
     if std::str::from_utf8(&bytes).is_err() {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            "CV-INPUT-001",
-            "the body is not valid UTF-8",
-        ));
+        return Err(problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", "the body is not valid UTF-8"));
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         let what = match e.classify() {
-            serde_json::error::Category::Data => {
-                "the JSON does not have the expected fields and types"
-            }
+            serde_json::error::Category::Data => "the JSON does not have the expected fields and types",
             _ => "malformed JSON",
         };
-        problem(
-            StatusCode::BAD_REQUEST,
-            "CV-INPUT-001",
-            &format!("{what} (line {} column {})", e.line(), e.column()),
-        )
+        problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", &format!("{what} (line {} column {})", e.line(), e.column()))
     })
 }
 
 /// `POST /api/v1/auth/login` `{"username","password"}` → MFA-pending session cookie.
-pub(crate) async fn login(
-    State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(crate) async fn login(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
     let b: LoginBody = match json_body(&headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     match st.vault.login(&ctx, &b.username, &b.password).await {
         Ok(step) => with_cookie(
-            json_response(
-                StatusCode::OK,
-                json!({"status": "mfa_required", "methods": ["totp"], "expires_in_secs": step.expires_in_secs}),
-            ),
+            json_response(StatusCode::OK, json!({"status": "mfa_required", "methods": ["totp"], "expires_in_secs": step.expires_in_secs})),
             &session_cookie(&step.pending_token),
         ),
         Err(e) => ApiError(e).into_response(),
@@ -112,12 +77,7 @@ pub(crate) async fn login(
 }
 
 /// `POST /api/v1/auth/mfa/totp` `{"code"}` → full session (new token).
-pub(crate) async fn mfa_totp(
-    State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(crate) async fn mfa_totp(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
     let b: CodeBody = match json_body(&headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -141,32 +101,19 @@ pub(crate) async fn mfa_totp(
 }
 
 /// `POST /api/v1/auth/logout`: ends the session on the server and clears the browser's state.
-pub(crate) async fn logout(
-    State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
-) -> Response {
+pub(crate) async fn logout(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
     let token = session_token(&headers);
     if let Err(e) = st.vault.logout(&ctx, token.as_deref()).await {
         return ApiError(e).into_response();
     }
-    let mut r = with_cookie(
-        StatusCode::NO_CONTENT.into_response(),
-        &clear_session_cookie(),
-    );
-    r.headers_mut().insert(
-        header::HeaderName::from_static("clear-site-data"),
-        HeaderValue::from_static("\"cookies\", \"storage\", \"cache\""),
-    );
+    let mut r = with_cookie(StatusCode::NO_CONTENT.into_response(), &clear_session_cookie());
+    r.headers_mut()
+        .insert(header::HeaderName::from_static("clear-site-data"), HeaderValue::from_static("\"cookies\", \"storage\", \"cache\""));
     r
 }
 
 /// `GET /api/v1/auth/session`: who is signed in, and until when.
-pub(crate) async fn session(
-    State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
-) -> Response {
+pub(crate) async fn session(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
     let token = session_token(&headers);
     match st.vault.authenticate(&ctx, token.as_deref()).await {
         Ok(a) => json_response(

@@ -20,9 +20,7 @@ pub(crate) fn status_of(e: &CoreError, if_match_given: bool) -> StatusCode {
         CoreError::NotFound { .. } => StatusCode::NOT_FOUND,
         CoreError::VersionConflict { .. } if if_match_given => StatusCode::PRECONDITION_FAILED,
         CoreError::VersionConflict { .. } | CoreError::Conflict(_) => StatusCode::CONFLICT,
-        CoreError::AuditUnavailable | CoreError::StoreUnavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        CoreError::AuditUnavailable | CoreError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -59,28 +57,17 @@ pub(crate) struct FhirError {
 
 impl From<CoreError> for FhirError {
     fn from(error: CoreError) -> Self {
-        FhirError {
-            error,
-            if_match_given: false,
-        }
+        FhirError { error, if_match_given: false }
     }
 }
 
 impl From<InputError> for FhirError {
     fn from(e: InputError) -> Self {
-        FhirError {
-            error: CoreError::Invalid(e),
-            if_match_given: false,
-        }
+        FhirError { error: CoreError::Invalid(e), if_match_given: false }
     }
 }
 
-pub(crate) fn operation_outcome(
-    code: &str,
-    diagnostics: &str,
-    expression: Option<&str>,
-    cv_code: &str,
-) -> serde_json::Value {
+pub(crate) fn operation_outcome(code: &str, diagnostics: &str, expression: Option<&str>, cv_code: &str) -> serde_json::Value {
     let mut issue = json!({
         "severity": "error",
         "code": code,
@@ -95,10 +82,7 @@ pub(crate) fn operation_outcome(
 
 pub(crate) fn fhir_json(status: StatusCode, body: &serde_json::Value) -> Response {
     let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/fhir+json; charset=utf-8"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"));
     r
 }
 
@@ -115,23 +99,12 @@ impl IntoResponse for FhirError {
         let status = status_of(&self.error, self.if_match_given);
         let (diag, expr) = match &self.error {
             CoreError::Invalid(i) => {
-                let fhirpath = i
-                    .path
-                    .as_deref()
-                    .filter(|p| p.starts_with("Patient") || *p == "resourceType");
+                let fhirpath = i.path.as_deref().filter(|p| p.starts_with("Patient") || *p == "resourceType");
                 (i.to_string(), fhirpath.map(str::to_string))
             }
             other => (public_message(other), None),
         };
-        let mut r = fhir_json(
-            status,
-            &operation_outcome(
-                issue_code(&self.error),
-                &diag,
-                expr.as_deref(),
-                self.error.code(),
-            ),
-        );
+        let mut r = fhir_json(status, &operation_outcome(issue_code(&self.error), &diag, expr.as_deref(), self.error.code()));
         retry_after(&self.error, &mut r);
         r
     }
@@ -155,10 +128,7 @@ pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> Response 
         "code": code,
     });
     let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     r
 }
 

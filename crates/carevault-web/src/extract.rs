@@ -18,12 +18,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(RequestContext {
-            source_ip: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        }))
+        Ok(Peer(RequestContext { source_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) }))
     }
 }
 
@@ -54,17 +49,13 @@ pub(crate) fn clear_session_cookie() -> String {
 pub(crate) fn purpose(headers: &HeaderMap, actor: &Actor) -> Result<PurposeOfUse, InputError> {
     match headers.get("x-purpose-of-use") {
         None => Ok(carevault_core::default_purpose(actor.role())),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(PurposeOfUse::parse)
-            .ok_or_else(|| {
-                InputError::new(
-                    IssueCode::Value,
-                    Some("header X-Purpose-Of-Use".to_string()),
-                    "must be one of TREAT, ETREAT, HPAYMT, HOPERAT, PATRQT, HSYSADMIN",
-                )
-            }),
+        Some(v) => v.to_str().ok().and_then(PurposeOfUse::parse).ok_or_else(|| {
+            InputError::new(
+                IssueCode::Value,
+                Some("header X-Purpose-Of-Use".to_string()),
+                "must be one of TREAT, ETREAT, HPAYMT, HOPERAT, PATRQT, HSYSADMIN",
+            )
+        }),
     }
 }
 
@@ -81,9 +72,7 @@ impl BodyError {
                 format!("the body is larger than the limit of {limit} bytes")
             }
             BodyError::Unreadable => "the body could not be read".to_string(),
-            BodyError::MediaType => {
-                "the body must be application/fhir+json or application/json".to_string()
-            }
+            BodyError::MediaType => "the body must be application/fhir+json or application/json".to_string(),
         }
     }
 }
@@ -92,33 +81,19 @@ pub(crate) fn json_content_type(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
         .is_some_and(|m| m == "application/fhir+json" || m == "application/json")
 }
 
 /// Reads a body of at most `limit` bytes.
-pub(crate) async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<Bytes, BodyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge(limit));
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.to_string().contains("length limit"))
-            || e.to_string().contains("length limit");
+        let too_large =
+            std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || e.to_string().contains("length limit");
         if too_large {
             BodyError::TooLarge(limit)
         } else {

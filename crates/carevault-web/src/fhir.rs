@@ -31,10 +31,7 @@ fn base_url(st: &AppState, headers: &HeaderMap) -> String {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+            !h.is_empty() && h.len() <= 255 && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
         })
         .map(str::to_string)
         .unwrap_or_else(|| st.public_host.clone());
@@ -42,19 +39,12 @@ fn base_url(st: &AppState, headers: &HeaderMap) -> String {
 }
 
 fn http_date(micros: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(micros / 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
+    let t = time::OffsetDateTime::from_unix_timestamp(micros / 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
     t.format(&f).unwrap_or_default()
 }
 
-fn resource_response(
-    status: StatusCode,
-    rec: &PatientRecord,
-    location: Option<String>,
-) -> Response {
+fn resource_response(status: StatusCode, rec: &PatientRecord, location: Option<String>) -> Response {
     let mut r = fhir_json(status, &rec.to_fhir());
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", rec.version)) {
@@ -80,62 +70,32 @@ async fn body_bytes(
     body: Body,
 ) -> Result<axum::body::Bytes, Response> {
     let (status, code, reason) = if !json_content_type(headers) {
-        (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "not-supported",
-            crate::extract::BodyError::MediaType.reason(),
-        )
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not-supported", crate::extract::BodyError::MediaType.reason())
     } else {
         match read_body(headers, body, st.body_limit).await {
             Ok(b) => return Ok(b),
-            Err(e @ crate::extract::BodyError::TooLarge(_)) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "too-costly", e.reason())
-            }
+            Err(e @ crate::extract::BodyError::TooLarge(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "too-costly", e.reason()),
             Err(e) => (StatusCode::BAD_REQUEST, "structure", e.reason()),
         }
     };
-    if let Err(e) = st
-        .vault
-        .record_rejected_request(actor, action, id, &reason)
-        .await
-    {
-        return Err(axum::response::IntoResponse::into_response(
-            FhirError::from(e),
-        ));
+    if let Err(e) = st.vault.record_rejected_request(actor, action, id, &reason).await {
+        return Err(axum::response::IntoResponse::into_response(FhirError::from(e)));
     }
-    Err(fhir_json(
-        status,
-        &operation_outcome(code, &reason, None, "CV-INPUT-002"),
-    ))
+    Err(fhir_json(status, &operation_outcome(code, &reason, None, "CV-INPUT-002")))
 }
 
-pub(crate) async fn create(
-    State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
-    body: Body,
-) -> FhirResult {
+pub(crate) async fn create(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let bytes = match body_bytes(&st, &actor, AuditAction::Create, None, &headers, body).await {
         Ok(b) => b,
         Err(r) => return Ok(r),
     };
     let rec = st.vault.create_patient(&actor, p, &bytes).await?;
-    let loc = format!(
-        "{}/Patient/{}/_history/{}",
-        base_url(&st, &headers),
-        rec.id,
-        rec.version
-    );
+    let loc = format!("{}/Patient/{}/_history/{}", base_url(&st, &headers), rec.id, rec.version);
     Ok(resource_response(StatusCode::CREATED, &rec, Some(loc)))
 }
 
-pub(crate) async fn read(
-    State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> FhirResult {
+pub(crate) async fn read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let rec = st.vault.read_patient(&actor, p, &id).await?;
     Ok(resource_response(StatusCode::OK, &rec, None))
@@ -163,13 +123,7 @@ fn parse_if_match(headers: &HeaderMap) -> Result<Option<i64>, InputError> {
         .ok()
         .filter(|n| *n > 0)
         .map(Some)
-        .ok_or_else(|| {
-            InputError::new(
-                IssueCode::Value,
-                Some("header If-Match".to_string()),
-                "must be a version ETag such as W/\"3\"",
-            )
-        })
+        .ok_or_else(|| InputError::new(IssueCode::Value, Some("header If-Match".to_string()), "must be a version ETag such as W/\"3\""))
 }
 
 pub(crate) async fn update(
@@ -183,32 +137,17 @@ pub(crate) async fn update(
     let if_match = match parse_if_match(&headers) {
         Ok(m) => m,
         Err(e) => {
-            st.vault
-                .record_rejected_request(
-                    &actor,
-                    AuditAction::Update,
-                    Some(&id),
-                    "invalid If-Match header",
-                )
-                .await?;
+            st.vault.record_rejected_request(&actor, AuditAction::Update, Some(&id), "invalid If-Match header").await?;
             return Err(e.into());
         }
     };
-    let bytes = match body_bytes(&st, &actor, AuditAction::Update, Some(&id), &headers, body).await
-    {
+    let bytes = match body_bytes(&st, &actor, AuditAction::Update, Some(&id), &headers, body).await {
         Ok(b) => b,
         Err(r) => return Ok(r),
     };
-    match st
-        .vault
-        .update_patient(&actor, p, &id, &bytes, if_match)
-        .await
-    {
+    match st.vault.update_patient(&actor, p, &id, &bytes, if_match).await {
         Ok(rec) => Ok(resource_response(StatusCode::OK, &rec, None)),
-        Err(error) => Err(FhirError {
-            error,
-            if_match_given: if_match.is_some(),
-        }),
+        Err(error) => Err(FhirError { error, if_match_given: if_match.is_some() }),
     }
 }
 
@@ -216,12 +155,7 @@ fn entry(base: &str, rec: &PatientRecord) -> Value {
     json!({"fullUrl": format!("{base}/Patient/{}", rec.id), "resource": rec.to_fhir()})
 }
 
-pub(crate) async fn history(
-    State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> FhirResult {
+pub(crate) async fn history(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let recs = st.vault.patient_history(&actor, p, &id).await?;
     let base = base_url(&st, &headers);
@@ -256,9 +190,7 @@ fn query_url(base: &str, params: &[(String, String)], count: usize, offset: usiz
 }
 
 fn search_bundle(base: &str, page: &SearchPage) -> Value {
-    let mut links = vec![
-        json!({"relation": "self", "url": query_url(base, &page.params, page.count, page.offset)}),
-    ];
+    let mut links = vec![json!({"relation": "self", "url": query_url(base, &page.params, page.count, page.offset)})];
     if page.count > 0 && page.offset + page.count < page.total {
         links.push(json!({"relation": "next", "url": query_url(base, &page.params, page.count, page.offset + page.count)}));
     }
@@ -274,8 +206,7 @@ fn search_bundle(base: &str, page: &SearchPage) -> Value {
             e
         })
         .collect();
-    let mut b =
-        json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links});
+    let mut b = json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links});
     if !entries.is_empty() {
         b["entry"] = Value::Array(entries);
     }
@@ -286,53 +217,29 @@ fn parse_pairs(raw: &[u8]) -> Result<Vec<(String, String)>, InputError> {
     let mut out = Vec::new();
     for (k, v) in form_urlencoded::parse(raw) {
         if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
-            return Err(InputError::new(
-                IssueCode::Structure,
-                None,
-                "search parameters must be valid UTF-8",
-            ));
+            return Err(InputError::new(IssueCode::Structure, None, "search parameters must be valid UTF-8"));
         }
         out.push((k.into_owned(), v.into_owned()));
     }
     if out.len() > 30 {
-        return Err(InputError::new(
-            IssueCode::Invalid,
-            None,
-            "at most 30 search parameters are accepted",
-        ));
+        return Err(InputError::new(IssueCode::Invalid, None, "at most 30 search parameters are accepted"));
     }
     Ok(out)
 }
 
-async fn run_search(
-    st: &AppState,
-    actor: &Actor,
-    p: PurposeOfUse,
-    headers: &HeaderMap,
-    raw: &[u8],
-) -> FhirResult {
+async fn run_search(st: &AppState, actor: &Actor, p: PurposeOfUse, headers: &HeaderMap, raw: &[u8]) -> FhirResult {
     let pairs = match parse_pairs(raw) {
         Ok(p) => p,
         Err(e) => {
-            st.vault
-                .record_rejected_request(actor, AuditAction::Search, None, &e.message)
-                .await?;
+            st.vault.record_rejected_request(actor, AuditAction::Search, None, &e.message).await?;
             return Err(e.into());
         }
     };
     let page = st.vault.search_patients(actor, p, &pairs).await?;
-    Ok(fhir_json(
-        StatusCode::OK,
-        &search_bundle(&base_url(st, headers), &page),
-    ))
+    Ok(fhir_json(StatusCode::OK, &search_bundle(&base_url(st, headers), &page)))
 }
 
-pub(crate) async fn search(
-    State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> FhirResult {
+pub(crate) async fn search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     run_search(&st, &actor, p, &headers, q.unwrap_or_default().as_bytes()).await
 }
@@ -346,39 +253,22 @@ pub(crate) async fn search_post(
     body: Body,
 ) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let form =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !form {
         st.vault
-            .record_rejected_request(
-                &actor,
-                AuditAction::Search,
-                None,
-                "search body must be application/x-www-form-urlencoded",
-            )
+            .record_rejected_request(&actor, AuditAction::Search, None, "search body must be application/x-www-form-urlencoded")
             .await?;
         return Ok(fhir_json(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &operation_outcome(
-                "not-supported",
-                "a search body must be application/x-www-form-urlencoded",
-                None,
-                "CV-INPUT-002",
-            ),
+            &operation_outcome("not-supported", "a search body must be application/x-www-form-urlencoded", None, "CV-INPUT-002"),
         ));
     }
     let bytes = match read_body(&headers, body, 64 * 1024).await {
         Ok(b) => b,
         Err(e) => {
-            st.vault
-                .record_rejected_request(&actor, AuditAction::Search, None, &e.reason())
-                .await?;
-            return Ok(fhir_json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &operation_outcome("too-costly", &e.reason(), None, "CV-INPUT-002"),
-            ));
+            st.vault.record_rejected_request(&actor, AuditAction::Search, None, &e.reason()).await?;
+            return Ok(fhir_json(StatusCode::PAYLOAD_TOO_LARGE, &operation_outcome("too-costly", &e.reason(), None, "CV-INPUT-002")));
         }
     };
     let mut raw = q.unwrap_or_default().into_bytes();
@@ -391,11 +281,7 @@ pub(crate) async fn search_post(
 
 /// Anything else under `/fhir/r4`: a FHIR-shaped 404 or 405.
 pub(crate) async fn fallback(method: Method) -> Response {
-    if method == Method::GET
-        || method == Method::POST
-        || method == Method::PUT
-        || method == Method::DELETE
-    {
+    if method == Method::GET || method == Method::POST || method == Method::PUT || method == Method::DELETE {
         fhir_json(
             StatusCode::NOT_FOUND,
             &operation_outcome(
@@ -406,15 +292,7 @@ pub(crate) async fn fallback(method: Method) -> Response {
             ),
         )
     } else {
-        fhir_json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &operation_outcome(
-                "not-supported",
-                "method not allowed",
-                None,
-                "CV-NOTFOUND-003",
-            ),
-        )
+        fhir_json(StatusCode::METHOD_NOT_ALLOWED, &operation_outcome("not-supported", "method not allowed", None, "CV-NOTFOUND-003"))
     }
 }
 

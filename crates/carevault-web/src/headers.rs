@@ -11,7 +11,10 @@ const HEADERS: &[(&str, &str)] = &[
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
     ("x-frame-options", "DENY"),
-    ("permissions-policy", "camera=(), microphone=(), geolocation=(), publickey-credentials-get=(self), publickey-credentials-create=(self)"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), publickey-credentials-get=(self), publickey-credentials-create=(self)",
+    ),
     ("cross-origin-opener-policy", "same-origin"),
     ("cross-origin-resource-policy", "same-origin"),
     // Nearly every response carries or concerns PHI; none may be cached anywhere.
@@ -30,10 +33,7 @@ pub(crate) async fn security_headers(demo: bool, req: Request, next: Next) -> Re
         h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
     }
     if demo {
-        h.insert(
-            HeaderName::from_static("x-carevault-demo"),
-            HeaderValue::from_static("synthetic demo data - not for real patients"),
-        );
+        h.insert(HeaderName::from_static("x-carevault-demo"), HeaderValue::from_static("synthetic demo data - not for real patients"));
     }
     tracing::info!(%method, path = %redact_path(&path), status = res.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
     res
@@ -42,13 +42,7 @@ pub(crate) async fn security_headers(demo: bool, req: Request, next: Next) -> Re
 /// Ids in paths are random and not PHI, but keep logs to the route shape anyway.
 fn redact_path(p: &str) -> String {
     p.split('/')
-        .map(|seg| {
-            if seg.len() >= 16 && seg.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-                ":id"
-            } else {
-                seg
-            }
-        })
+        .map(|seg| if seg.len() >= 16 && seg.chars().all(|c| c.is_ascii_hexdigit() || c == '-') { ":id" } else { seg })
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -24,10 +24,7 @@ pub enum WebError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error("could not listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Settings of the HTTPS server.
@@ -87,27 +84,12 @@ async fn not_found() -> Response {
 /// A state-changing request from a browser must come from this origin (defence in depth next
 /// to SameSite=Strict cookies).
 async fn same_origin(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let unsafe_method = !matches!(
-        *req.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    );
+    let unsafe_method = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
     if unsafe_method {
-        if let Some(origin) = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-        {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default();
+        if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+            let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
             if origin != format!("https://{host}") {
-                return crate::error::problem(
-                    StatusCode::FORBIDDEN,
-                    "CV-AUTHZ-002",
-                    "cross-origin request refused",
-                );
+                return crate::error::problem(StatusCode::FORBIDDEN, "CV-AUTHZ-002", "cross-origin request refused");
             }
         }
     }
@@ -118,15 +100,9 @@ pub(crate) fn router(state: AppState) -> Router {
     let demo = state.vault.instance_kind() == InstanceKind::Demo;
     let fhir = Router::new()
         .route("/metadata", get(crate::fhir::metadata))
-        .route(
-            "/Patient",
-            post(crate::fhir::create).get(crate::fhir::search),
-        )
+        .route("/Patient", post(crate::fhir::create).get(crate::fhir::search))
         .route("/Patient/_search", post(crate::fhir::search_post))
-        .route(
-            "/Patient/{id}",
-            get(crate::fhir::read).put(crate::fhir::update),
-        )
+        .route("/Patient/{id}", get(crate::fhir::read).put(crate::fhir::update))
         .route("/Patient/{id}/_history", get(crate::fhir::history))
         .route("/Patient/{id}/_history/{vid}", get(crate::fhir::vread))
         .fallback(crate::fhir::fallback);
@@ -144,31 +120,16 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn(same_origin))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            crate::headers::security_headers(demo, req, next)
-        }))
+        .layer(axum::middleware::from_fn(move |req, next| crate::headers::security_headers(demo, req, next)))
 }
 
 /// Starts the HTTPS server on `config.listen` (port 0 picks a free port).
 pub async fn start(vault: Vault, config: WebConfig) -> Result<RunningServer, WebError> {
     let loaded = tls::load(&config.tls)?;
     let acceptor = TlsAcceptor::from(loaded.config.clone());
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| WebError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| WebError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let state = AppState {
-        started_at: vault.now_micros(),
-        vault,
-        body_limit: config.body_limit,
-        public_host: local_addr.to_string(),
-    };
+    let listener = TcpListener::bind(config.listen).await.map_err(|source| WebError::Bind { addr: config.listen, source })?;
+    let local_addr = listener.local_addr().map_err(|source| WebError::Bind { addr: config.listen, source })?;
+    let state = AppState { started_at: vault.now_micros(), vault, body_limit: config.body_limit, public_host: local_addr.to_string() };
     let app = router(state);
     let (tx, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -201,11 +162,5 @@ pub async fn start(vault: Vault, config: WebConfig) -> Result<RunningServer, Web
         drop(listener);
         let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
     });
-    Ok(RunningServer {
-        local_addr,
-        cert_pem: loaded.cert_pem,
-        generated_certificate: loaded.generated,
-        shutdown: tx,
-        task,
-    })
+    Ok(RunningServer { local_addr, cert_pem: loaded.cert_pem, generated_certificate: loaded.generated, shutdown: tx, task })
 }

@@ -17,10 +17,7 @@ pub enum TlsSource {
     /// Operator-provided PEM files.
     Files { cert: PathBuf, key: PathBuf },
     /// Generated once into this folder (cert.pem, key.pem), then reused.
-    SelfSigned {
-        dir: PathBuf,
-        hostnames: Vec<String>,
-    },
+    SelfSigned { dir: PathBuf, hostnames: Vec<String> },
 }
 
 pub(crate) struct Loaded {
@@ -51,65 +48,38 @@ pub(crate) fn load(source: &TlsSource) -> Result<Loaded, WebError> {
             let key = dir.join("key.pem");
             let mut generated = false;
             if !cert.exists() || !key.exists() {
-                let mut names = vec![
-                    "localhost".to_string(),
-                    "127.0.0.1".to_string(),
-                    "::1".to_string(),
-                ];
+                let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
                 names.extend(hostnames.iter().cloned());
-                let ck = rcgen::generate_simple_self_signed(names)
-                    .map_err(|e| WebError::Tls(format!("certificate generation failed: {e}")))?;
+                let ck =
+                    rcgen::generate_simple_self_signed(names).map_err(|e| WebError::Tls(format!("certificate generation failed: {e}")))?;
                 let _ = std::fs::remove_file(&cert);
                 let _ = std::fs::remove_file(&key);
-                write_private(&key, &ck.key_pair.serialize_pem())
-                    .map_err(|e| WebError::Tls(format!("{}: {e}", key.display())))?;
-                write_private(&cert, &ck.cert.pem())
-                    .map_err(|e| WebError::Tls(format!("{}: {e}", cert.display())))?;
+                write_private(&key, &ck.key_pair.serialize_pem()).map_err(|e| WebError::Tls(format!("{}: {e}", key.display())))?;
+                write_private(&cert, &ck.cert.pem()).map_err(|e| WebError::Tls(format!("{}: {e}", cert.display())))?;
                 generated = true;
             }
             (cert, key, generated)
         }
     };
-    let cert_pem = std::fs::read_to_string(&cert_path)
-        .map_err(|e| WebError::Tls(format!("{}: {e}", cert_path.display())))?;
+    let cert_pem = std::fs::read_to_string(&cert_path).map_err(|e| WebError::Tls(format!("{}: {e}", cert_path.display())))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            WebError::Tls(format!(
-                "{}: not a PEM certificate chain: {e}",
-                cert_path.display()
-            ))
-        })?;
+        .map_err(|e| WebError::Tls(format!("{}: not a PEM certificate chain: {e}", cert_path.display())))?;
     if certs.is_empty() {
-        return Err(WebError::Tls(format!(
-            "{} holds no certificate",
-            cert_path.display()
-        )));
+        return Err(WebError::Tls(format!("{} holds no certificate", cert_path.display())));
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
-        WebError::Tls(format!(
-            "{}: not a PEM private key: {e}",
-            key_path.display()
-        ))
-    })?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| WebError::Tls(format!("{}: not a PEM private key: {e}", key_path.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| WebError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| {
-            WebError::Tls(format!(
-                "certificate and key do not match or are unsupported: {e}"
-            ))
-        })?;
+        .map_err(|e| WebError::Tls(format!("certificate and key do not match or are unsupported: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ignore_client_order = true;
-    Ok(Loaded {
-        config: Arc::new(config),
-        cert_pem,
-        generated,
-    })
+    Ok(Loaded { config: Arc::new(config), cert_pem, generated })
 }
 
 #[cfg(test)]
@@ -124,8 +94,7 @@ mod tests {
         for s in &p.cipher_suites {
             let name = format!("{:?}", s.suite());
             let ok = name.starts_with("TLS13_")
-                || (name.starts_with("TLS_ECDHE_")
-                    && (name.contains("GCM") || name.contains("CHACHA20_POLY1305")));
+                || (name.starts_with("TLS_ECDHE_") && (name.contains("GCM") || name.contains("CHACHA20_POLY1305")));
             assert!(ok, "{name}");
         }
     }
@@ -133,10 +102,7 @@ mod tests {
     #[test]
     fn generates_once_and_reuses() {
         let dir = tempfile_dir();
-        let src = TlsSource::SelfSigned {
-            dir: dir.clone(),
-            hostnames: vec![],
-        };
+        let src = TlsSource::SelfSigned { dir: dir.clone(), hostnames: vec![] };
         let a = load(&src).expect("first");
         assert!(a.generated);
         let b = load(&src).expect("second");
@@ -145,25 +111,15 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join("key.pem"))
-                .expect("key")
-                .permissions()
-                .mode()
-                & 0o777;
+            let mode = std::fs::metadata(dir.join("key.pem")).expect("key").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
         let _ = std::fs::remove_dir_all(dir);
     }
 
     fn tempfile_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(
-            format!(
-                "cv-tls-{}-{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            )
-            .replace(['(', ')'], ""),
-        );
+        let d =
+            std::env::temp_dir().join(format!("cv-tls-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).expect("dir");
         d

@@ -52,61 +52,36 @@ fn env(name: &str) -> Option<String> {
 fn env_num<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
     match env(name) {
         None => Ok(None),
-        Some(v) => {
-            v.trim().parse::<T>().map(Some).map_err(|_| {
-                anyhow::anyhow!("{name} must be a whole number (got an invalid value)")
-            })
-        }
+        Some(v) => v.trim().parse::<T>().map(Some).map_err(|_| anyhow::anyhow!("{name} must be a whole number (got an invalid value)")),
     }
 }
 
-pub fn load(
-    data_dir: &Path,
-    config_path: Option<&Path>,
-    listen_flag: Option<&str>,
-) -> anyhow::Result<Settings> {
-    let file_path = config_path
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| data_dir.join("carevault.toml"));
+pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&str>) -> anyhow::Result<Settings> {
+    let file_path = config_path.map(Path::to_path_buf).unwrap_or_else(|| data_dir.join("carevault.toml"));
     let file: FileConfig = if file_path.exists() {
-        let text = std::fs::read_to_string(&file_path)
-            .with_context(|| format!("reading {}", file_path.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", file_path.display(), e.message()))?
+        let text = std::fs::read_to_string(&file_path).with_context(|| format!("reading {}", file_path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", file_path.display(), e.message()))?
     } else if config_path.is_some() {
         bail!("config file {} does not exist", file_path.display());
     } else {
         FileConfig::default()
     };
-    let listen_text = listen_flag
-        .map(str::to_string)
-        .or_else(|| env("CAREVAULT_LISTEN"))
-        .or(file.listen)
-        .unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let listen: SocketAddr = listen_text
-        .parse()
-        .map_err(|_| anyhow::anyhow!("listen address must be IP:PORT, e.g. 127.0.0.1:8443"))?;
-    let idle = env_num::<i64>("CAREVAULT_SESSION_IDLE_TIMEOUT_SECS")?
-        .or(file.session.idle_timeout_secs)
-        .unwrap_or(15 * 60);
-    let max = env_num::<i64>("CAREVAULT_SESSION_MAX_AGE_SECS")?
-        .or(file.session.max_age_secs)
-        .unwrap_or(12 * 3600);
+    let listen_text =
+        listen_flag.map(str::to_string).or_else(|| env("CAREVAULT_LISTEN")).or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen: SocketAddr = listen_text.parse().map_err(|_| anyhow::anyhow!("listen address must be IP:PORT, e.g. 127.0.0.1:8443"))?;
+    let idle = env_num::<i64>("CAREVAULT_SESSION_IDLE_TIMEOUT_SECS")?.or(file.session.idle_timeout_secs).unwrap_or(15 * 60);
+    let max = env_num::<i64>("CAREVAULT_SESSION_MAX_AGE_SECS")?.or(file.session.max_age_secs).unwrap_or(12 * 3600);
     if !(1..=3600).contains(&idle) {
         bail!("the session idle timeout must be between 1 and 3600 seconds (NIST SP 800-63B AAL2 allows at most 1 hour)");
     }
     if !(60..=86_400).contains(&max) || max < idle {
         bail!("the session maximum age must be between 60 and 86400 seconds and not shorter than the idle timeout");
     }
-    let body_limit = env_num::<usize>("CAREVAULT_BODY_LIMIT_BYTES")?
-        .or(file.body_limit_bytes)
-        .unwrap_or(1024 * 1024);
+    let body_limit = env_num::<usize>("CAREVAULT_BODY_LIMIT_BYTES")?.or(file.body_limit_bytes).unwrap_or(1024 * 1024);
     if !(1024..=64 * 1024 * 1024).contains(&body_limit) {
         bail!("the body limit must be between 1 KiB and 64 MiB");
     }
-    let tls_cert = env("CAREVAULT_TLS_CERT")
-        .map(PathBuf::from)
-        .or(file.tls_cert);
+    let tls_cert = env("CAREVAULT_TLS_CERT").map(PathBuf::from).or(file.tls_cert);
     let tls_key = env("CAREVAULT_TLS_KEY").map(PathBuf::from).or(file.tls_key);
     if tls_cert.is_some() != tls_key.is_some() {
         bail!("configure both tls_cert and tls_key, or neither (a self-signed certificate is then generated)");
@@ -115,15 +90,11 @@ pub fn load(
         data_dir: data_dir.to_path_buf(),
         listen,
         database_url: env("CAREVAULT_DATABASE_URL").or(file.database_url),
-        master_key_file: env("CAREVAULT_MASTER_KEY_FILE")
-            .map(PathBuf::from)
-            .or(file.master_key_file),
+        master_key_file: env("CAREVAULT_MASTER_KEY_FILE").map(PathBuf::from).or(file.master_key_file),
         body_limit,
         tls_cert,
         tls_key,
-        log: env("CAREVAULT_LOG")
-            .or(file.log)
-            .unwrap_or_else(|| "info".into()),
+        log: env("CAREVAULT_LOG").or(file.log).unwrap_or_else(|| "info".into()),
         session_idle_secs: idle,
         session_max_secs: max,
     })

@@ -46,11 +46,7 @@ enum Command {
     /// Serve a synthetic demo clinic (bannered demo accounts and made-up patients).
     Demo {
         /// The demo data folder; refused if it holds non-demo data.
-        #[arg(
-            long,
-            env = "CAREVAULT_DEMO_DATA_DIR",
-            default_value = "./carevault-demo-data"
-        )]
+        #[arg(long, env = "CAREVAULT_DEMO_DATA_DIR", default_value = "./carevault-demo-data")]
         data_dir: PathBuf,
         /// Address to listen on (IP:PORT). Default 127.0.0.1:8443.
         #[arg(long)]
@@ -127,10 +123,7 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the runtime: {e}");
@@ -147,11 +140,7 @@ fn main() -> ExitCode {
 }
 
 fn core_config(s: &config::Settings) -> CoreConfig {
-    CoreConfig {
-        session_idle_secs: s.session_idle_secs,
-        session_max_secs: s.session_max_secs,
-        ..CoreConfig::default()
-    }
+    CoreConfig { session_idle_secs: s.session_idle_secs, session_max_secs: s.session_max_secs, ..CoreConfig::default() }
 }
 
 async fn open(s: &config::Settings, create: bool, instance: InstanceKind) -> anyhow::Result<Vault> {
@@ -177,11 +166,9 @@ fn init_logging(s: &config::Settings) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    let file = o
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&s.log)
-        .map_err(|_| anyhow::anyhow!("invalid log filter in CAREVAULT_LOG / log"))?;
+    let file = o.open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&s.log).map_err(|_| anyhow::anyhow!("invalid log filter in CAREVAULT_LOG / log"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
@@ -200,41 +187,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = config::load(&data_dir, None, listen.as_deref())?;
             serve(s, InstanceKind::Demo).await
         }
-        Command::User {
-            command:
-                UserCommand::Add {
-                    username,
-                    role,
-                    password_stdin,
-                    data,
-                },
-        } => {
-            let role = Role::parse(&role).ok_or_else(|| {
-                anyhow::anyhow!("unknown role '{role}'; use admin, clinician or front_desk")
-            })?;
+        Command::User { command: UserCommand::Add { username, role, password_stdin, data } } => {
+            let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role '{role}'; use admin, clinician or front_desk"))?;
             if !password_stdin {
                 bail!("pass --password-stdin and write the password on standard input (passwords on the command line leak into shell history)");
             }
             let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("reading the password from standard input")?;
+            std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
             let password = line.trim_end_matches(['\n', '\r']);
             let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
             let vault = open(&s, false, InstanceKind::Production).await?;
             let result = vault.add_user(&username, role, password).await;
             vault.shutdown().await;
             let u = result?;
-            println!(
-                "{}",
-                serde_json::json!({"id": u.id, "username": u.username, "role": u.role.as_str(), "otpauth_uri": u.otpauth_uri})
-            );
+            println!("{}", serde_json::json!({"id": u.id, "username": u.username, "role": u.role.as_str(), "otpauth_uri": u.otpauth_uri}));
             Ok(ExitCode::SUCCESS)
         }
-        Command::User {
-            command: UserCommand::Unlock { username, data },
-        } => {
+        Command::User { command: UserCommand::Unlock { username, data } } => {
             let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
             let vault = open(&s, false, InstanceKind::Production).await?;
             let r = vault.unlock_user(&username).await;
@@ -243,12 +212,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("unlocked {username}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit {
-            command: AuditCommand::Verify { data },
-        } => {
+        Command::Audit { command: AuditCommand::Verify { data } } => {
             let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
-            let report =
-                carevault_core::verify_audit_at(&s.data_dir, s.database_url.as_deref()).await?;
+            let report = carevault_core::verify_audit_at(&s.data_dir, s.database_url.as_deref()).await?;
             println!(
                 "audit log: {} records, signed head at {}, {} checkpoints in the database, {} in {}",
                 report.records,
@@ -276,9 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Keys {
-            command: KeysCommand::Status { data },
-        } => {
+        Command::Keys { command: KeysCommand::Status { data } } => {
             let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
             let vault = open_any(&s).await?;
             let st = vault.key_status().await;
@@ -286,10 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let st = st?;
             println!("current data key: v{}", st.current_version);
             for (v, created) in &st.versions {
-                println!(
-                    "  v{v} created {}",
-                    carevault_core::format_instant(*created)
-                );
+                println!("  v{v} created {}", carevault_core::format_instant(*created));
             }
             for (table, v, n) in &st.rows_by_version {
                 println!("  {table}: {n} rows sealed with v{v}");
@@ -301,20 +262,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys {
-            command: KeysCommand::Rotate { data, batch_size },
-        } => {
+        Command::Keys { command: KeysCommand::Rotate { data, batch_size } } => {
             let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
             let vault = open_any(&s).await?;
             let tty = std::io::stderr().is_terminal();
             let r = vault
                 .rotate_keys(batch_size, |p| {
                     let width = 30usize;
-                    let filled = if p.total == 0 {
-                        width
-                    } else {
-                        (p.done as usize * width / p.total as usize).min(width)
-                    };
+                    let filled = if p.total == 0 { width } else { (p.done as usize * width / p.total as usize).min(width) };
                     let line = format!(
                         "[{}{}] {}/{} rows re-encrypted under data key v{}{}",
                         "#".repeat(filled),
@@ -325,11 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         if p.resumed { " (resumed)" } else { "" }
                     );
                     let mut e = std::io::stderr().lock();
-                    let _ = if tty {
-                        write!(e, "\r{line}")
-                    } else {
-                        writeln!(e, "{line}")
-                    };
+                    let _ = if tty { write!(e, "\r{line}") } else { writeln!(e, "{line}") };
                     let _ = e.flush();
                 })
                 .await;
@@ -338,10 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             vault.shutdown().await;
             let p = r?;
-            println!(
-                "key rotation complete: data key v{} is current; {} rows re-encrypted",
-                p.target_version, p.done
-            );
+            println!("key rotation complete: data key v{} is current; {} rows re-encrypted", p.target_version, p.done);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -350,12 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `keys` commands work on demo folders too.
 async fn open_any(s: &config::Settings) -> anyhow::Result<Vault> {
     match open(s, false, InstanceKind::Production).await {
-        Err(e)
-            if matches!(
-                e.downcast_ref::<carevault_core::StartupError>(),
-                Some(carevault_core::StartupError::Refused(_))
-            ) =>
-        {
+        Err(e) if matches!(e.downcast_ref::<carevault_core::StartupError>(), Some(carevault_core::StartupError::Refused(_))) => {
             open(s, false, InstanceKind::Demo).await
         }
         other => other,
@@ -383,24 +326,10 @@ async fn serve(s: config::Settings, kind: InstanceKind) -> anyhow::Result<ExitCo
         write_private(&demo_file, &text)?;
     }
     let tls = match (&s.tls_cert, &s.tls_key) {
-        (Some(cert), Some(key)) => carevault_web::TlsSource::Files {
-            cert: cert.clone(),
-            key: key.clone(),
-        },
-        _ => carevault_web::TlsSource::SelfSigned {
-            dir: s.data_dir.join("tls"),
-            hostnames: vec![],
-        },
+        (Some(cert), Some(key)) => carevault_web::TlsSource::Files { cert: cert.clone(), key: key.clone() },
+        _ => carevault_web::TlsSource::SelfSigned { dir: s.data_dir.join("tls"), hostnames: vec![] },
     };
-    let server = carevault_web::start(
-        vault.clone(),
-        carevault_web::WebConfig {
-            listen: s.listen,
-            body_limit: s.body_limit,
-            tls,
-        },
-    )
-    .await?;
+    let server = carevault_web::start(vault.clone(), carevault_web::WebConfig { listen: s.listen, body_limit: s.body_limit, tls }).await?;
     let jobs = vault.start_background_jobs();
     print_banner(&s, &vault, &server, fresh, &demo_file).await;
     tracing::info!(addr = %server.local_addr, backend = vault.backend_name(), "listening");
@@ -412,31 +341,23 @@ async fn serve(s: config::Settings, kind: InstanceKind) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-async fn print_banner(
-    s: &config::Settings,
-    vault: &Vault,
-    server: &carevault_web::RunningServer,
-    fresh: bool,
-    demo_file: &Path,
-) {
+async fn print_banner(s: &config::Settings, vault: &Vault, server: &carevault_web::RunningServer, fresh: bool, demo_file: &Path) {
     let url = format!("https://{}", server.local_addr);
     if vault.instance_kind() == InstanceKind::Demo {
         println!("==================================================================");
         println!(" carevault DEMO - synthetic patients only. Never enter real data.");
         println!("==================================================================");
     }
-    println!(
-        "carevault {} listening on {url} ({}, data folder {})",
-        env!("CARGO_PKG_VERSION"),
-        vault.backend_name(),
-        s.data_dir.display()
-    );
+    println!("carevault {} listening on {url} ({}, data folder {})", env!("CARGO_PKG_VERSION"), vault.backend_name(), s.data_dir.display());
     println!("FHIR R4: {url}/fhir/r4/metadata");
     if fresh || vault.was_created() {
         println!("initialized: data folder, database, master key (keys/master.key - back it up apart from the data), audit signing key");
     }
     if server.generated_certificate {
-        println!("generated a self-signed TLS certificate: {} (configure tls_cert/tls_key for a real one)", s.data_dir.join("tls").join("cert.pem").display());
+        println!(
+            "generated a self-signed TLS certificate: {} (configure tls_cert/tls_key for a real one)",
+            s.data_dir.join("tls").join("cert.pem").display()
+        );
     }
     if vault.instance_kind() == InstanceKind::Demo {
         if let Ok(text) = std::fs::read_to_string(demo_file) {
@@ -445,10 +366,7 @@ async fn print_banner(
         println!("sign in: POST {url}/api/v1/auth/login, then POST {url}/api/v1/auth/mfa/totp with a code from the TOTP secret (e.g. oathtool --totp -b SECRET)");
     } else if vault.user_count().await.unwrap_or(0) == 0 {
         println!("no staff account yet; create the first one with:");
-        println!(
-            "  carevault user add --username admin --role admin --password-stdin --data-dir {}",
-            s.data_dir.display()
-        );
+        println!("  carevault user add --username admin --role admin --password-stdin --data-dir {}", s.data_dir.display());
     }
     let _ = std::io::stdout().flush();
 }
@@ -461,9 +379,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    o.open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .with_context(|| format!("writing {}", path.display()))
+    o.open(path).and_then(|mut f| f.write_all(text.as_bytes())).with_context(|| format!("writing {}", path.display()))
 }
 
 async fn wait_for_signal() {

@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use carevault_crypto::signing::AuditSigner;
-use carevault_store::{
-    AuditRow, CheckpointRow, NewSession, PatientVersionRow, Store, StoreError, UserRow, WriteTx,
-};
+use carevault_store::{AuditRow, CheckpointRow, NewSession, PatientVersionRow, Store, StoreError, UserRow, WriteTx};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{checkpoint_message, head_message, record_hash};
@@ -24,53 +22,17 @@ const MAX_BATCH: usize = 512;
 /// A change to make in the same transaction as its audit records.
 pub(crate) enum Op {
     InsertUser(Box<UserRow>),
-    AdvanceTotp {
-        user_id: String,
-        step: i64,
-    },
-    SetLoginFailures {
-        user_id: String,
-        failed: i64,
-        locked_until: Option<i64>,
-    },
+    AdvanceTotp { user_id: String, step: i64 },
+    SetLoginFailures { user_id: String, failed: i64, locked_until: Option<i64> },
     InsertSession(NewSession),
-    DeleteSession {
-        token_hash: Vec<u8>,
-    },
-    TouchSession {
-        token_hash: Vec<u8>,
-        now: i64,
-    },
-    SessionMfaFailed {
-        token_hash: Vec<u8>,
-        max: i64,
-    },
-    InsertPatient {
-        row: Box<PatientVersionRow>,
-        tokens: Vec<(i64, Vec<u8>)>,
-        is_demo: bool,
-    },
-    UpdatePatient {
-        row: Box<PatientVersionRow>,
-        expected: i64,
-        tokens: Vec<(i64, Vec<u8>)>,
-        mrn_token: (i64, Vec<u8>),
-    },
-    InsertDataKey {
-        version: i64,
-        wrapped: Vec<u8>,
-        now: i64,
-    },
-    ResealPatient {
-        row: Box<PatientVersionRow>,
-        old_key_version: i64,
-    },
-    ResealUser {
-        user_id: String,
-        secret: Vec<u8>,
-        key_version: i64,
-        old_key_version: i64,
-    },
+    DeleteSession { token_hash: Vec<u8> },
+    TouchSession { token_hash: Vec<u8>, now: i64 },
+    SessionMfaFailed { token_hash: Vec<u8>, max: i64 },
+    InsertPatient { row: Box<PatientVersionRow>, tokens: Vec<(i64, Vec<u8>)>, is_demo: bool },
+    UpdatePatient { row: Box<PatientVersionRow>, expected: i64, tokens: Vec<(i64, Vec<u8>)>, mrn_token: (i64, Vec<u8>) },
+    InsertDataKey { version: i64, wrapped: Vec<u8>, now: i64 },
+    ResealPatient { row: Box<PatientVersionRow>, old_key_version: i64 },
+    ResealUser { user_id: String, secret: Vec<u8>, key_version: i64, old_key_version: i64 },
 }
 
 enum OpFailure {
@@ -115,82 +77,36 @@ impl AuditWriter {
     ) -> (AuditWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(8192);
         let now = clock.now_micros();
-        let task = Writer {
-            store,
-            signer,
-            clock,
-            config,
-            since_checkpoint: 0,
-            last_checkpoint_at: now,
-        };
+        let task = Writer { store, signer, clock, config, since_checkpoint: 0, last_checkpoint_at: now };
         let handle = tokio::spawn(task.run(rx));
         (AuditWriter { tx }, handle)
     }
 
     async fn submit(&self, job: Job) -> Result<Receipt, CoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job {
-                reply: Some(reply),
-                ..job
-            })
-            .await
-            .map_err(|_| CoreError::AuditUnavailable)?;
+        self.tx.send(Job { reply: Some(reply), ..job }).await.map_err(|_| CoreError::AuditUnavailable)?;
         rx.await.map_err(|_| CoreError::AuditUnavailable)?
     }
 
     /// Appends one audit record and waits until it is durable.
     pub(crate) async fn append(&self, draft: Draft) -> Result<Receipt, CoreError> {
-        self.submit(Job {
-            ops: vec![],
-            events: vec![draft],
-            on_failure: None,
-            force_checkpoint: false,
-            reply: None,
-        })
-        .await
+        self.submit(Job { ops: vec![], events: vec![draft], on_failure: None, force_checkpoint: false, reply: None }).await
     }
 
     /// Applies `ops` and appends `events` in one transaction. If an op fails with a domain
     /// error, nothing of the job is kept but `on_failure` (with the error's outcome).
-    pub(crate) async fn write(
-        &self,
-        ops: Vec<Op>,
-        events: Vec<Draft>,
-        on_failure: Option<Draft>,
-    ) -> Result<Receipt, CoreError> {
-        self.submit(Job {
-            ops,
-            events,
-            on_failure,
-            force_checkpoint: false,
-            reply: None,
-        })
-        .await
+    pub(crate) async fn write(&self, ops: Vec<Op>, events: Vec<Draft>, on_failure: Option<Draft>) -> Result<Receipt, CoreError> {
+        self.submit(Job { ops, events, on_failure, force_checkpoint: false, reply: None }).await
     }
 
     /// Queues ops that need no audit record and no answer (session keep-alive).
     pub(crate) fn fire(&self, ops: Vec<Op>) {
-        let _ = self.tx.try_send(Job {
-            ops,
-            events: vec![],
-            on_failure: None,
-            force_checkpoint: false,
-            reply: None,
-        });
+        let _ = self.tx.try_send(Job { ops, events: vec![], on_failure: None, force_checkpoint: false, reply: None });
     }
 
     /// Writes a signed checkpoint now (shutdown, tests, operator request).
     pub(crate) async fn checkpoint(&self) -> Result<(), CoreError> {
-        self.submit(Job {
-            ops: vec![],
-            events: vec![],
-            on_failure: None,
-            force_checkpoint: true,
-            reply: None,
-        })
-        .await
-        .map(|_| ())
+        self.submit(Job { ops: vec![], events: vec![], on_failure: None, force_checkpoint: true, reply: None }).await.map(|_| ())
     }
 }
 
@@ -222,8 +138,7 @@ impl Writer {
                 Ok(outcomes) => {
                     for (job, o) in batch.into_iter().zip(outcomes) {
                         if let Some(r) = job.reply {
-                            let _ =
-                                r.send(o.result.map(|(seqs, covers)| Receipt::issue(seqs, covers)));
+                            let _ = r.send(o.result.map(|(seqs, covers)| Receipt::issue(seqs, covers)));
                         }
                     }
                 }
@@ -239,11 +154,7 @@ impl Writer {
         }
     }
 
-    async fn commit_batch(
-        &mut self,
-        batch: &mut [Job],
-        force_checkpoint: bool,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    async fn commit_batch(&mut self, batch: &mut [Job], force_checkpoint: bool) -> Result<Vec<Outcome>, StoreError> {
         let mut tx = self.store.begin().await?;
         let head = tx.lock_audit_head().await?;
         let mut seq = head.seq;
@@ -324,8 +235,7 @@ impl Writer {
         let now = self.clock.now_micros();
         let mut checkpoint = None;
         if seq != head.seq || force_checkpoint {
-            tx.set_audit_head(seq, &hash, &self.signer.sign(&head_message(seq, &hash)))
-                .await?;
+            tx.set_audit_head(seq, &hash, &self.signer.sign(&head_message(seq, &hash))).await?;
             let due = self.since_checkpoint + appended >= self.config.checkpoint_every
                 || now - self.last_checkpoint_at >= self.config.checkpoint_interval_micros
                 || force_checkpoint;
@@ -335,10 +245,7 @@ impl Writer {
                     hash: hash.clone(),
                     at: now,
                     public_key: self.signer.public_key().to_vec(),
-                    signature: self
-                        .signer
-                        .sign(&checkpoint_message(seq, &hash, now))
-                        .to_vec(),
+                    signature: self.signer.sign(&checkpoint_message(seq, &hash, now)).to_vec(),
                 };
                 // Another process may have checkpointed this very head already.
                 if tx.insert_checkpoint(&c).await? {
@@ -363,9 +270,7 @@ impl Writer {
 async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
     match op {
         Op::InsertUser(u) => tx.insert_user(u).await.map_err(|e| match e {
-            StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict(
-                "a user with this username already exists".into(),
-            )),
+            StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("a user with this username already exists".into())),
             other => OpFailure::Store(other),
         }),
         Op::AdvanceTotp { user_id, step } => {
@@ -375,13 +280,7 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
                 Err(OpFailure::Domain(CoreError::InvalidCode))
             }
         }
-        Op::SetLoginFailures {
-            user_id,
-            failed,
-            locked_until,
-        } => Ok(tx
-            .set_login_failures(user_id, *failed, *locked_until)
-            .await?),
+        Op::SetLoginFailures { user_id, failed, locked_until } => Ok(tx.set_login_failures(user_id, *failed, *locked_until).await?),
         Op::InsertSession(s) => Ok(tx.insert_session(s).await?),
         Op::DeleteSession { token_hash } => {
             tx.delete_session(token_hash).await?;
@@ -394,69 +293,38 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
             }
             Ok(())
         }
-        Op::InsertPatient {
-            row,
-            tokens,
-            is_demo,
-        } => {
-            tx.insert_patient(&row.patient_id, row.recorded_at, *is_demo)
-                .await?;
+        Op::InsertPatient { row, tokens, is_demo } => {
+            tx.insert_patient(&row.patient_id, row.recorded_at, *is_demo).await?;
             tx.insert_patient_version(row).await?;
-            tx.replace_patient_index(&row.patient_id, tokens)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
-                    other => OpFailure::Store(other),
-                })
+            tx.replace_patient_index(&row.patient_id, tokens).await.map_err(|e| match e {
+                StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
+                other => OpFailure::Store(other),
+            })
         }
-        Op::UpdatePatient {
-            row,
-            expected,
-            tokens,
-            mrn_token,
-        } => {
+        Op::UpdatePatient { row, expected, tokens, mrn_token } => {
             let id = &row.patient_id;
             let Some(current) = tx.current_patient_version(id).await? else {
-                return Err(OpFailure::Domain(CoreError::NotFound {
-                    resource: format!("Patient/{id}"),
-                }));
+                return Err(OpFailure::Domain(CoreError::NotFound { resource: format!("Patient/{id}") }));
             };
             if current != *expected {
-                return Err(OpFailure::Domain(CoreError::VersionConflict {
-                    expected: *expected,
-                    current,
-                }));
+                return Err(OpFailure::Domain(CoreError::VersionConflict { expected: *expected, current }));
             }
             if !tx.patient_has_token(id, mrn_token.0, &mrn_token.1).await? {
-                return Err(OpFailure::Domain(CoreError::Invalid(
-                    carevault_domain::InputError::value(
-                        "Patient.identifier",
-                        "the medical record number assigned by carevault must be kept unchanged",
-                    ),
-                )));
+                return Err(OpFailure::Domain(CoreError::Invalid(carevault_domain::InputError::value(
+                    "Patient.identifier",
+                    "the medical record number assigned by carevault must be kept unchanged",
+                ))));
             }
-            if !tx
-                .bump_patient_version(id, *expected, row.recorded_at)
-                .await?
-            {
-                return Err(OpFailure::Domain(CoreError::VersionConflict {
-                    expected: *expected,
-                    current,
-                }));
+            if !tx.bump_patient_version(id, *expected, row.recorded_at).await? {
+                return Err(OpFailure::Domain(CoreError::VersionConflict { expected: *expected, current }));
             }
             tx.insert_patient_version(row).await?;
-            tx.replace_patient_index(id, tokens)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
-                    other => OpFailure::Store(other),
-                })
+            tx.replace_patient_index(id, tokens).await.map_err(|e| match e {
+                StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
+                other => OpFailure::Store(other),
+            })
         }
-        Op::InsertDataKey {
-            version,
-            wrapped,
-            now,
-        } => tx
+        Op::InsertDataKey { version, wrapped, now } => tx
             .insert_key(&carevault_store::KeyRow {
                 purpose: crate::keys::DATA.into(),
                 version: *version,
@@ -466,27 +334,16 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
             })
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict(
-                    "a key rotation is already running elsewhere".into(),
-                )),
+                StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("a key rotation is already running elsewhere".into())),
                 other => OpFailure::Store(other),
             }),
-        Op::ResealPatient {
-            row,
-            old_key_version,
-        } => {
+        Op::ResealPatient { row, old_key_version } => {
             // false: changed concurrently; the rotation loop picks it up again if still old.
             tx.reseal_patient_version(row, *old_key_version).await?;
             Ok(())
         }
-        Op::ResealUser {
-            user_id,
-            secret,
-            key_version,
-            old_key_version,
-        } => {
-            tx.reseal_user(user_id, *old_key_version, secret, *key_version)
-                .await?;
+        Op::ResealUser { user_id, secret, key_version, old_key_version } => {
+            tx.reseal_user(user_id, *old_key_version, secret, *key_version).await?;
             Ok(())
         }
     }

@@ -69,65 +69,29 @@ impl Vault {
         self.inner.clock.now_micros()
     }
 
-    async fn seal_json_details(
-        &self,
-        event_id: &str,
-        v: serde_json::Value,
-    ) -> Result<Vec<u8>, CoreError> {
-        self.inner
-            .sealer
-            .seal_details(event_id, v.to_string().as_bytes())
+    async fn seal_json_details(&self, event_id: &str, v: serde_json::Value) -> Result<Vec<u8>, CoreError> {
+        self.inner.sealer.seal_details(event_id, v.to_string().as_bytes())
     }
 
     /// Runs an Argon2id computation off the async runtime, at most `hash_concurrency` at once.
-    async fn blocking_hash<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, CoreError> {
-        let _slot = self
-            .inner
-            .hash_slots
-            .acquire()
-            .await
-            .map_err(|_| CoreError::Internal("hash pool closed".into()))?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|_| CoreError::Internal("hash task failed".into()))
+    async fn blocking_hash<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, CoreError> {
+        let _slot = self.inner.hash_slots.acquire().await.map_err(|_| CoreError::Internal("hash pool closed".into()))?;
+        tokio::task::spawn_blocking(f).await.map_err(|_| CoreError::Internal("hash task failed".into()))
     }
 
     /// Creates a staff account from the operator's shell (`carevault user add`).
-    pub async fn add_user(
-        &self,
-        username: &str,
-        role: Role,
-        password: &str,
-    ) -> Result<NewUser, CoreError> {
-        self.add_user_inner(
-            username,
-            role,
-            password,
-            self.inner.kind == crate::InstanceKind::Demo,
-        )
-        .await
+    pub async fn add_user(&self, username: &str, role: Role, password: &str) -> Result<NewUser, CoreError> {
+        self.add_user_inner(username, role, password, self.inner.kind == crate::InstanceKind::Demo).await
     }
 
-    pub(crate) async fn add_user_inner(
-        &self,
-        username: &str,
-        role: Role,
-        password: &str,
-        is_demo: bool,
-    ) -> Result<NewUser, CoreError> {
+    pub(crate) async fn add_user_inner(&self, username: &str, role: Role, password: &str, is_demo: bool) -> Result<NewUser, CoreError> {
         let operator = Actor::system("operator");
         let now = self.now();
-        let checked =
-            check_username(username).and_then(|u| check_password(password, &u).map(|()| u));
+        let checked = check_username(username).and_then(|u| check_password(password, &u).map(|()| u));
         let username = match checked {
             Ok(u) => u,
             Err(e) => {
-                let d = Draft::new(now, AuditAction::Create, Outcome::Invalid)
-                    .by(&operator)
-                    .resource("User", None);
+                let d = Draft::new(now, AuditAction::Create, Outcome::Invalid).by(&operator).resource("User", None);
                 self.inner.writer.append(d).await?;
                 return Err(CoreError::Invalid(e));
             }
@@ -139,14 +103,8 @@ impl Vault {
             .map_err(|_| CoreError::Internal("password hashing failed".into()))?;
         let id = UserId::from_random(carevault_crypto::random_bytes::<16>());
         let secret = TotpSecret::generate();
-        self.inner
-            .sealer
-            .refresh(&self.inner.store, now, false)
-            .await?;
-        let sealed = self
-            .inner
-            .sealer
-            .seal_credential(id.as_str(), secret.as_bytes(), None)?;
+        self.inner.sealer.refresh(&self.inner.store, now, false).await?;
+        let sealed = self.inner.sealer.seal_credential(id.as_str(), secret.as_bytes(), None)?;
         let row = UserRow {
             id: id.to_string(),
             username: username.clone(),
@@ -161,26 +119,11 @@ impl Vault {
             is_demo,
             created_at: now,
         };
-        let ev = Draft::new(now, AuditAction::Create, Outcome::Success)
-            .by(&operator)
-            .resource("User", Some(id.as_str()));
-        let fail = Draft::new(now, AuditAction::Create, Outcome::Conflict)
-            .by(&operator)
-            .resource("User", None);
-        self.inner
-            .writer
-            .write(vec![Op::InsertUser(Box::new(row))], vec![ev], Some(fail))
-            .await?;
-        let otpauth_uri = secret
-            .otpauth_uri(&self.inner.config.totp_issuer, &username)
-            .map_err(CoreError::Internal)?;
-        Ok(NewUser {
-            id: id.to_string(),
-            username,
-            role,
-            otpauth_uri,
-            totp_secret_base32: secret.base32(),
-        })
+        let ev = Draft::new(now, AuditAction::Create, Outcome::Success).by(&operator).resource("User", Some(id.as_str()));
+        let fail = Draft::new(now, AuditAction::Create, Outcome::Conflict).by(&operator).resource("User", None);
+        self.inner.writer.write(vec![Op::InsertUser(Box::new(row))], vec![ev], Some(fail)).await?;
+        let otpauth_uri = secret.otpauth_uri(&self.inner.config.totp_issuer, &username).map_err(CoreError::Internal)?;
+        Ok(NewUser { id: id.to_string(), username, role, otpauth_uri, totp_secret_base32: secret.base32() })
     }
 
     /// Clears an account's failed-sign-in lock (`carevault user unlock`).
@@ -192,23 +135,11 @@ impl Vault {
             .store
             .user_by_username(&username.trim().to_lowercase())
             .await?
-            .ok_or_else(|| CoreError::NotFound {
-                resource: "user".into(),
-            })?;
-        let ev = Draft::new(now, AuditAction::ConfigChange, Outcome::Success)
-            .by(&operator)
-            .resource("User", Some(&user.id));
+            .ok_or_else(|| CoreError::NotFound { resource: "user".into() })?;
+        let ev = Draft::new(now, AuditAction::ConfigChange, Outcome::Success).by(&operator).resource("User", Some(&user.id));
         self.inner
             .writer
-            .write(
-                vec![Op::SetLoginFailures {
-                    user_id: user.id.clone(),
-                    failed: 0,
-                    locked_until: None,
-                }],
-                vec![ev],
-                None,
-            )
+            .write(vec![Op::SetLoginFailures { user_id: user.id.clone(), failed: 0, locked_until: None }], vec![ev], None)
             .await?;
         Ok(())
     }
@@ -218,8 +149,7 @@ impl Vault {
         let window = self.inner.config.ip_window_secs * 1_000_000;
         let map = self.inner.ip_failures.lock().ok()?;
         let (start, count) = map.get(&ip).copied()?;
-        (now - start < window && count >= self.inner.config.ip_failure_limit)
-            .then(|| (start + window - now) / 1_000_000 + 1)
+        (now - start < window && count >= self.inner.config.ip_failure_limit).then(|| (start + window - now) / 1_000_000 + 1)
     }
 
     fn ip_failed(&self, ctx: &RequestContext, now: i64) {
@@ -244,9 +174,7 @@ impl Vault {
         if failed >= c.lockout_hard_limit {
             Some(i64::MAX)
         } else if failed >= c.lockout_threshold {
-            let exp = u32::try_from(failed - c.lockout_threshold)
-                .unwrap_or(16)
-                .min(16);
+            let exp = u32::try_from(failed - c.lockout_threshold).unwrap_or(16).min(16);
             let secs = (30i64 << exp).min(900);
             Some(now + secs * 1_000_000)
         } else {
@@ -265,60 +193,31 @@ impl Vault {
         self.ip_failed(ctx, now);
         let failed = user.failed_logins + 1;
         let mut ops = extra_ops;
-        ops.push(Op::SetLoginFailures {
-            user_id: user.id.clone(),
-            failed,
-            locked_until: self.lock_for(failed, now),
-        });
+        ops.push(Op::SetLoginFailures { user_id: user.id.clone(), failed, locked_until: self.lock_for(failed, now) });
         let ev = Draft::new(now, action, Outcome::Denied)
             .actor_name(user_actor_name(&user.id))
             .from_ip(ctx.ip_string())
             .resource("User", Some(&user.id));
-        self.inner
-            .writer
-            .write(ops, vec![ev], None)
-            .await
-            .map(|_| ())
+        self.inner.writer.write(ops, vec![ev], None).await.map(|_| ())
     }
 
     /// First factor: username and password. Opens an MFA-pending session.
-    pub async fn login(
-        &self,
-        ctx: &RequestContext,
-        username: &str,
-        password_attempt: &str,
-    ) -> Result<LoginStep, CoreError> {
+    pub async fn login(&self, ctx: &RequestContext, username: &str, password_attempt: &str) -> Result<LoginStep, CoreError> {
         let now = self.now();
         if let Some(retry) = self.ip_throttled(ctx, now) {
-            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied)
-                .from_ip(ctx.ip_string())
-                .resource("User", None);
+            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).from_ip(ctx.ip_string()).resource("User", None);
             self.inner.writer.append(d).await?;
-            return Err(CoreError::Throttled {
-                retry_after_secs: retry,
-            });
+            return Err(CoreError::Throttled { retry_after_secs: retry });
         }
         let name = username.trim().to_lowercase();
-        let user = if name.is_empty() || name.len() > 64 {
-            None
-        } else {
-            self.inner.store.user_by_username(&name).await?
-        };
+        let user = if name.is_empty() || name.len() > 64 { None } else { self.inner.store.user_by_username(&name).await? };
         let Some(user) = user.filter(|u| u.active) else {
             let pw = password_attempt.to_string();
-            self.blocking_hash(move || password::verify_password(&pw, password::dummy_hash()))
-                .await?;
+            self.blocking_hash(move || password::verify_password(&pw, password::dummy_hash())).await?;
             self.ip_failed(ctx, now);
-            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied)
-                .from_ip(ctx.ip_string())
-                .resource("User", None);
+            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).from_ip(ctx.ip_string()).resource("User", None);
             // The attempted name is sealed: people type passwords into username fields.
-            let details = self
-                .seal_json_details(
-                    &d.event_id,
-                    serde_json::json!({"reason": "unknown-user", "username": name}),
-                )
-                .await?;
+            let details = self.seal_json_details(&d.event_id, serde_json::json!({"reason": "unknown-user", "username": name})).await?;
             self.inner.writer.append(d.details(details)).await?;
             return Err(CoreError::InvalidCredentials);
         };
@@ -328,23 +227,13 @@ impl Vault {
                 .from_ip(ctx.ip_string())
                 .resource("User", Some(&user.id));
             self.inner.writer.append(d).await?;
-            let retry = if until == i64::MAX {
-                86_400
-            } else {
-                (until - now) / 1_000_000 + 1
-            };
-            return Err(CoreError::Throttled {
-                retry_after_secs: retry,
-            });
+            let retry = if until == i64::MAX { 86_400 } else { (until - now) / 1_000_000 + 1 };
+            return Err(CoreError::Throttled { retry_after_secs: retry });
         }
         let pw = password_attempt.to_string();
         let phc = user.password_hash.clone();
-        if !self
-            .blocking_hash(move || password::verify_password(&pw, &phc))
-            .await?
-        {
-            self.record_failure(ctx, &user, AuditAction::LoginFailed, vec![], now)
-                .await?;
+        if !self.blocking_hash(move || password::verify_password(&pw, &phc)).await? {
+            self.record_failure(ctx, &user, AuditAction::LoginFailed, vec![], now).await?;
             return Err(CoreError::InvalidCredentials);
         }
         let token = new_token();
@@ -357,32 +246,20 @@ impl Vault {
             expires_at: now + self.inner.config.mfa_pending_secs * 1_000_000,
             source_ip: ctx.ip_string(),
         };
-        self.inner
-            .writer
-            .write(vec![Op::InsertSession(session)], vec![], None)
-            .await?;
-        Ok(LoginStep {
-            pending_token: token,
-            expires_in_secs: self.inner.config.mfa_pending_secs,
-        })
+        self.inner.writer.write(vec![Op::InsertSession(session)], vec![], None).await?;
+        Ok(LoginStep { pending_token: token, expires_in_secs: self.inner.config.mfa_pending_secs })
     }
 
     /// Second factor: a TOTP code for the MFA-pending session. On success the pending session
     /// is replaced by a full session with a new token.
-    pub async fn verify_totp(
-        &self,
-        ctx: &RequestContext,
-        pending_token: Option<&str>,
-        code: &str,
-    ) -> Result<SessionGrant, CoreError> {
+    pub async fn verify_totp(&self, ctx: &RequestContext, pending_token: Option<&str>, code: &str) -> Result<SessionGrant, CoreError> {
         let now = self.now();
         let session = match pending_token {
             Some(t) => self.inner.store.session(&token_hash(t)).await?,
             None => None,
         };
         let Some(session) = session.filter(|s| s.state == PENDING) else {
-            let d =
-                Draft::new(now, AuditAction::MfaFailed, Outcome::Denied).from_ip(ctx.ip_string());
+            let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied).from_ip(ctx.ip_string());
             self.inner.writer.append(d).await?;
             return Err(CoreError::Unauthenticated);
         };
@@ -390,55 +267,24 @@ impl Vault {
             self.expire(&session, now).await?;
             return Err(CoreError::SessionExpired);
         }
-        let user = self
-            .inner
-            .store
-            .user_by_id(&session.user_id)
-            .await?
-            .ok_or(CoreError::Unauthenticated)?;
+        let user = self.inner.store.user_by_id(&session.user_id).await?.ok_or(CoreError::Unauthenticated)?;
         if let Some(until) = user.locked_until.filter(|u| *u > now) {
             let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied)
                 .actor_name(user_actor_name(&user.id))
                 .from_ip(ctx.ip_string())
                 .session(Some(session.public_id.clone()));
-            self.inner
-                .writer
-                .write(
-                    vec![Op::DeleteSession {
-                        token_hash: session.token_hash.clone(),
-                    }],
-                    vec![d],
-                    None,
-                )
-                .await?;
-            return Err(CoreError::Throttled {
-                retry_after_secs: if until == i64::MAX {
-                    86_400
-                } else {
-                    (until - now) / 1_000_000 + 1
-                },
-            });
+            self.inner.writer.write(vec![Op::DeleteSession { token_hash: session.token_hash.clone() }], vec![d], None).await?;
+            return Err(CoreError::Throttled { retry_after_secs: if until == i64::MAX { 86_400 } else { (until - now) / 1_000_000 + 1 } });
         }
-        let secret = TotpSecret::from_bytes(
-            &self
-                .inner
-                .sealer
-                .open_credential(&self.inner.store, now, &user.id, &user.totp_secret)
-                .await?,
-        );
+        let secret = TotpSecret::from_bytes(&self.inner.sealer.open_credential(&self.inner.store, now, &user.id, &user.totp_secret).await?);
         let last = user.totp_last_step.and_then(|s| u64::try_from(s).ok());
         let check = secret.verify(code.trim(), self.inner.clock.now_secs(), last);
         let TotpCheck::Valid { step } = check else {
-            let ops = vec![Op::SessionMfaFailed {
-                token_hash: session.token_hash.clone(),
-                max: MAX_MFA_FAILURES_PER_SESSION,
-            }];
-            self.record_failure(ctx, &user, AuditAction::MfaFailed, ops, now)
-                .await?;
+            let ops = vec![Op::SessionMfaFailed { token_hash: session.token_hash.clone(), max: MAX_MFA_FAILURES_PER_SESSION }];
+            self.record_failure(ctx, &user, AuditAction::MfaFailed, ops, now).await?;
             return Err(CoreError::InvalidCode);
         };
-        let role = Role::parse(&user.role)
-            .ok_or_else(|| CoreError::Internal("unknown role in store".into()))?;
+        let role = Role::parse(&user.role).ok_or_else(|| CoreError::Internal("unknown role in store".into()))?;
         let token = new_token();
         let public_id = hex::encode(carevault_crypto::random_bytes::<8>());
         let expires_at = now + self.inner.config.session_max_secs * 1_000_000;
@@ -452,19 +298,10 @@ impl Vault {
             source_ip: ctx.ip_string(),
         };
         let ops = vec![
-            Op::AdvanceTotp {
-                user_id: user.id.clone(),
-                step: i64::try_from(step).unwrap_or(i64::MAX),
-            },
-            Op::DeleteSession {
-                token_hash: session.token_hash.clone(),
-            },
+            Op::AdvanceTotp { user_id: user.id.clone(), step: i64::try_from(step).unwrap_or(i64::MAX) },
+            Op::DeleteSession { token_hash: session.token_hash.clone() },
             Op::InsertSession(full),
-            Op::SetLoginFailures {
-                user_id: user.id.clone(),
-                failed: 0,
-                locked_until: None,
-            },
+            Op::SetLoginFailures { user_id: user.id.clone(), failed: 0, locked_until: None },
         ];
         let ok = Draft::new(now, AuditAction::Login, Outcome::Success)
             .actor_name(user_actor_name(&user.id))
@@ -500,41 +337,23 @@ impl Vault {
             .actor_name(user_actor_name(&s.user_id))
             .session(Some(s.public_id.clone()))
             .from_ip(s.source_ip.clone());
-        self.inner
-            .writer
-            .write(
-                vec![Op::DeleteSession {
-                    token_hash: s.token_hash.clone(),
-                }],
-                vec![d],
-                None,
-            )
-            .await
-            .map(|_| ())
+        self.inner.writer.write(vec![Op::DeleteSession { token_hash: s.token_hash.clone() }], vec![d], None).await.map(|_| ())
     }
 
     fn is_expired(&self, s: &SessionRow, now: i64) -> bool {
-        now >= s.expires_at
-            || now - s.last_seen_at >= self.inner.config.session_idle_secs * 1_000_000
+        now >= s.expires_at || now - s.last_seen_at >= self.inner.config.session_idle_secs * 1_000_000
     }
 
     /// Resolves a session token to an actor. Only full (MFA-completed), unexpired sessions of
     /// active accounts pass; every refusal is audited.
-    pub async fn authenticate(
-        &self,
-        ctx: &RequestContext,
-        token: Option<&str>,
-    ) -> Result<Actor, CoreError> {
+    pub async fn authenticate(&self, ctx: &RequestContext, token: Option<&str>) -> Result<Actor, CoreError> {
         let now = self.now();
         let session = match token {
-            Some(t) if !t.is_empty() && t.len() <= 128 => {
-                self.inner.store.session(&token_hash(t)).await?
-            }
+            Some(t) if !t.is_empty() && t.len() <= 128 => self.inner.store.session(&token_hash(t)).await?,
             _ => None,
         };
         let Some(s) = session else {
-            let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied)
-                .from_ip(ctx.ip_string());
+            let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied).from_ip(ctx.ip_string());
             self.inner.writer.append(d).await?;
             return Err(CoreError::Unauthenticated);
         };
@@ -551,35 +370,19 @@ impl Vault {
             return Err(CoreError::MfaRequired);
         }
         let user = self.inner.store.user_by_id(&s.user_id).await?;
-        let Some((user, role)) = user
-            .filter(|u| u.active)
-            .and_then(|u| Role::parse(&u.role).map(|r| (u, r)))
-        else {
+        let Some((user, role)) = user.filter(|u| u.active).and_then(|u| Role::parse(&u.role).map(|r| (u, r))) else {
             let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied)
                 .actor_name(user_actor_name(&s.user_id))
                 .session(Some(s.public_id.clone()))
                 .from_ip(ctx.ip_string());
-            self.inner
-                .writer
-                .write(
-                    vec![Op::DeleteSession {
-                        token_hash: s.token_hash.clone(),
-                    }],
-                    vec![d],
-                    None,
-                )
-                .await?;
+            self.inner.writer.write(vec![Op::DeleteSession { token_hash: s.token_hash.clone() }], vec![d], None).await?;
             return Err(CoreError::Unauthenticated);
         };
         if now - s.last_seen_at >= TOUCH_EVERY_MICROS {
-            self.inner.writer.fire(vec![Op::TouchSession {
-                token_hash: s.token_hash.clone(),
-                now,
-            }]);
+            self.inner.writer.fire(vec![Op::TouchSession { token_hash: s.token_hash.clone(), now }]);
         }
         Ok(Actor {
-            user_id: UserId::parse(&user.id)
-                .map_err(|_| CoreError::Internal("bad user id in store".into()))?,
+            user_id: UserId::parse(&user.id).map_err(|_| CoreError::Internal("bad user id in store".into()))?,
             username: user.username,
             role,
             session_public_id: Some(s.public_id),
@@ -600,32 +403,15 @@ impl Vault {
             .actor_name(user_actor_name(&s.user_id))
             .session(Some(s.public_id.clone()))
             .from_ip(ctx.ip_string());
-        self.inner
-            .writer
-            .write(
-                vec![Op::DeleteSession {
-                    token_hash: s.token_hash,
-                }],
-                vec![d],
-                None,
-            )
-            .await
-            .map(|_| ())
+        self.inner.writer.write(vec![Op::DeleteSession { token_hash: s.token_hash }], vec![d], None).await.map(|_| ())
     }
 
     /// Ends every session past its idle or absolute limit (and stale MFA-pending sessions).
     pub async fn sweep_sessions(&self) -> Result<usize, CoreError> {
         let now = self.now();
         let c = &self.inner.config;
-        let expired = self
-            .inner
-            .store
-            .expired_sessions(
-                now,
-                now - c.session_idle_secs * 1_000_000,
-                now - c.mfa_pending_secs * 1_000_000,
-            )
-            .await?;
+        let expired =
+            self.inner.store.expired_sessions(now, now - c.session_idle_secs * 1_000_000, now - c.mfa_pending_secs * 1_000_000).await?;
         for s in &expired {
             self.expire(s, now).await?;
         }

@@ -62,17 +62,10 @@ const BLOCKLIST: &[&str] = &[
 /// Usernames: 3 to 64 of a-z, 0-9, '.', '_', '-' (folded to lower case).
 pub fn check_username(u: &str) -> Result<String, InputError> {
     let u = u.trim().to_lowercase();
-    if (3..=64).contains(&u.len())
-        && u.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        })
-    {
+    if (3..=64).contains(&u.len()) && u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')) {
         Ok(u)
     } else {
-        Err(InputError::value(
-            "username",
-            "a username is 3 to 64 characters of a-z, 0-9, '.', '_' and '-'",
-        ))
+        Err(InputError::value("username", "a username is 3 to 64 characters of a-z, 0-9, '.', '_' and '-'"))
     }
 }
 
@@ -88,9 +81,7 @@ pub fn check_password(p: &str, username: &str) -> Result<(), InputError> {
     let n = p.chars().count();
     let bad = |m: &str| Err(InputError::value("password", m));
     if n < MIN_PASSWORD_CHARS {
-        return bad(
-            "must be at least 12 characters long (a passphrase of several words is easiest)",
-        );
+        return bad("must be at least 12 characters long (a passphrase of several words is easiest)");
     }
     if n > MAX_PASSWORD_CHARS {
         return bad("must be at most 256 characters long");
