@@ -54,6 +54,12 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
+        // One direct connection first: a pool would retry a broken database until its acquire
+        // timeout and report only that; this reports the real cause at once.
+        let mut probe = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.map_err(dialect::classify)?;
+        dialect::after_connect(backend, &mut probe).await.map_err(dialect::classify)?;
+        sqlx::Executor::execute(&mut probe, "SELECT 1").await.map_err(dialect::classify)?;
+        let _ = sqlx::Connection::close(probe).await;
         let (read, write) = match backend {
             Backend::Sqlite => {
                 let write = pool(url, backend, 1).await?;

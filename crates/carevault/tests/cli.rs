@@ -1,0 +1,293 @@
+//! The `carevault` command as an operator uses it, and the architecture rules.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use carevault_domain::{PurposeOfUse, Role};
+use carevault_testkit::{Backend, TestVault, PASSWORD};
+
+const BIN: &str = env!("CARGO_BIN_EXE_carevault");
+
+fn cmd(backend: &Backend) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("CAREVAULT_DATABASE_URL").env_remove("CAREVAULT_DATA_DIR").env_remove("CAREVAULT_MASTER_KEY_FILE");
+    if let Some(url) = backend.vault_url() {
+        c.env("CAREVAULT_DATABASE_URL", url);
+    }
+    c
+}
+
+fn run(backend: &Backend, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = cmd(backend);
+    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn carevault");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "a panic: {stderr}");
+    out
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Starts `carevault serve` (or demo), reads its banner until it says it listens, stops it.
+fn first_start(backend: &Backend, args: &[&str]) -> String {
+    let mut child = cmd(backend).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut out = String::new();
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(l)) => {
+                out.push_str(&l);
+                out.push('\n');
+                if l.starts_with("FHIR R4:") {
+                    // Give the rest of the banner a moment, then stop.
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().expect("wait");
+    for l in lines.map_while(Result::ok) {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    assert!(status.success(), "serve exited with {status}: {out}");
+    out
+}
+
+#[tokio::test]
+async fn first_start_then_user_add_prints_json_with_a_totp_uri() {
+    let backend = carevault_testkit::backend().await.expect("backend");
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("path");
+    let banner = first_start(&backend, &["serve", "--data-dir", d, "--listen", "127.0.0.1:0"]);
+    assert!(banner.contains("listening on https://127.0.0.1:"), "{banner}");
+    assert!(banner.contains("carevault user add --username admin --role admin --password-stdin"), "{banner}");
+    assert!(data.join("tls/cert.pem").exists() && data.join("keys/master.key").exists());
+
+    let o = run(&backend, &["user", "add", "--username", "Alice", "--role", "clinician", "--password-stdin", "--data-dir", d], Some(&format!("{PASSWORD}\n")));
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(v["username"], "alice");
+    assert_eq!(v["role"], "clinician");
+    assert!(v["id"].as_str().is_some_and(|s| s.len() == 36));
+    assert!(v["otpauth_uri"].as_str().is_some_and(|s| s.starts_with("otpauth://totp/carevault:alice?secret=")));
+
+    let refusals: &[(&[&str], Option<&str>, &str)] = &[
+        (&["user", "add", "--username", "bob", "--role", "superuser", "--password-stdin"], Some("x"), "unknown role"),
+        (&["user", "add", "--username", "bob", "--role", "clinician", "--password-stdin"], Some("short\n"), "at least 12"),
+        (&["user", "add", "--username", "bob", "--role", "clinician", "--password-stdin"], Some("Password1234\n"), "commonly used"),
+        (&["user", "add", "--username", "bob", "--role", "clinician"], None, "--password-stdin"),
+        (&["user", "add", "--username", "alice", "--role", "clinician", "--password-stdin"], Some("another good passphrase\n"), "already exists"),
+        (&["user", "add", "--username", "a b", "--role", "clinician", "--password-stdin"], Some("another good passphrase\n"), "username"),
+    ];
+    for (args, input, needle) in refusals {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--data-dir", d]);
+        let o = run(&backend, &a, *input);
+        let (_, stderr) = text(&o);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn audit_verify_command_exit_codes() {
+    let tv = TestVault::new().await.expect("vault");
+    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    let body = serde_json::json!({"resourceType": "Patient", "name": [{"family": "Verity"}]}).to_string();
+    let p = tv.vault.create_patient(&clin, PurposeOfUse::Treatment, body.as_bytes()).await.expect("create");
+    tv.vault.read_patient(&clin, PurposeOfUse::Treatment, p.id.as_str()).await.expect("read");
+    tv.vault.shutdown().await;
+    let d = tv.data_dir();
+    let d = d.to_str().expect("path");
+    let o = run(&tv.backend, &["audit", "verify", "--data-dir", d], None);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("audit verify: OK"), "{stdout}");
+    let mut c = tv.raw().await.expect("raw");
+    sqlx::Executor::execute(&mut c, "UPDATE audit_events SET source_ip = '203.0.113.9' WHERE seq = 3").await.expect("tamper");
+    let o = run(&tv.backend, &["audit", "verify", "--data-dir", d], None);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr.contains("FAILED at record 3"), "{stderr}");
+}
+
+#[tokio::test]
+async fn keys_rotate_and_status_from_the_shell() {
+    let tv = TestVault::new().await.expect("vault");
+    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    for i in 0..5 {
+        let body = serde_json::json!({"resourceType": "Patient", "name": [{"family": format!("Keyson{}", "a".repeat(i))}]}).to_string();
+        tv.vault.create_patient(&clin, PurposeOfUse::Treatment, body.as_bytes()).await.expect("create");
+    }
+    tv.vault.shutdown().await;
+    let d = tv.data_dir();
+    let d = d.to_str().expect("path");
+    let o = run(&tv.backend, &["keys", "rotate", "--data-dir", d, "--batch-size", "2"], None);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("rows re-encrypted under data key v2"), "{stderr}");
+    assert!(stdout.contains("key rotation complete: data key v2 is current"), "{stdout}");
+    let o = run(&tv.backend, &["keys", "status", "--data-dir", d], None);
+    let (stdout, _) = text(&o);
+    assert!(stdout.contains("current data key: v2") && stdout.contains("all rows are sealed with the current key"), "{stdout}");
+    let o = run(&tv.backend, &["audit", "verify", "--data-dir", d], None);
+    assert!(o.status.success());
+}
+
+#[tokio::test]
+async fn demo_is_bannered_and_never_mixes_with_real_data() {
+    let sqlite = Backend::Sqlite;
+    let dir = tempfile::tempdir().expect("tmp");
+    let demo = dir.path().join("demo");
+    let banner = first_start(&sqlite, &["demo", "--data-dir", demo.to_str().expect("p"), "--listen", "127.0.0.1:0"]);
+    assert!(banner.contains("carevault DEMO"), "{banner}");
+    assert!(banner.contains("demo.clinician") && banner.contains("otpauth://totp/"), "{banner}");
+    // serve refuses the demo folder; demo refuses a real one.
+    let o = run(&sqlite, &["serve", "--data-dir", demo.to_str().expect("p"), "--listen", "127.0.0.1:0"], None);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("demo clinic"), "{}", text(&o).1);
+    let real = dir.path().join("real");
+    first_start(&sqlite, &["serve", "--data-dir", real.to_str().expect("p"), "--listen", "127.0.0.1:0"]);
+    let o = run(&sqlite, &["demo", "--data-dir", real.to_str().expect("p"), "--listen", "127.0.0.1:0"], None);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("non-demo data"), "{}", text(&o).1);
+}
+
+#[tokio::test]
+async fn broken_stores_and_folders_get_clear_messages_not_panics() {
+    use std::os::unix::fs::PermissionsExt;
+    let sqlite = Backend::Sqlite;
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("p");
+    first_start(&sqlite, &["serve", "--data-dir", d, "--listen", "127.0.0.1:0"]);
+    // Corrupted database file.
+    let db = data.join("carevault.db");
+    let original = std::fs::read(&db).expect("db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::write(&db, b"this is not an sqlite database at all, just some bytes....................................").expect("corrupt");
+    let o = run(&sqlite, &["keys", "status", "--data-dir", d], None);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("corrupted"), "{}", text(&o).1);
+    std::fs::write(&db, original).expect("restore");
+    // Folder open to others.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let o = run(&sqlite, &["keys", "status", "--data-dir", d], None);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("chmod 700"), "{}", text(&o).1);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    // Missing folder.
+    let o = run(&sqlite, &["audit", "verify", "--data-dir", dir.path().join("nope").to_str().expect("p")], None);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("does not exist"), "{}", text(&o).1);
+    // Bad settings.
+    let mut c = cmd(&sqlite);
+    let o = c.args(["keys", "status", "--data-dir", d]).env("CAREVAULT_SESSION_IDLE_TIMEOUT_SECS", "ten").output().expect("run");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("CAREVAULT_SESSION_IDLE_TIMEOUT_SECS"));
+}
+
+#[test]
+fn every_command_has_help() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["serve"],
+        &["demo"],
+        &["user"],
+        &["user", "add"],
+        &["user", "unlock"],
+        &["audit"],
+        &["audit", "verify"],
+        &["keys"],
+        &["keys", "status"],
+        &["keys", "rotate"],
+    ];
+    for c in commands {
+        let mut args = c.to_vec();
+        args.push("--help");
+        let o = Command::new(BIN).args(&args).output().expect("run");
+        assert!(o.status.success(), "{args:?}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("Usage: carevault"), "{args:?}: {out}");
+    }
+}
+
+/// Only carevault-core may depend on carevault-store and carevault-crypto; only the store (and
+/// the test and benchmark tools) on sqlx; the shipped binary never links the test kit.
+#[test]
+fn dependency_edges_keep_the_chokepoint() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline", "--no-deps"])
+        .current_dir(&root)
+        .output()
+        .expect("cargo metadata");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let mut checked = 0;
+    for pkg in meta["packages"].as_array().expect("packages") {
+        let name = pkg["name"].as_str().expect("name");
+        for dep in pkg["dependencies"].as_array().expect("deps") {
+            let dep_name = dep["name"].as_str().expect("dep");
+            let dev = dep["kind"].as_str() == Some("dev");
+            if dep_name == "carevault-store" || dep_name == "carevault-crypto" {
+                assert_eq!(name, "carevault-core", "{name} must not depend on {dep_name}: go through carevault-core");
+            }
+            if ["sqlx", "aes-gcm", "argon2", "ed25519-dalek", "hmac", "totp-rs"].contains(&dep_name) {
+                let allowed = match dep_name {
+                    "sqlx" => ["carevault-store", "carevault-testkit", "carevault-bench"].contains(&name) || (name == "carevault" && dev),
+                    "totp-rs" => ["carevault-crypto", "carevault-testkit"].contains(&name) || (name == "carevault" && dev),
+                    _ => name == "carevault-crypto",
+                };
+                assert!(allowed, "{name} must not depend on {dep_name}");
+            }
+            if dep_name == "carevault-testkit" {
+                assert!(dev || name == "carevault-bench", "{name} links the test kit outside its tests");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20);
+}
+
+/// Inside core, only the sealing module opens sealed values, and only the audit writer issues
+/// the receipts that opening patient data requires.
+#[test]
+fn decryption_and_receipts_stay_in_their_modules() {
+    let core = Path::new(env!("CARGO_MANIFEST_DIR")).join("../carevault-core/src");
+    let mut stack = vec![core.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(&core).expect("rel").to_string_lossy().into_owned();
+            let src = std::fs::read_to_string(&p).expect("read");
+            if rel != "sealing.rs" {
+                assert!(!src.contains("keyring.open(") && !src.contains("Aad {"), "{rel} seals or opens values itself; only sealing.rs may");
+            }
+            if rel != "audit/writer.rs" && rel != "audit/mod.rs" {
+                assert!(!src.contains("Receipt::issue"), "{rel} issues audit receipts; only the audit writer may");
+            }
+        }
+    }
+}
