@@ -58,7 +58,7 @@ pub async fn backend() -> anyhow::Result<Backend> {
 fn hex_random(n: usize) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let seed = u128::try_from(carevault_core::SystemClock.now_micros()).unwrap_or(0);
     let mut x =
         seed ^ (u128::from(std::process::id()) << 64) ^ (u128::from(COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) << 32);
     for _ in 0..n {

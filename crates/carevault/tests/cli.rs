@@ -1,4 +1,5 @@
 //! The `carevault` command as an operator uses it, and the architecture rules.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the test failing
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -77,7 +78,11 @@ async fn first_start_then_user_add_prints_json_with_a_totp_uri() {
     assert!(banner.contains("carevault user add --username admin --role admin --password-stdin"), "{banner}");
     assert!(data.join("tls/cert.pem").exists() && data.join("keys/master.key").exists());
 
-    let o = run(&backend, &["user", "add", "--username", "Alice", "--role", "clinician", "--password-stdin", "--data-dir", d], Some(&format!("{PASSWORD}\n")));
+    let o = run(
+        &backend,
+        &["user", "add", "--username", "Alice", "--role", "clinician", "--password-stdin", "--data-dir", d],
+        Some(&format!("{PASSWORD}\n")),
+    );
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
@@ -91,7 +96,11 @@ async fn first_start_then_user_add_prints_json_with_a_totp_uri() {
         (&["user", "add", "--username", "bob", "--role", "clinician", "--password-stdin"], Some("short\n"), "at least 12"),
         (&["user", "add", "--username", "bob", "--role", "clinician", "--password-stdin"], Some("Password1234\n"), "commonly used"),
         (&["user", "add", "--username", "bob", "--role", "clinician"], None, "--password-stdin"),
-        (&["user", "add", "--username", "alice", "--role", "clinician", "--password-stdin"], Some("another good passphrase\n"), "already exists"),
+        (
+            &["user", "add", "--username", "alice", "--role", "clinician", "--password-stdin"],
+            Some("another good passphrase\n"),
+            "already exists",
+        ),
         (&["user", "add", "--username", "a b", "--role", "clinician", "--password-stdin"], Some("another good passphrase\n"), "username"),
     ];
     for (args, input, needle) in refusals {
@@ -283,7 +292,10 @@ fn decryption_and_receipts_stay_in_their_modules() {
             let rel = p.strip_prefix(&core).expect("rel").to_string_lossy().into_owned();
             let src = std::fs::read_to_string(&p).expect("read");
             if rel != "sealing.rs" {
-                assert!(!src.contains("keyring.open(") && !src.contains("Aad {"), "{rel} seals or opens values itself; only sealing.rs may");
+                assert!(
+                    !src.contains("keyring.open(") && !src.contains("Aad {"),
+                    "{rel} seals or opens values itself; only sealing.rs may"
+                );
             }
             if rel != "audit/writer.rs" && rel != "audit/mod.rs" {
                 assert!(!src.contains("Receipt::issue"), "{rel} issues audit receipts; only the audit writer may");

@@ -1,4 +1,5 @@
 //! The HTTPS server end to end (real TLS, real HTTP client), on SQLite or PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the test failing
 
 use carevault_core::Clock;
 use carevault_domain::Role;
@@ -51,7 +52,8 @@ async fn security_headers_cookie_and_sign_in_flow() {
     assert_eq!(cs["resourceType"], "CapabilityStatement");
     assert_eq!(cs["fhirVersion"], "4.0.1");
 
-    let r = c.post(app.url("/api/v1/auth/login")).json(&json!({"username": staff.username, "password": PASSWORD})).send().await.expect("login");
+    let r =
+        c.post(app.url("/api/v1/auth/login")).json(&json!({"username": staff.username, "password": PASSWORD})).send().await.expect("login");
     assert_eq!(r.status(), 200);
     let cookie = r.headers()["set-cookie"].to_str().expect("cookie").to_string();
     for attr in ["__Host-carevault_session=", "Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
@@ -87,7 +89,13 @@ async fn security_headers_cookie_and_sign_in_flow() {
 async fn unauthenticated_requests_reach_no_phi_and_are_audited() {
     let app = App::spawn().await.expect("app");
     let (clin, _) = app.signed_in(Role::Clinician).await.expect("clin");
-    let r = clin.post(app.url("/fhir/r4/Patient")).header("content-type", "application/fhir+json").body(patient("Hidden", "Person").to_string()).send().await.expect("create");
+    let r = clin
+        .post(app.url("/fhir/r4/Patient"))
+        .header("content-type", "application/fhir+json")
+        .body(patient("Hidden", "Person").to_string())
+        .send()
+        .await
+        .expect("create");
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.expect("json");
     let id = created["id"].as_str().expect("id").to_string();
@@ -155,7 +163,9 @@ async fn authorization_matrix_over_http() {
             let rb = match *method {
                 "GET" => c.get(app.url(path)),
                 "PUT" => c.put(app.url(path)).header("content-type", "application/fhir+json").body(upd.to_string()),
-                _ if path.ends_with("_search") => c.post(app.url(path)).header("content-type", "application/x-www-form-urlencoded").body("family=matrix"),
+                _ if path.ends_with("_search") => {
+                    c.post(app.url(path)).header("content-type", "application/x-www-form-urlencoded").body("family=matrix")
+                }
                 _ => c.post(app.url(path)).header("content-type", "application/fhir+json").body(patient("Matrix", "Max").to_string()),
             };
             let status = rb.send().await.expect("send").status().as_u16();
@@ -188,15 +198,35 @@ async fn fhir_patient_lifecycle_with_history_and_paging() {
     let mut p = ids[0].clone();
     let id = p["id"].as_str().expect("id").to_string();
     p["telecom"] = json!([{"system": "email", "value": "kid@example.org"}]);
-    let r = c.put(app.url(&format!("/fhir/r4/Patient/{id}"))).header("content-type", "application/fhir+json").header("if-match", "W/\"1\"").body(p.to_string()).send().await.expect("put");
+    let r = c
+        .put(app.url(&format!("/fhir/r4/Patient/{id}")))
+        .header("content-type", "application/fhir+json")
+        .header("if-match", "W/\"1\"")
+        .body(p.to_string())
+        .send()
+        .await
+        .expect("put");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["etag"], "W/\"2\"");
-    let r = c.put(app.url(&format!("/fhir/r4/Patient/{id}"))).header("content-type", "application/fhir+json").header("if-match", "W/\"1\"").body(p.to_string()).send().await.expect("stale");
+    let r = c
+        .put(app.url(&format!("/fhir/r4/Patient/{id}")))
+        .header("content-type", "application/fhir+json")
+        .header("if-match", "W/\"1\"")
+        .body(p.to_string())
+        .send()
+        .await
+        .expect("stale");
     assert_eq!(is_operation_outcome(r).await.0, StatusCode::PRECONDITION_FAILED);
     // Dropping the MRN is refused.
     let mut no_mrn = p.clone();
     no_mrn["identifier"] = json!([]);
-    let r = c.put(app.url(&format!("/fhir/r4/Patient/{id}"))).header("content-type", "application/fhir+json").body(no_mrn.to_string()).send().await.expect("no mrn");
+    let r = c
+        .put(app.url(&format!("/fhir/r4/Patient/{id}")))
+        .header("content-type", "application/fhir+json")
+        .body(no_mrn.to_string())
+        .send()
+        .await
+        .expect("no mrn");
     assert_eq!(is_operation_outcome(r).await.0, StatusCode::BAD_REQUEST);
     let h: Value = c.get(app.url(&format!("/fhir/r4/Patient/{id}/_history"))).send().await.expect("history").json().await.expect("json");
     assert_eq!(h["type"], "history");
@@ -250,13 +280,48 @@ async fn bad_input_gets_a_precise_operation_outcome_an_audit_record_and_no_write
     let cases: Vec<Case> = vec![
         ("malformed JSON", "/fhir/r4/Patient", b"{\"resourceType\": \"Patient\", ".to_vec(), fhir, 400, "malformed JSON"),
         ("wrong resourceType", "/fhir/r4/Patient", br#"{"resourceType":"Observation"}"#.to_vec(), fhir, 400, "resourceType"),
-        ("invalid date", "/fhir/r4/Patient", br#"{"resourceType":"Patient","name":[{"family":"X"}],"birthDate":"1980-02-30"}"#.to_vec(), fhir, 400, "birthDate"),
-        ("script", "/fhir/r4/Patient", br#"{"resourceType":"Patient","name":[{"family":"<script>alert(1)</script>"}]}"#.to_vec(), fhir, 400, "Patient.name[0].family"),
-        ("sql", "/fhir/r4/Patient", br#"{"resourceType":"Patient","name":[{"family":"Robert'); DROP TABLE patients;--"}]}"#.to_vec(), fhir, 400, "Patient.name[0].family"),
-        ("invalid UTF-8", "/fhir/r4/Patient", b"{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\xff\xfe\"}]}".to_vec(), fhir, 400, "UTF-8"),
+        (
+            "invalid date",
+            "/fhir/r4/Patient",
+            br#"{"resourceType":"Patient","name":[{"family":"X"}],"birthDate":"1980-02-30"}"#.to_vec(),
+            fhir,
+            400,
+            "birthDate",
+        ),
+        (
+            "script",
+            "/fhir/r4/Patient",
+            br#"{"resourceType":"Patient","name":[{"family":"<script>alert(1)</script>"}]}"#.to_vec(),
+            fhir,
+            400,
+            "Patient.name[0].family",
+        ),
+        (
+            "sql",
+            "/fhir/r4/Patient",
+            br#"{"resourceType":"Patient","name":[{"family":"Robert'); DROP TABLE patients;--"}]}"#.to_vec(),
+            fhir,
+            400,
+            "Patient.name[0].family",
+        ),
+        (
+            "invalid UTF-8",
+            "/fhir/r4/Patient",
+            b"{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\xff\xfe\"}]}".to_vec(),
+            fhir,
+            400,
+            "UTF-8",
+        ),
         ("too large", "/fhir/r4/Patient", big.into_bytes(), fhir, 413, "limit"),
         ("media type", "/fhir/r4/Patient", b"<Patient/>".to_vec(), "application/xml", 415, "application/fhir+json"),
-        ("unknown element", "/fhir/r4/Patient", br#"{"resourceType":"Patient","name":[{"family":"X"}],"photo":[]}"#.to_vec(), fhir, 400, "Patient.photo"),
+        (
+            "unknown element",
+            "/fhir/r4/Patient",
+            br#"{"resourceType":"Patient","name":[{"family":"X"}],"photo":[]}"#.to_vec(),
+            fhir,
+            400,
+            "Patient.photo",
+        ),
     ];
     for (name, path, body, ct, status, needle) in cases {
         let (a0, p0) = counts(&app).await;

@@ -1,5 +1,6 @@
 //! The vault spine through the core API, on SQLite by default and on PostgreSQL when
 //! CAREVAULT_TEST_DATABASE_URL is set (CI runs both).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the test failing
 
 use carevault_core::{Clock, CoreError, Vault};
 use carevault_domain::{PurposeOfUse, Role};

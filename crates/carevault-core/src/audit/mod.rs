@@ -56,7 +56,7 @@ impl Draft {
         self
     }
 
-    pub(crate) fn from_ip(mut self, ip: Option<String>) -> Draft {
+    pub(crate) fn source_ip(mut self, ip: Option<String>) -> Draft {
         self.source_ip = ip;
         self
     }

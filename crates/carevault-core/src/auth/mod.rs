@@ -196,7 +196,7 @@ impl Vault {
         ops.push(Op::SetLoginFailures { user_id: user.id.clone(), failed, locked_until: self.lock_for(failed, now) });
         let ev = Draft::new(now, action, Outcome::Denied)
             .actor_name(user_actor_name(&user.id))
-            .from_ip(ctx.ip_string())
+            .source_ip(ctx.ip_string())
             .resource("User", Some(&user.id));
         self.inner.writer.write(ops, vec![ev], None).await.map(|_| ())
     }
@@ -205,7 +205,7 @@ impl Vault {
     pub async fn login(&self, ctx: &RequestContext, username: &str, password_attempt: &str) -> Result<LoginStep, CoreError> {
         let now = self.now();
         if let Some(retry) = self.ip_throttled(ctx, now) {
-            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).from_ip(ctx.ip_string()).resource("User", None);
+            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).source_ip(ctx.ip_string()).resource("User", None);
             self.inner.writer.append(d).await?;
             return Err(CoreError::Throttled { retry_after_secs: retry });
         }
@@ -215,7 +215,7 @@ impl Vault {
             let pw = password_attempt.to_string();
             self.blocking_hash(move || password::verify_password(&pw, password::dummy_hash())).await?;
             self.ip_failed(ctx, now);
-            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).from_ip(ctx.ip_string()).resource("User", None);
+            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).source_ip(ctx.ip_string()).resource("User", None);
             // The attempted name is sealed: people type passwords into username fields.
             let details = self.seal_json_details(&d.event_id, serde_json::json!({"reason": "unknown-user", "username": name})).await?;
             self.inner.writer.append(d.details(details)).await?;
@@ -224,7 +224,7 @@ impl Vault {
         if let Some(until) = user.locked_until.filter(|u| *u > now) {
             let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied)
                 .actor_name(user_actor_name(&user.id))
-                .from_ip(ctx.ip_string())
+                .source_ip(ctx.ip_string())
                 .resource("User", Some(&user.id));
             self.inner.writer.append(d).await?;
             let retry = if until == i64::MAX { 86_400 } else { (until - now) / 1_000_000 + 1 };
@@ -259,7 +259,7 @@ impl Vault {
             None => None,
         };
         let Some(session) = session.filter(|s| s.state == PENDING) else {
-            let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied).from_ip(ctx.ip_string());
+            let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied).source_ip(ctx.ip_string());
             self.inner.writer.append(d).await?;
             return Err(CoreError::Unauthenticated);
         };
@@ -271,7 +271,7 @@ impl Vault {
         if let Some(until) = user.locked_until.filter(|u| *u > now) {
             let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied)
                 .actor_name(user_actor_name(&user.id))
-                .from_ip(ctx.ip_string())
+                .source_ip(ctx.ip_string())
                 .session(Some(session.public_id.clone()));
             self.inner.writer.write(vec![Op::DeleteSession { token_hash: session.token_hash.clone() }], vec![d], None).await?;
             return Err(CoreError::Throttled { retry_after_secs: if until == i64::MAX { 86_400 } else { (until - now) / 1_000_000 + 1 } });
@@ -305,12 +305,12 @@ impl Vault {
         ];
         let ok = Draft::new(now, AuditAction::Login, Outcome::Success)
             .actor_name(user_actor_name(&user.id))
-            .from_ip(ctx.ip_string())
+            .source_ip(ctx.ip_string())
             .session(Some(public_id))
             .resource("User", Some(&user.id));
         let replay = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied)
             .actor_name(user_actor_name(&user.id))
-            .from_ip(ctx.ip_string())
+            .source_ip(ctx.ip_string())
             .session(Some(session.public_id.clone()))
             .resource("User", Some(&user.id));
         match self.inner.writer.write(ops, vec![ok], Some(replay)).await {
@@ -336,7 +336,7 @@ impl Vault {
         let d = Draft::new(now, AuditAction::SessionExpired, Outcome::Success)
             .actor_name(user_actor_name(&s.user_id))
             .session(Some(s.public_id.clone()))
-            .from_ip(s.source_ip.clone());
+            .source_ip(s.source_ip.clone());
         self.inner.writer.write(vec![Op::DeleteSession { token_hash: s.token_hash.clone() }], vec![d], None).await.map(|_| ())
     }
 
@@ -353,7 +353,7 @@ impl Vault {
             _ => None,
         };
         let Some(s) = session else {
-            let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied).from_ip(ctx.ip_string());
+            let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied).source_ip(ctx.ip_string());
             self.inner.writer.append(d).await?;
             return Err(CoreError::Unauthenticated);
         };
@@ -365,7 +365,7 @@ impl Vault {
             let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied)
                 .actor_name(user_actor_name(&s.user_id))
                 .session(Some(s.public_id.clone()))
-                .from_ip(ctx.ip_string());
+                .source_ip(ctx.ip_string());
             self.inner.writer.append(d).await?;
             return Err(CoreError::MfaRequired);
         }
@@ -374,7 +374,7 @@ impl Vault {
             let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied)
                 .actor_name(user_actor_name(&s.user_id))
                 .session(Some(s.public_id.clone()))
-                .from_ip(ctx.ip_string());
+                .source_ip(ctx.ip_string());
             self.inner.writer.write(vec![Op::DeleteSession { token_hash: s.token_hash.clone() }], vec![d], None).await?;
             return Err(CoreError::Unauthenticated);
         };
@@ -402,7 +402,7 @@ impl Vault {
         let d = Draft::new(now, AuditAction::Logout, Outcome::Success)
             .actor_name(user_actor_name(&s.user_id))
             .session(Some(s.public_id.clone()))
-            .from_ip(ctx.ip_string());
+            .source_ip(ctx.ip_string());
         self.inner.writer.write(vec![Op::DeleteSession { token_hash: s.token_hash }], vec![d], None).await.map(|_| ())
     }
 
