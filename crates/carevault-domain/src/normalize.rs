@@ -4,12 +4,15 @@ use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
 /// Folds text for matching: compatibility decomposition, combining marks removed, lower case,
-/// punctuation (apostrophes, hyphens, periods, commas) turned into spaces, runs of white space
-/// collapsed. "  Ñúñez-O'Brien " becomes "nunez o brien".
+/// apostrophes dropped (O'Brien and OBrien match), other punctuation (hyphens, periods, commas)
+/// turned into spaces, runs of white space collapsed. "  Ñúñez-O'Brien " becomes "nunez obrien".
 pub fn fold(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = true;
     for c in s.nfkd().filter(|c| !is_combining_mark(*c)) {
+        if matches!(c, '\'' | '\u{2019}' | '\u{02bc}' | '`') {
+            continue;
+        }
         if c.is_alphanumeric() {
             out.extend(c.to_lowercase());
             space = false;
@@ -46,7 +49,8 @@ mod tests {
 
     #[test]
     fn folds_case_accents_and_punctuation() {
-        assert_eq!(fold("  Ñúñez-O'Brien "), "nunez o brien");
+        assert_eq!(fold("  Ñúñez-O'Brien "), "nunez obrien");
+        assert_eq!(fold("O\u{2019}Brien"), "obrien");
         assert_eq!(fold("ZOË"), "zoe");
         assert_eq!(fold("Strauß"), "strauss");
         assert_eq!(fold("Ørsted"), "orsted");
