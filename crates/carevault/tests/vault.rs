@@ -45,6 +45,15 @@ async fn patient_count(tv: &TestVault) -> i64 {
 #[tokio::test]
 async fn no_plaintext_phi_in_any_file_or_dump() {
     let tv = TestVault::new().await.expect("vault");
+    // Everything the vault, the store and sqlx log, at the most verbose level, into the data
+    // folder (this test's runtime is single-threaded, so the thread default catches it all).
+    let log = std::fs::File::create(tv.data_dir().join("logs/trace.log")).expect("log file");
+    let _guard = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(log))
+        .finish();
+    let _guard = tracing::subscriber::set_default(_guard);
     let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
     let p = tv.vault.create_patient(&clin, TREAT, &patient_json(FAMILY, GIVEN)).await.expect("create");
     let read = tv.vault.read_patient(&clin, TREAT, p.id.as_str()).await.expect("read");
@@ -57,6 +66,8 @@ async fn no_plaintext_phi_in_any_file_or_dump() {
     assert_eq!(page.total, 1);
     let mrn = read.data.mrn().expect("mrn").as_str().to_string();
     tv.vault.shutdown().await;
+    let logged = std::fs::read_to_string(tv.data_dir().join("logs/trace.log")).expect("log");
+    assert!(logged.contains("patient read"), "the trace log was written: {logged}");
     let needles = [FAMILY, GIVEN, BIRTH, PHONE, "Xylograph", "Vexborough", "0199-4242", &mrn];
     let hits = tv.grep_data_dir(&needles);
     assert!(hits.is_empty(), "plaintext PHI found in the data folder: {hits:?}");
