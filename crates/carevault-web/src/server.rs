@@ -89,7 +89,11 @@ async fn same_origin(req: axum::extract::Request, next: axum::middleware::Next) 
         if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
             let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
             if origin != format!("https://{host}") {
-                return crate::error::problem(StatusCode::FORBIDDEN, "CV-AUTHZ-002", "cross-origin request refused");
+                let msg = "cross-origin request refused";
+                if req.uri().path().starts_with("/fhir/") {
+                    return crate::error::fhir_json(StatusCode::FORBIDDEN, &crate::error::operation_outcome("forbidden", msg, None, "CV-AUTHZ-002"));
+                }
+                return crate::error::problem(StatusCode::FORBIDDEN, "CV-AUTHZ-002", msg);
             }
         }
     }

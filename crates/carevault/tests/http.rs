@@ -79,6 +79,17 @@ async fn security_headers_cookie_and_sign_in_flow() {
     let p: Value = r.json().await.expect("problem");
     assert_eq!(p["code"], "CV-AUTHN-005");
 
+    // A state-changing request from another origin is refused.
+    let r = c
+        .post(app.url("/fhir/r4/Patient"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/fhir+json")
+        .body(patient("Cross", "Origin").to_string())
+        .send()
+        .await
+        .expect("cross-origin");
+    assert_eq!(is_operation_outcome(r).await.0, StatusCode::FORBIDDEN);
+
     let r = c.post(app.url("/api/v1/auth/logout")).send().await.expect("logout");
     assert_eq!(r.status(), 204);
     assert!(r.headers()["clear-site-data"].to_str().expect("csd").contains("cookies"));
