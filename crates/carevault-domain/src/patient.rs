@@ -597,7 +597,10 @@ pub fn parse_patient(body: &[u8], ctx: &ParseContext) -> Result<PatientSubmissio
             if d.year() < 1850 {
                 return Err(InputError::value("Patient.birthDate", "must not be before 1850"));
             }
-            if d.earliest().is_none_or(|e| e > ctx.today) {
+            // One day of slack: "today" is the server's UTC date, and it is already tomorrow
+            // east of UTC.
+            let latest = ctx.today.next_day().unwrap_or(ctx.today);
+            if d.earliest().is_none_or(|e| e > latest) {
                 return Err(InputError::value("Patient.birthDate", "must not be in the future"));
             }
             Some(d)
