@@ -3,6 +3,22 @@
 //! durably, and only then decrypts. This is the only crate that depends on `carevault-store`
 //! and `carevault-crypto`, and it re-exports none of their types: callers cannot reach the
 //! database or the keys.
+//!
+//! Outside this crate an [`Actor`] cannot be made up; only [`Vault::authenticate`] returns one:
+//!
+//! ```compile_fail
+//! fn forge(a: carevault_core::Actor) -> carevault_core::Actor {
+//!     carevault_core::Actor { role: carevault_domain::Role::Clinician, ..a }
+//! }
+//! ```
+//!
+//! and a [`Vault`] offers no way to its store or keys:
+//!
+//! ```compile_fail
+//! fn reach(v: &carevault_core::Vault) {
+//!     let _ = &v.inner;
+//! }
+//! ```
 
 mod actor;
 mod audit;
