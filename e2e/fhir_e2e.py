@@ -441,6 +441,7 @@ class E2E:
     def __init__(self, binary: str, keep: bool) -> None:
         self.binary = os.path.abspath(binary)
         self.keep = keep
+        self.require_oathtool = False
         self.db_url = os.environ.get("CAREVAULT_DATABASE_URL") or None
         self.work = Path(tempfile.mkdtemp(prefix="carevault-e2e-"))
         self.data_dir = self.work / "data"
@@ -549,6 +550,27 @@ class E2E:
             expect(r.status_code == 401, f"session after a refused replay is usable: {short(r)}")
 
         self.r.run("pyotp code signs in (200); the same code replayed in a second login -> 401", t)
+
+    def test_oathtool(self) -> None:
+        """oathtool (Debian) computes the code from the base32 secret, as a second authenticator."""
+        who = self.staff.get("oath")
+
+        def t() -> None:
+            expect(who is not None, "the account was not created")
+            assert who is not None
+            tool = shutil.which("oathtool")
+            if tool is None:
+                expect(not self.require_oathtool, "oathtool is not installed (apt-get install oathtool)")
+                return
+            out = subprocess.run([tool, "--totp", "-b", who.totp.secret], capture_output=True, text=True, timeout=30)
+            expect(out.returncode == 0, f"oathtool failed: {out.stderr.strip()}")
+            c = Client(self.server, self.collector, "oath")
+            r = c.login(who)
+            expect(r.status_code == 200, f"login: {short(r)}")
+            r = c.totp(out.stdout.strip())
+            expect(r.status_code == 200, f"oathtool code did not sign in: {short(r)}")
+
+        self.r.run("an oathtool --totp code signs in (200)", t)
 
     def test_wrong_password(self) -> None:
         who = self.staff.get("replay")
@@ -1103,6 +1125,7 @@ class E2E:
                 raise
             self.add_user("clin", "e2e.clinician", "clinician")
             self.add_user("replay", "e2e.replay", "clinician")
+            self.add_user("oath", "e2e.oath", "front_desk")
             self.add_user("idle", "e2e.idle", "clinician")
             self.add_user("front", "e2e.front", "front_desk")
             self.add_user("admin", "e2e.admin", "admin")
@@ -1111,6 +1134,7 @@ class E2E:
 
             self.test_unauthenticated()
             self.test_totp_replay()
+            self.test_oathtool()
             self.test_wrong_password()
 
             # The main clinician session: requests follow each other closely (idle limit 3 s).
@@ -1155,12 +1179,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", required=True, help="path to the carevault binary")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data folder")
+    ap.add_argument("--require-oathtool", action="store_true", help="fail if oathtool is not installed (CI)")
     args = ap.parse_args()
     if not os.access(args.bin, os.X_OK):
         print(f"not an executable: {args.bin}", file=sys.stderr)
         print("0 passed, 1 failed")
         return 1
-    return E2E(args.bin, args.keep).run()
+    e2e = E2E(args.bin, args.keep)
+    e2e.require_oathtool = args.require_oathtool
+    return e2e.run()
 
 
 if __name__ == "__main__":
