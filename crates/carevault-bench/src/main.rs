@@ -1,1 +1,997 @@
-fn main() {}
+//! carevault-bench: the benchmark harness. Every figure is printed with an in-run baseline
+//! measured in the same process, on the same machine, against the same data:
+//!
+//! ```text
+//! name value unit baseline=<value> <unit> ratio=<value/baseline>
+//! ```
+//!
+//! Scenarios: `read`, `search`, `verify`, `https`, `all`. Options: `--patients N` (patients
+//! seeded for `search` and `all`, default 100000), `--secs N` (length of each timed loop,
+//! default 5). Progress goes to stderr, figures to stdout. See docs/BENCHMARKS.md.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use carevault_core::{Actor, Clock, CoreConfig, RequestContext};
+use carevault_domain::{PurposeOfUse, Role};
+use carevault_testkit::TestVault;
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+const USAGE: &str = "usage: carevault-bench <read|search|verify|https|all> [--patients N] [--secs N]
+
+  read    audited + encrypted Vault::read_patient vs a plain SELECT of the same row
+  search  seeding rate, then family-prefix search vs an indexed plaintext table
+  verify  Vault::verify_audit vs raw SHA-256 over the audit rows
+  https   GET /fhir/r4/Patient/{id} vs GET /api/v1/health, 32 HTTP/1.1 connections
+  all     every scenario on one vault (seeded with --patients)
+
+  --patients N  patients seeded for `search` and `all` (default 100000)
+  --secs N      length of each timed loop in seconds (default 5)";
+
+const TREAT: PurposeOfUse = PurposeOfUse::Treatment;
+/// Concurrent registrations while seeding, so group commit batches them.
+const SEED_TASKS: usize = 64;
+/// Concurrent tasks (or HTTPS connections) of the concurrent loops.
+const CONCURRENT: usize = 32;
+/// Patients seeded by the `read`, `verify` and `https` scenarios when run alone.
+const SMALL_SET: usize = 1000;
+/// Distinct patients the read loops cycle through.
+const READ_SET: usize = 1000;
+/// Reads written by `verify` when run alone, so there is an audit log to verify.
+const VERIFY_READS: usize = 50_000;
+/// The size of the store's read pool, so the plain baselines get the same parallelism.
+const READ_POOL: u32 = 4;
+/// Same as the audit writer's largest batch.
+const PLAIN_BATCH: usize = 512;
+const PAGE: u32 = 20;
+const WARMUP: Duration = Duration::from_millis(1000);
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Read,
+    Search,
+    Verify,
+    Https,
+    All,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Opts {
+    scenario: Scenario,
+    patients: usize,
+    secs: u64,
+}
+
+fn parse_args() -> Result<Opts> {
+    let mut args = std::env::args().skip(1);
+    let mut scenario = None;
+    let mut patients = 100_000usize;
+    let mut secs = 5u64;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--patients" => {
+                let v = args.next().context("--patients needs a number")?;
+                patients = v.parse().with_context(|| format!("--patients {v}: not a number"))?;
+            }
+            "--secs" => {
+                let v = args.next().context("--secs needs a number")?;
+                secs = v.parse().with_context(|| format!("--secs {v}: not a number"))?;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            s if scenario.is_none() => {
+                scenario = Some(match s {
+                    "read" => Scenario::Read,
+                    "search" => Scenario::Search,
+                    "verify" => Scenario::Verify,
+                    "https" => Scenario::Https,
+                    "all" => Scenario::All,
+                    other => bail!("unknown scenario '{other}'\n\n{USAGE}"),
+                });
+            }
+            other => bail!("unexpected argument '{other}'\n\n{USAGE}"),
+        }
+    }
+    let scenario = scenario.with_context(|| format!("no scenario given\n\n{USAGE}"))?;
+    ensure!(patients >= 1, "--patients must be at least 1");
+    ensure!(secs >= 1, "--secs must be at least 1");
+    Ok(Opts { scenario, patients, secs })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 0.1 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// Prints one figure. `ratio` is always value / baseline.
+fn figure(name: &str, value: f64, unit: &str, baseline: f64) {
+    let ratio = if baseline > 0.0 { value / baseline } else { f64::NAN };
+    // Two decimals, or four below 0.1 so that small ratios keep their digits.
+    let ratio = if ratio.abs() >= 0.0995 || !ratio.is_finite() { format!("{ratio:.2}") } else { format!("{ratio:.4}") };
+    println!("{name} {} {unit} baseline={} {unit} ratio={ratio}", num(value), num(baseline));
+}
+
+fn progress(msg: impl AsRef<str>) {
+    eprintln!("[bench] {}", msg.as_ref());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timed loops
+
+/// What one timed loop did.
+struct Run {
+    elapsed: Duration,
+    /// Latency of every completed operation, in microseconds, sorted.
+    lat_us: Vec<u64>,
+}
+
+impl Run {
+    fn ops(&self) -> usize {
+        self.lat_us.len()
+    }
+    fn rate(&self) -> f64 {
+        self.ops() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    /// Percentile latency in milliseconds.
+    fn pct_ms(&self, p: f64) -> f64 {
+        if self.lat_us.is_empty() {
+            return f64::NAN;
+        }
+        let idx = ((p / 100.0) * (self.lat_us.len() - 1) as f64).round() as usize;
+        self.lat_us.get(idx.min(self.lat_us.len() - 1)).copied().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
+/// Runs `op` in `tasks` concurrent tasks until `dur` has passed. `op` gets the task number and a
+/// global operation counter.
+async fn run_for<F, Fut>(tasks: usize, dur: Duration, op: Arc<F>) -> Result<Run>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + dur;
+    let mut handles = Vec::with_capacity(tasks);
+    for t in 0..tasks {
+        let op = op.clone();
+        let counter = counter.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let t0 = Instant::now();
+                if t0 >= deadline {
+                    break;
+                }
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                op(t, i).await?;
+                lat.push(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat_us = Vec::new();
+    for h in handles {
+        lat_us.extend(h.await.context("benchmark task failed")??);
+    }
+    let elapsed = start.elapsed();
+    lat_us.sort_unstable();
+    Ok(Run { elapsed, lat_us })
+}
+
+/// A warm-up of [`WARMUP`], then the timed loop.
+async fn measure<F, Fut>(label: &str, tasks: usize, secs: u64, op: Arc<F>) -> Result<Run>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    run_for(tasks, WARMUP, op.clone()).await.with_context(|| format!("{label} (warm-up)"))?;
+    let r = run_for(tasks, Duration::from_secs(secs), op).await.with_context(|| label.to_string())?;
+    progress(format!(
+        "  {label}: {} ops in {:.2} s = {:.0}/s (p50 {:.2} ms, p99 {:.2} ms)",
+        r.ops(),
+        r.elapsed.as_secs_f64(),
+        r.rate(),
+        r.pct_ms(50.0),
+        r.pct_ms(99.0)
+    ));
+    Ok(r)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic patients
+
+/// splitmix64: a small deterministic generator, so every run seeds the same patients.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5eed_ca4e_7a17_0001)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        let i = usize::try_from(self.below(xs.len() as u64)).unwrap_or(0);
+        xs.get(i).copied().unwrap_or_default()
+    }
+}
+
+const SYLLABLES: &[&str] = &[
+    "ka", "ren", "dor", "mi", "sa", "lo", "ber", "an", "ta", "vel", "mor", "ix", "el", "bra", "du", "fen", "gor", "ha", "is", "jo", "kel",
+    "lin", "mar", "nor", "ol", "pen", "qui", "ros", "sten", "tor", "ul", "vin", "wes", "yar", "zan", "che", "shi", "tho", "ard", "wick",
+    "ley", "ton", "son", "berg", "ford", "dale", "ham", "ridge",
+];
+const STREETS: &[&str] = &["Elm", "Oak", "Maple", "Cedar", "Birch", "Willow", "Aspen", "Juniper", "Linden", "Poplar"];
+const STREET_KINDS: &[&str] = &["Street", "Avenue", "Road", "Lane", "Court", "Way"];
+const GENDERS: &[&str] = &["female", "male", "female", "male", "other", "unknown"];
+
+/// One synthetic patient: names built from syllables (no real person's file holds them).
+struct Person {
+    family: String,
+    given: Vec<String>,
+    birth: String,
+    gender: &'static str,
+    phone: String,
+    street: String,
+    city: String,
+    postal: String,
+}
+
+fn capitalized(parts: &[&str]) -> String {
+    let joined: String = parts.concat();
+    let mut c = joined.chars();
+    match c.next() {
+        Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn word(r: &mut Rng, min: u64, max: u64) -> String {
+    let n = min + r.below(max - min + 1);
+    let parts: Vec<&str> = (0..n).map(|_| r.pick(SYLLABLES)).collect();
+    capitalized(&parts)
+}
+
+impl Person {
+    fn generate(i: usize) -> Person {
+        let mut r = Rng::new(i as u64);
+        let family = word(&mut r, 2, 3);
+        let mut given = vec![word(&mut r, 2, 2)];
+        if r.below(3) == 0 {
+            given.push(word(&mut r, 1, 2));
+        }
+        let birth = format!("{:04}-{:02}-{:02}", 1930 + r.below(95), 1 + r.below(12), 1 + r.below(28));
+        Person {
+            family,
+            given,
+            birth,
+            gender: r.pick(GENDERS),
+            phone: format!("+1 {:03} 555 {:04}", 200 + r.below(800), r.below(10_000)),
+            street: format!("{} {} {}", 1 + r.below(999), r.pick(STREETS), r.pick(STREET_KINDS)),
+            city: word(&mut r, 2, 3) + "ville",
+            postal: format!("{:05}", r.below(100_000)),
+        }
+    }
+
+    fn fhir_json(&self) -> Vec<u8> {
+        serde_json::json!({
+            "resourceType": "Patient",
+            "active": true,
+            "name": [{"use": "official", "family": self.family, "given": self.given}],
+            "gender": self.gender,
+            "birthDate": self.birth,
+            "telecom": [{"system": "phone", "value": self.phone, "use": "mobile"}],
+            "address": [{"use": "home", "line": [self.street], "city": self.city, "postalCode": self.postal, "country": "US"}]
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The family name as the search compares it (folded; our names are plain ASCII).
+    fn family_key(&self) -> String {
+        self.family.to_ascii_lowercase()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+struct Bench {
+    tv: TestVault,
+    actor: Arc<Actor>,
+    secs: u64,
+}
+
+async fn open_bench(secs: u64) -> Result<Bench> {
+    // The test settings, but with the production checkpoint cadence (every 256 records).
+    let config = CoreConfig { checkpoint_every: CoreConfig::default().checkpoint_every, ..carevault_testkit::test_config() };
+    let tv = TestVault::with_config(config).await?;
+    let (actor, _) = tv.staff(Role::Clinician).await?;
+    progress(format!(
+        "vault: backend {} in {} (checkpoint every {} records)",
+        tv.vault.backend_name(),
+        tv.data_dir().display(),
+        tv.config.checkpoint_every
+    ));
+    Ok(Bench { tv, actor: Arc::new(actor), secs })
+}
+
+/// The vault's own database, opened separately and read-only for the plain baselines.
+async fn baseline_pool(tv: &TestVault) -> Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let url = match tv.backend.vault_url() {
+        Some(u) => u,
+        None => format!("sqlite://{}?mode=ro", tv.data_dir().join("carevault.db").display()),
+    };
+    AnyPoolOptions::new().max_connections(READ_POOL).connect(&url).await.context("opening the baseline connection pool")
+}
+
+/// Registers `n` patients through `Vault::create_patient` with [`SEED_TASKS`] concurrent tasks.
+/// Returns the ids (index = generator seed) and the time taken.
+async fn seed(b: &Bench, n: usize) -> Result<(Arc<Vec<String>>, Duration)> {
+    progress(format!("seeding {n} patients through Vault::create_patient ({SEED_TASKS} concurrent tasks)"));
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let step = if n >= 100_000 { 10_000 } else { (n / 5).max(1) };
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(SEED_TASKS);
+    for _ in 0..SEED_TASKS {
+        let vault = b.tv.vault.clone();
+        let actor = b.actor.clone();
+        let next = next.clone();
+        let done = done.clone();
+        handles.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let body = Person::generate(i).fhir_json();
+                let rec = vault.create_patient(&actor, TREAT, &body).await.with_context(|| format!("creating patient {i}"))?;
+                out.push((i, rec.id.as_str().to_string()));
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if d.checked_rem(step) == Some(0) {
+                    let s = start.elapsed().as_secs_f64();
+                    progress(format!("  seeded {d}/{n} ({s:.1} s, {:.0}/s)", d as f64 / s.max(1e-9)));
+                }
+            }
+            Ok::<_, anyhow::Error>(out)
+        }));
+    }
+    let mut ids = vec![String::new(); n];
+    for h in handles {
+        for (i, id) in h.await.context("seeding task failed")?? {
+            if let Some(slot) = ids.get_mut(i) {
+                *slot = id;
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    ensure!(ids.iter().all(|i| !i.is_empty()), "some patients were not seeded");
+    Ok((Arc::new(ids), elapsed))
+}
+
+/// `count` ids spread evenly over the seeded set.
+fn spread(ids: &[String], count: usize) -> Arc<Vec<String>> {
+    let count = count.min(ids.len()).max(1);
+    let stride = (ids.len() / count).max(1);
+    Arc::new(ids.iter().step_by(stride).take(count).cloned().collect())
+}
+
+fn pick(ids: &[String], i: u64) -> Result<&str> {
+    let idx = usize::try_from(i % ids.len().max(1) as u64).unwrap_or(0);
+    ids.get(idx).map(String::as_str).context("empty id set")
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. read
+
+/// Decodes every column of a `patient_versions` row, as the store does.
+fn touch_version_row(row: &AnyRow) -> Result<usize> {
+    let id: String = row.try_get("patient_id")?;
+    let version: i64 = row.try_get("version")?;
+    let recorded: i64 = row.try_get("recorded_at")?;
+    let kv: i64 = row.try_get("key_version")?;
+    let mut n = id.len() + black_box(version + recorded + kv).to_ne_bytes().len();
+    for col in ["name", "birth_date", "telecom", "identifier", "address", "other"] {
+        let b: Vec<u8> = row.try_get(col)?;
+        n += black_box(b).len();
+    }
+    Ok(n)
+}
+
+async fn bench_read(b: &Bench, ids: Arc<Vec<String>>) -> Result<()> {
+    progress(format!("read: Vault::read_patient vs plain SELECT, {} distinct patients", ids.len()));
+    let pool = baseline_pool(&b.tv).await?;
+    let core_op = {
+        let vault = b.tv.vault.clone();
+        let actor = b.actor.clone();
+        let ids = ids.clone();
+        Arc::new(move |_t: usize, i: u64| {
+            let vault = vault.clone();
+            let actor = actor.clone();
+            let ids = ids.clone();
+            async move {
+                let id = pick(&ids, i)?;
+                let rec = vault.read_patient(&actor, TREAT, id).await?;
+                black_box(rec);
+                Ok(())
+            }
+        })
+    };
+    let plain_op = {
+        let pool = pool.clone();
+        let ids = ids.clone();
+        Arc::new(move |_t: usize, i: u64| {
+            let pool = pool.clone();
+            let ids = ids.clone();
+            async move {
+                let id = pick(&ids, i)?;
+                let row = sqlx::query("SELECT * FROM patient_versions WHERE patient_id = $1 AND version = $2")
+                    .bind(id)
+                    .bind(1i64)
+                    .fetch_one(&pool)
+                    .await?;
+                black_box(touch_version_row(&row)?);
+                Ok(())
+            }
+        })
+    };
+    let core = measure("read.seq core", 1, b.secs, core_op.clone()).await?;
+    let plain = measure("read.seq plain", 1, b.secs, plain_op.clone()).await?;
+    figure("read.seq", core.rate(), "ops/s", plain.rate());
+    let core = measure("read.c32 core", CONCURRENT, b.secs, core_op).await?;
+    let plain = measure("read.c32 plain", CONCURRENT, b.secs, plain_op).await?;
+    figure("read.c32", core.rate(), "ops/s", plain.rate());
+    pool.close().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. search
+
+/// The plaintext baseline: (id, family, given, birth_date) with an index on family, in its own
+/// SQLite file, inserted with the store's durability settings in batches the size of the audit
+/// writer's largest batch. Returns the read pool and the time the inserts took.
+async fn plain_table(b: &Bench, ids: &[String]) -> Result<(AnyPool, Duration)> {
+    sqlx::any::install_default_drivers();
+    let path = b.tv.data_dir().join("plain-baseline.db");
+    let write = AnyPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = FULL").await?;
+                Ok(())
+            })
+        })
+        .connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .context("creating the plaintext baseline database")?;
+    write
+        .execute("CREATE TABLE plain_patients (id TEXT PRIMARY KEY, family TEXT NOT NULL, given TEXT NOT NULL, birth_date TEXT NOT NULL)")
+        .await?;
+    write.execute("CREATE INDEX plain_patients_family ON plain_patients (family)").await?;
+    let rows: Vec<(String, String, String, String)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let p = Person::generate(i);
+            (id.clone(), p.family_key(), p.given.join(" "), p.birth)
+        })
+        .collect();
+    let start = Instant::now();
+    for chunk in rows.chunks(PLAIN_BATCH) {
+        let mut tx = write.begin().await?;
+        for (id, family, given, birth) in chunk {
+            sqlx::query("INSERT INTO plain_patients (id, family, given, birth_date) VALUES ($1, $2, $3, $4)")
+                .bind(id.as_str())
+                .bind(family.as_str())
+                .bind(given.as_str())
+                .bind(birth.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    let elapsed = start.elapsed();
+    write.close().await;
+    let read = AnyPoolOptions::new()
+        .max_connections(READ_POOL)
+        .connect(&format!("sqlite://{}?mode=ro", path.display()))
+        .await
+        .context("opening the plaintext baseline database")?;
+    Ok((read, elapsed))
+}
+
+fn file_mb(path: &std::path::Path) -> f64 {
+    std::fs::metadata(path).map(|m| m.len() as f64 / 1e6).unwrap_or(0.0)
+}
+
+/// `[prefix, prefix with its last letter incremented)`: the rows whose family starts with prefix.
+fn prefix_range(prefix: &str) -> Result<(String, String)> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    let last = chars.pop().context("empty prefix")?;
+    let bumped = char::from_u32(u32::from(last) + 1).context("prefix ends in the last code point")?;
+    chars.push(bumped);
+    Ok((prefix.to_string(), chars.into_iter().collect()))
+}
+
+/// Family-name prefixes (3 and 4 letters, alternating) of the first seeded patients.
+fn search_prefixes(n: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in 0..n.min(400) {
+        let f = Person::generate(i).family_key();
+        let len = if i % 2 == 0 { 3 } else { 4 };
+        let p: String = f.chars().take(len).collect();
+        if p.chars().count() == len && !out.contains(&p) {
+            out.push(p);
+        }
+        if out.len() >= 64 {
+            break;
+        }
+    }
+    out
+}
+
+async fn plain_search(pool: &AnyPool, prefix: &str) -> Result<(i64, usize)> {
+    let (lo, hi) = prefix_range(prefix)?;
+    let rows =
+        sqlx::query("SELECT id, family, given, birth_date FROM plain_patients WHERE family >= $1 AND family < $2 ORDER BY id LIMIT $3")
+            .bind(lo.as_str())
+            .bind(hi.as_str())
+            .bind(i64::from(PAGE))
+            .fetch_all(pool)
+            .await?;
+    let mut n = 0usize;
+    for r in &rows {
+        for col in ["id", "family", "given", "birth_date"] {
+            let s: String = r.try_get(col)?;
+            n += black_box(s).len();
+        }
+    }
+    black_box(n);
+    let total: i64 = sqlx::query("SELECT COUNT(*) FROM plain_patients WHERE family >= $1 AND family < $2")
+        .bind(lo.as_str())
+        .bind(hi.as_str())
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?;
+    Ok((total, rows.len()))
+}
+
+fn search_params(prefix: &str) -> Vec<(String, String)> {
+    vec![("family".to_string(), prefix.to_string()), ("_count".to_string(), PAGE.to_string())]
+}
+
+async fn bench_search(b: &Bench, ids: &[String], seed_time: Duration) -> Result<()> {
+    let n = ids.len();
+    progress(format!("search: building the plaintext baseline table ({n} rows)"));
+    let (pool, plain_time) = plain_table(b, ids).await?;
+    let seed_rate = n as f64 / seed_time.as_secs_f64().max(1e-9);
+    let plain_rate = n as f64 / plain_time.as_secs_f64().max(1e-9);
+    progress(format!("  seeding: core {n} in {:.1} s, plain {n} in {:.2} s", seed_time.as_secs_f64(), plain_time.as_secs_f64()));
+    let dir = b.tv.data_dir();
+    progress(format!(
+        "  on disk: carevault.db {:.0} MB (+ WAL {:.0} MB), plain-baseline.db {:.1} MB",
+        file_mb(&dir.join("carevault.db")),
+        file_mb(&dir.join("carevault.db-wal")),
+        file_mb(&dir.join("plain-baseline.db"))
+    ));
+    figure("search.seed", seed_rate, "patients/s", plain_rate);
+
+    let prefixes = Arc::new(search_prefixes(n));
+    ensure!(!prefixes.is_empty(), "no search prefixes");
+    // Both sides must answer the same question: compare the totals once per prefix.
+    let mut mismatches = 0usize;
+    let mut hits = 0i64;
+    for p in prefixes.iter() {
+        let page = b.tv.vault.search_patients(&b.actor, TREAT, &search_params(p)).await?;
+        let (total, returned) = plain_search(&pool, p).await?;
+        hits += total;
+        if i64::try_from(page.total).unwrap_or(-1) != total || page.records.len() != returned {
+            mismatches += 1;
+            progress(format!(
+                "  WARNING prefix '{p}': core total {} (page {}), plain total {total} (page {returned})",
+                page.total,
+                page.records.len()
+            ));
+        }
+    }
+    progress(format!(
+        "  {} prefixes (3-4 letters), {:.0} matching patients per prefix on average, {mismatches} mismatches",
+        prefixes.len(),
+        hits as f64 / prefixes.len() as f64
+    ));
+
+    let core_op = {
+        let vault = b.tv.vault.clone();
+        let actor = b.actor.clone();
+        let prefixes = prefixes.clone();
+        Arc::new(move |_t: usize, i: u64| {
+            let vault = vault.clone();
+            let actor = actor.clone();
+            let prefixes = prefixes.clone();
+            async move {
+                let p = pick(&prefixes, i)?;
+                let page = vault.search_patients(&actor, TREAT, &search_params(p)).await?;
+                black_box(page);
+                Ok(())
+            }
+        })
+    };
+    let plain_op = {
+        let pool = pool.clone();
+        let prefixes = prefixes.clone();
+        Arc::new(move |_t: usize, i: u64| {
+            let pool = pool.clone();
+            let prefixes = prefixes.clone();
+            async move {
+                let p = pick(&prefixes, i)?;
+                black_box(plain_search(&pool, p).await?);
+                Ok(())
+            }
+        })
+    };
+    let core = measure("search.seq core", 1, b.secs, core_op.clone()).await?;
+    let plain = measure("search.seq plain", 1, b.secs, plain_op.clone()).await?;
+    figure("search.seq", core.rate(), "searches/s", plain.rate());
+    let core = measure("search.c32 core", CONCURRENT, b.secs, core_op).await?;
+    let plain = measure("search.c32 plain", CONCURRENT, b.secs, plain_op).await?;
+    figure("search.c32", core.rate(), "searches/s", plain.rate());
+    pool.close().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. verify
+
+const AUDIT_TEXT: &[&str] =
+    &["event_id", "actor", "session", "source_ip", "action", "outcome", "resource_type", "resource_id", "patient_id", "purpose"];
+const AUDIT_BLOB: &[&str] = &["details", "prev_hash", "hash"];
+
+/// Feeds the bytes of every column of an audit row to `f` (integers big-endian, NULLs skipped)
+/// and returns its sequence number.
+fn audit_row_bytes(row: &AnyRow, mut f: impl FnMut(&[u8])) -> Result<i64> {
+    let seq: i64 = row.try_get("seq")?;
+    let at: i64 = row.try_get("at")?;
+    f(&seq.to_be_bytes());
+    f(&at.to_be_bytes());
+    for col in AUDIT_TEXT {
+        let v: Option<String> = row.try_get(*col)?;
+        if let Some(s) = v {
+            f(s.as_bytes());
+        }
+    }
+    for col in AUDIT_BLOB {
+        let v: Option<Vec<u8>> = row.try_get(*col)?;
+        if let Some(b) = v {
+            f(&b);
+        }
+    }
+    Ok(seq)
+}
+
+/// Every audit row, in pages of 5000 as the verifier reads them, handed to `f`.
+async fn each_audit_row(pool: &AnyPool, mut f: impl FnMut(&AnyRow) -> Result<i64>) -> Result<()> {
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(5000i64)
+            .fetch_all(pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for row in &rows {
+            after = f(row)?;
+        }
+    }
+}
+
+/// Reads every audit row with sqlx and chains SHA-256 over the bytes of all its columns (one
+/// digest per row, over the previous digest and the row). Returns (records, bytes hashed).
+async fn hash_audit(pool: &AnyPool) -> Result<(i64, u64)> {
+    let mut prev = [0u8; 32];
+    let mut records = 0i64;
+    let mut bytes = 0u64;
+    each_audit_row(pool, |row| {
+        let mut h = Sha256::new();
+        h.update(prev);
+        let seq = audit_row_bytes(row, |b| {
+            h.update(b);
+            bytes += b.len() as u64;
+        })?;
+        prev = h.finalize().into();
+        records += 1;
+        Ok(seq)
+    })
+    .await?;
+    black_box(prev);
+    Ok((records, bytes))
+}
+
+/// The same chained SHA-256 over the same bytes already in memory: the hashing floor.
+async fn sha256_in_memory_mb_s(pool: &AnyPool) -> Result<f64> {
+    let mut rows: Vec<Vec<u8>> = Vec::new();
+    each_audit_row(pool, |row| {
+        let mut buf = Vec::new();
+        let seq = audit_row_bytes(row, |b| buf.extend_from_slice(b))?;
+        rows.push(buf);
+        Ok(seq)
+    })
+    .await?;
+    let bytes: usize = rows.iter().map(Vec::len).sum();
+    let start = Instant::now();
+    let mut runs = 0u32;
+    while runs == 0 || start.elapsed() < Duration::from_secs(1) {
+        let mut prev = [0u8; 32];
+        for r in &rows {
+            let mut h = Sha256::new();
+            h.update(prev);
+            h.update(r);
+            prev = h.finalize().into();
+        }
+        black_box(prev);
+        runs += 1;
+    }
+    Ok(bytes as f64 * f64::from(runs) / 1e6 / start.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// Repeats `f` until `secs` have passed (at least once); returns (runs, total time, last result).
+async fn repeat<T, Fut: Future<Output = Result<T>>>(secs: u64, mut f: impl FnMut() -> Fut) -> Result<(u32, Duration, T)> {
+    let start = Instant::now();
+    let mut runs = 0u32;
+    loop {
+        let v = f().await?;
+        runs += 1;
+        if start.elapsed() >= Duration::from_secs(secs) {
+            return Ok((runs, start.elapsed(), v));
+        }
+    }
+}
+
+async fn bench_verify(b: &Bench) -> Result<()> {
+    let pool = baseline_pool(&b.tv).await?;
+    // Warm the page cache for both sides alike.
+    let (records, bytes) = hash_audit(&pool).await?;
+    progress(format!("verify: {records} audit records, {:.1} MB of column bytes", bytes as f64 / 1e6));
+
+    let (core_runs, core_time, report) = repeat(b.secs, || async { Ok(b.tv.vault.verify_audit().await?) }).await?;
+    if !report.intact() {
+        progress(format!("  WARNING the audit log did not verify: {:?}", report.first_failure()));
+    }
+    ensure!(report.records == records, "verify_audit saw {} records, the baseline {records}", report.records);
+    progress(format!(
+        "  verify_audit: {core_runs} runs in {:.2} s ({} checkpoints in the database, {} in the file, intact: {})",
+        core_time.as_secs_f64(),
+        report.checkpoints_in_database,
+        report.checkpoints_in_file,
+        report.intact()
+    ));
+    let (plain_runs, plain_time, (plain_records, _)) = repeat(b.secs, || hash_audit(&pool)).await?;
+    ensure!(plain_records == records, "the audit log changed during the benchmark");
+    progress(format!("  raw SHA-256: {plain_runs} runs in {:.2} s", plain_time.as_secs_f64()));
+    let in_memory = sha256_in_memory_mb_s(&pool).await?;
+    progress(format!("  raw SHA-256 over the same bytes already in memory: {in_memory:.0} MB/s"));
+
+    let core_s = core_time.as_secs_f64() / f64::from(core_runs);
+    let plain_s = plain_time.as_secs_f64() / f64::from(plain_runs);
+    // Against the physical floor: raw SHA-256 over the same bytes in memory.
+    figure("verify.bytes", bytes as f64 / 1e6 / core_s, "MB/s", in_memory);
+    // Against reading the same rows from the store and hashing them.
+    figure("verify.records", records as f64 / core_s, "records/s", records as f64 / plain_s);
+    figure("verify.bytes_read_and_hashed", bytes as f64 / 1e6 / core_s, "MB/s", bytes as f64 / 1e6 / plain_s);
+    pool.close().await;
+    Ok(())
+}
+
+/// Writes `n` audited reads with [`SEED_TASKS`] concurrent tasks (an audit log to verify).
+async fn write_reads(b: &Bench, ids: Arc<Vec<String>>, n: usize) -> Result<()> {
+    progress(format!("writing {n} audited reads"));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::with_capacity(SEED_TASKS);
+    for _ in 0..SEED_TASKS {
+        let vault = b.tv.vault.clone();
+        let actor = b.actor.clone();
+        let ids = ids.clone();
+        let next = next.clone();
+        handles.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                black_box(vault.read_patient(&actor, TREAT, pick(&ids, i as u64)?).await?);
+            }
+        }));
+    }
+    for h in handles {
+        h.await.context("read task failed")??;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. https
+
+/// A full (password + TOTP) session for a new clinician account, made through the core.
+async fn session_token(b: &Bench) -> Result<String> {
+    let username = "bench.https.clinician";
+    let user = b.tv.vault.add_user(username, Role::Clinician, carevault_testkit::PASSWORD).await?;
+    let ctx = RequestContext { source_ip: Some([127, 0, 0, 1].into()) };
+    let step = b.tv.vault.login(&ctx, username, carevault_testkit::PASSWORD).await?;
+    let code = carevault_testkit::totp_code(&user.totp_secret_base32, b.tv.clock.now_secs());
+    let grant = b.tv.vault.verify_totp(&ctx, Some(&step.pending_token), &code).await?;
+    Ok(grant.token)
+}
+
+async fn bench_https(b: &Bench, ids: Arc<Vec<String>>) -> Result<()> {
+    let server = carevault_web::start(
+        b.tv.vault.clone(),
+        carevault_web::WebConfig {
+            listen: "127.0.0.1:0".parse()?,
+            body_limit: 1 << 20,
+            tls: carevault_web::TlsSource::SelfSigned { dir: b.tv.data_dir().join("tls"), hostnames: vec![] },
+        },
+    )
+    .await?;
+    let addr = server.local_addr;
+    progress(format!("https: server on {addr}, {CONCURRENT} HTTP/1.1 connections, one shared session"));
+    let token = session_token(b).await?;
+    let cookie = reqwest::header::HeaderValue::from_str(&format!("{}={token}", carevault_web::SESSION_COOKIE))?;
+    let cert = reqwest::Certificate::from_pem(server.cert_pem.as_bytes())?;
+    let mut clients = Vec::with_capacity(CONCURRENT);
+    for _ in 0..CONCURRENT {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::COOKIE, cookie.clone());
+        clients.push(
+            reqwest::Client::builder()
+                .add_root_certificate(cert.clone())
+                .resolve("localhost", addr)
+                .https_only(true)
+                .http1_only()
+                .pool_max_idle_per_host(1)
+                .default_headers(headers)
+                .timeout(Duration::from_secs(30))
+                .build()?,
+        );
+    }
+    let clients = Arc::new(clients);
+    let base = Arc::new(format!("https://localhost:{}", addr.port()));
+
+    let read_op = {
+        let clients = clients.clone();
+        let base = base.clone();
+        let ids = ids.clone();
+        Arc::new(move |t: usize, i: u64| {
+            let clients = clients.clone();
+            let base = base.clone();
+            let ids = ids.clone();
+            async move {
+                let c = clients.get(t).context("no client")?;
+                let r = c.get(format!("{base}/fhir/r4/Patient/{}", pick(&ids, i)?)).send().await?;
+                ensure!(r.status() == reqwest::StatusCode::OK, "GET Patient: {}", r.status());
+                black_box(r.bytes().await?);
+                Ok(())
+            }
+        })
+    };
+    let health_op = {
+        let clients = clients.clone();
+        let base = base.clone();
+        Arc::new(move |t: usize, _i: u64| {
+            let clients = clients.clone();
+            let base = base.clone();
+            async move {
+                let c = clients.get(t).context("no client")?;
+                let r = c.get(format!("{base}/api/v1/health")).send().await?;
+                ensure!(r.status().is_success(), "GET health: {}", r.status());
+                black_box(r.bytes().await?);
+                Ok(())
+            }
+        })
+    };
+    let read = measure("https.patient_read core", CONCURRENT, b.secs, read_op).await?;
+    let health = measure("https.health plain", CONCURRENT, b.secs, health_op).await?;
+    figure("https.patient_read.c32", read.rate(), "req/s", health.rate());
+    figure("https.patient_read.c32.p50", read.pct_ms(50.0), "ms", health.pct_ms(50.0));
+    figure("https.patient_read.c32.p99", read.pct_ms(99.0), "ms", health.pct_ms(99.0));
+    drop(clients);
+    server.stop().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn run(opts: Opts) -> Result<()> {
+    let started = Instant::now();
+    let b = open_bench(opts.secs).await?;
+    match opts.scenario {
+        Scenario::Read => {
+            let (ids, _) = seed(&b, SMALL_SET).await?;
+            bench_read(&b, spread(&ids, READ_SET)).await?;
+        }
+        Scenario::Search => {
+            let (ids, t) = seed(&b, opts.patients).await?;
+            bench_search(&b, &ids, t).await?;
+        }
+        Scenario::Verify => {
+            let (ids, _) = seed(&b, SMALL_SET).await?;
+            write_reads(&b, ids, VERIFY_READS).await?;
+            bench_verify(&b).await?;
+        }
+        Scenario::Https => {
+            let (ids, _) = seed(&b, SMALL_SET).await?;
+            bench_https(&b, spread(&ids, READ_SET)).await?;
+        }
+        Scenario::All => {
+            let (ids, t) = seed(&b, opts.patients).await?;
+            let sample = spread(&ids, READ_SET);
+            bench_read(&b, sample.clone()).await?;
+            bench_search(&b, &ids, t).await?;
+            bench_verify(&b).await?;
+            bench_https(&b, sample).await?;
+        }
+    }
+    b.tv.vault.shutdown().await;
+    progress(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    progress(format!(
+        "scenario {:?}, --patients {}, --secs {}, {} worker threads",
+        opts.scenario,
+        opts.patients,
+        opts.secs,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    ));
+    match run(opts).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

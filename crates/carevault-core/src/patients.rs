@@ -57,7 +57,14 @@ impl Vault {
         action: AuditAction,
         patient: Option<&str>,
     ) -> Result<(), CoreError> {
-        if let Err(e) = authz::check(actor, permission, purpose) {
+        // An Actor kept past its session's absolute limit is refused here too, not only when
+        // the next request authenticates.
+        let checked = if self.inner.clock.now_micros() >= actor.session_expires_at {
+            Err(CoreError::SessionExpired)
+        } else {
+            authz::check(actor, permission, purpose)
+        };
+        if let Err(e) = checked {
             let mut d = Draft::new(self.inner.clock.now_micros(), AuditAction::AccessDenied, Outcome::Denied)
                 .by(actor)
                 .resource(PATIENT, patient)
@@ -342,12 +349,7 @@ impl Vault {
         }
         let ids = ids.unwrap_or_default();
         let page: Vec<String> = ids.iter().skip(q.offset).take(q.count).cloned().collect();
-        let mut rows = Vec::with_capacity(page.len());
-        for id in &page {
-            if let Some(r) = self.inner.store.patient_current(id).await? {
-                rows.push(r);
-            }
-        }
+        let rows = self.inner.store.patients_current_many(&page).await?;
         let now = self.inner.clock.now_micros();
         let d = Draft::new(now, AuditAction::Search, Outcome::Success).by(actor).resource(PATIENT, None).purpose(purpose).covering(&page);
         let details = serde_json::json!({"params": q.echo, "total": ids.len(), "offset": q.offset, "returned": page});

@@ -163,6 +163,26 @@ impl Store {
         row.as_ref().map(PatientVersionRow::from_row).transpose()
     }
 
+    /// Current versions of `ids`, in the order of `ids` (missing ones are skipped).
+    pub async fn patients_current_many(&self, ids: &[String]) -> Result<Vec<PatientVersionRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT v.* FROM patients p JOIN patient_versions v ON v.patient_id = p.id AND v.version = p.current_version WHERE p.id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id.clone());
+        }
+        let rows = q.fetch_all(&self.read).await.map_err(dialect::classify)?;
+        let mut found: Vec<PatientVersionRow> = rows.iter().map(PatientVersionRow::from_row).collect::<Result<_>>()?;
+        found.sort_by_key(|r| ids.iter().position(|i| *i == r.patient_id));
+        Ok(found)
+    }
+
     pub async fn patient_version(&self, id: &str, version: i64) -> Result<Option<PatientVersionRow>> {
         let row = sqlx::query("SELECT * FROM patient_versions WHERE patient_id = $1 AND version = $2")
             .bind(id)

@@ -91,7 +91,10 @@ async fn same_origin(req: axum::extract::Request, next: axum::middleware::Next) 
             if origin != format!("https://{host}") {
                 let msg = "cross-origin request refused";
                 if req.uri().path().starts_with("/fhir/") {
-                    return crate::error::fhir_json(StatusCode::FORBIDDEN, &crate::error::operation_outcome("forbidden", msg, None, "CV-AUTHZ-002"));
+                    return crate::error::fhir_json(
+                        StatusCode::FORBIDDEN,
+                        &crate::error::operation_outcome("forbidden", msg, None, "CV-AUTHZ-002"),
+                    );
                 }
                 return crate::error::problem(StatusCode::FORBIDDEN, "CV-AUTHZ-002", msg);
             }

@@ -42,18 +42,27 @@ async fn patient_count(tv: &TestVault) -> i64 {
     n
 }
 
+/// A trace-level log of everything this test binary does (all tests, all threads).
+fn global_trace_log() -> &'static std::path::Path {
+    static LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("carevault-vault-test-{}.log", std::process::id()));
+        let file = std::fs::File::create(&path).expect("trace log");
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        path
+    })
+}
+
 #[tokio::test]
 async fn no_plaintext_phi_in_any_file_or_dump() {
     let tv = TestVault::new().await.expect("vault");
-    // Everything the vault, the store and sqlx log, at the most verbose level, into the data
-    // folder (this test's runtime is single-threaded, so the thread default catches it all).
-    let log = std::fs::File::create(tv.data_dir().join("logs/trace.log")).expect("log file");
-    let _guard = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(log))
-        .finish();
-    let _guard = tracing::subscriber::set_default(_guard);
+    // Everything this test binary logs (every test, every thread) at the most verbose level.
+    let trace_log = global_trace_log();
     let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
     let p = tv.vault.create_patient(&clin, TREAT, &patient_json(FAMILY, GIVEN)).await.expect("create");
     let read = tv.vault.read_patient(&clin, TREAT, p.id.as_str()).await.expect("read");
@@ -66,8 +75,10 @@ async fn no_plaintext_phi_in_any_file_or_dump() {
     assert_eq!(page.total, 1);
     let mrn = read.data.mrn().expect("mrn").as_str().to_string();
     tv.vault.shutdown().await;
-    let logged = std::fs::read_to_string(tv.data_dir().join("logs/trace.log")).expect("log");
-    assert!(logged.contains("patient read"), "the trace log was written: {logged}");
+    let logged = std::fs::read_to_string(trace_log).expect("log");
+    assert!(logged.contains("patient read"), "the trace log was written");
+    std::fs::write(tv.data_dir().join("logs/trace.log"), logged).expect("copy the log into the data folder");
+    let _ = std::fs::remove_file(trace_log);
     let needles = [FAMILY, GIVEN, BIRTH, PHONE, "Xylograph", "Vexborough", "0199-4242", &mrn];
     let hits = tv.grep_data_dir(&needles);
     assert!(hits.is_empty(), "plaintext PHI found in the data folder: {hits:?}");
@@ -495,4 +506,14 @@ async fn startup_refuses_wrong_keys_and_loose_permissions() {
     assert!(e.to_string().contains("master key does not open"), "{e}");
     std::fs::write(&key, &good).expect("restore");
     tv.reopen().await.expect("opens again with the right key");
+}
+
+#[tokio::test]
+async fn an_actor_held_past_its_session_limit_is_refused() {
+    let tv = TestVault::new().await.expect("vault");
+    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    let p = tv.vault.create_patient(&clin, TREAT, &patient_json("Holdover", "Ann")).await.expect("create");
+    tv.clock.advance_secs(12 * 3600 + 1);
+    let e = tv.vault.read_patient(&clin, TREAT, p.id.as_str()).await.expect_err("expired");
+    assert!(matches!(e, CoreError::SessionExpired), "{e:?}");
 }
