@@ -69,7 +69,7 @@ impl Vault {
                 .by(actor)
                 .resource(PATIENT, patient)
                 .purpose(purpose);
-            d.patient_id = patient.map(str::to_string);
+            d.patient_id = patient.map(crate::audit::audit_safe_id);
             let details = self.inner.sealer.seal_details(
                 &d.event_id,
                 serde_json::json!({"attempted": action.as_str(), "permission": permission.id()}).to_string().as_bytes(),

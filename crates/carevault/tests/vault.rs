@@ -517,3 +517,17 @@ async fn an_actor_held_past_its_session_limit_is_refused() {
     let e = tv.vault.read_patient(&clin, TREAT, p.id.as_str()).await.expect_err("expired");
     assert!(matches!(e, CoreError::SessionExpired), "{e:?}");
 }
+
+#[tokio::test]
+async fn ids_from_urls_never_reach_the_audit_log_as_free_text() {
+    let tv = TestVault::new().await.expect("vault");
+    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    let (admin, _) = tv.staff(Role::Admin).await.expect("admin");
+    let junk = "Zqxjvwykstrom Quorbelline 1963-07-19";
+    assert!(matches!(tv.vault.read_patient(&clin, TREAT, junk).await, Err(CoreError::NotFound { .. })));
+    assert!(matches!(tv.vault.read_patient(&admin, PurposeOfUse::SystemAdministration, junk).await, Err(CoreError::Forbidden { .. })));
+    assert!(matches!(tv.vault.patient_history(&clin, TREAT, junk).await, Err(CoreError::NotFound { .. })));
+    tv.vault.shutdown().await;
+    let hits = tv.grep_data_dir(&["Zqxjvwykstrom", "Quorbelline"]);
+    assert!(hits.is_empty(), "{hits:?}");
+}

@@ -71,9 +71,11 @@ impl Draft {
         self
     }
 
+    /// The resource concerned. An id that is not a well-formed id (it came from a URL) is not
+    /// recorded as given: the audit log's plain columns must never carry free text.
     pub(crate) fn resource(mut self, kind: &str, id: Option<&str>) -> Draft {
         self.resource_type = Some(kind.to_string());
-        self.resource_id = id.map(str::to_string);
+        self.resource_id = id.map(audit_safe_id);
         self
     }
 
@@ -96,6 +98,14 @@ impl Draft {
     pub(crate) fn details(mut self, sealed: Vec<u8>) -> Draft {
         self.details = Some(sealed);
         self
+    }
+}
+
+/// `id` if it is a well-formed FHIR id, else a placeholder.
+pub(crate) fn audit_safe_id(id: &str) -> String {
+    match carevault_domain::PatientId::parse(id) {
+        Ok(_) => id.to_string(),
+        Err(_) => "(malformed id)".to_string(),
     }
 }
 
