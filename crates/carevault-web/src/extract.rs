@@ -85,19 +85,32 @@ pub(crate) fn json_content_type(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m == "application/fhir+json" || m == "application/json")
 }
 
+/// How much of an oversized body is read and thrown away before answering 413, so that the
+/// client, still sending, sees the answer instead of a reset connection.
+const DRAIN_MAX: usize = 8 * 1024 * 1024;
+
 /// Reads a body of at most `limit` bytes.
 pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let mut body = body;
+    let mut buf = Vec::with_capacity(declared.map_or(8 * 1024, |n| usize::try_from(n).unwrap_or(limit).min(limit)));
+    let mut seen = 0usize;
+    let too_large = declared.is_some_and(|n| n > limit as u64);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Unreadable)?;
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen > DRAIN_MAX {
+                break;
+            }
+            if !too_large && seen <= limit {
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if too_large || seen > limit {
         return Err(BodyError::TooLarge(limit));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large =
-            std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || e.to_string().contains("length limit");
-        if too_large {
-            BodyError::TooLarge(limit)
-        } else {
-            BodyError::Unreadable
-        }
-    })
+    Ok(Bytes::from(buf))
 }
