@@ -35,10 +35,11 @@ impl Backend {
 pub(crate) async fn after_connect(backend: Backend, conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
     match backend {
         Backend::Sqlite => {
+            // The busy timeout first: the other pragmas may wait for another process's lock.
+            conn.execute("PRAGMA busy_timeout = 15000").await?;
             conn.execute("PRAGMA journal_mode = WAL").await?;
             conn.execute("PRAGMA synchronous = FULL").await?;
             conn.execute("PRAGMA foreign_keys = ON").await?;
-            conn.execute("PRAGMA busy_timeout = 15000").await?;
             conn.execute("PRAGMA secure_delete = ON").await?;
             // 16 MiB of page cache per connection (SQLite's default is 2 MiB): the blind-index
             // B-tree of a large clinic does not fit in the default.

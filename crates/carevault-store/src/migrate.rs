@@ -5,19 +5,38 @@ use sqlx::{Executor, Row};
 use crate::dialect::{classify, migrations};
 use crate::{Result, Store, StoreError};
 
-pub(crate) async fn run(store: &Store) -> Result<()> {
-    let mut tx = store.write.begin().await.map_err(classify)?;
-    tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)").await.map_err(classify)?;
-    let rows = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await.map_err(classify)?;
-    let mut applied = Vec::new();
-    for r in rows {
-        applied.push(r.try_get::<i64, _>(0).map_err(classify)?);
+async fn applied_versions<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E) -> Result<Vec<i64>> {
+    match sqlx::query("SELECT version FROM schema_migrations").fetch_all(e).await {
+        Ok(rows) => rows.iter().map(|r| r.try_get::<i64, _>(0).map_err(classify)).collect(),
+        Err(err) => {
+            let text = err.to_string();
+            // A new database: the table does not exist yet (SQLite / PostgreSQL wording).
+            if text.contains("no such table") || text.contains("does not exist") {
+                Ok(Vec::new())
+            } else {
+                Err(classify(err))
+            }
+        }
     }
+}
+
+pub(crate) async fn run(store: &Store) -> Result<()> {
     let known = migrations(store.backend);
     let newest_known = known.iter().map(|m| m.0).max().unwrap_or(0);
+    // Read first, without a write transaction: an up-to-date store (the common case, and every
+    // CLI command next to a running server) takes no write lock at all.
+    let applied = applied_versions(&store.read).await?;
     if let Some(found) = applied.iter().copied().max().filter(|v| *v > newest_known) {
         return Err(StoreError::SchemaTooNew { found, known: newest_known });
     }
+    if known.iter().all(|(v, _, _)| applied.contains(v)) {
+        return Ok(());
+    }
+    let mut tx = store.write.begin().await.map_err(classify)?;
+    // A write first, so the transaction holds the write lock before it reads (SQLite cannot
+    // upgrade a read snapshot that another process has moved past).
+    tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)").await.map_err(classify)?;
+    let applied = applied_versions(&mut *tx).await?;
     for (version, name, sql) in known {
         if applied.contains(version) {
             continue;

@@ -303,3 +303,115 @@ fn decryption_and_receipts_stay_in_their_modules() {
         }
     }
 }
+
+/// `keys rotate` from the shell while `carevault serve` keeps answering: two processes on one
+/// store, reads and writes all succeed, and the server reads rows re-encrypted by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_from_the_shell_while_the_server_serves() {
+    let backend = carevault_testkit::backend().await.expect("backend");
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("path").to_string();
+    // Start the server and read its port from the banner.
+    let mut server = cmd(&backend)
+        .args(["serve", "--data-dir", &d, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let mut port = None;
+    for l in lines.by_ref().map_while(Result::ok) {
+        if let Some(rest) = l.split("listening on https://127.0.0.1:").nth(1) {
+            port = rest.split_whitespace().next().and_then(|p| p.parse::<u16>().ok());
+        }
+        if l.starts_with("FHIR R4:") {
+            break;
+        }
+    }
+    let port = port.expect("port in banner");
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    let o = run(
+        &backend,
+        &["user", "add", "--username", "rot.clin", "--role", "clinician", "--password-stdin", "--data-dir", &d],
+        Some(PASSWORD),
+    );
+    assert!(o.status.success(), "{}", text(&o).1);
+    let uri: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let secret =
+        uri["otpauth_uri"].as_str().and_then(|u| u.split("secret=").nth(1)).and_then(|s| s.split('&').next()).expect("secret").to_string();
+    let cert = std::fs::read(data.join("tls/cert.pem")).expect("cert");
+    let c = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).expect("pem"))
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .cookie_store(true)
+        .build()
+        .expect("client");
+    let base = format!("https://localhost:{port}");
+    let r = c
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "rot.clin", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 200);
+    let now = u64::try_from(carevault_core::Clock::now_micros(&carevault_core::SystemClock) / 1_000_000).expect("time");
+    let r = c
+        .post(format!("{base}/api/v1/auth/mfa/totp"))
+        .json(&serde_json::json!({"code": carevault_testkit::totp_code(&secret, now)}))
+        .send()
+        .await
+        .expect("mfa");
+    assert_eq!(r.status(), 200);
+    let create = |i: usize| {
+        let c = c.clone();
+        let base = base.clone();
+        async move {
+            let body = serde_json::json!({"resourceType": "Patient", "name": [{"family": "Rotaflex", "given": [format!("G{}", "a".repeat(i % 20 + 1))]}]});
+            let r = c
+                .post(format!("{base}/fhir/r4/Patient"))
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("create");
+            assert_eq!(r.status(), 201);
+            r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string()
+        }
+    };
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(create(i).await);
+    }
+    // Rotate from another process while reading and writing over HTTPS.
+    let rotate = {
+        let backend = backend.clone();
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || run(&backend, &["keys", "rotate", "--data-dir", &d, "--batch-size", "3"], None))
+    };
+    let mut served = 0;
+    while !rotate.is_finished() || served < 20 {
+        let id = &ids[served % ids.len()];
+        let r = c.get(format!("{base}/fhir/r4/Patient/{id}")).send().await.expect("read");
+        assert_eq!(r.status(), 200, "read during rotation");
+        ids.push(create(served).await);
+        served += 1;
+        assert!(served < 2000, "rotation did not finish");
+    }
+    let o = rotate.await.expect("rotate task");
+    assert!(o.status.success(), "{}", text(&o).1);
+    // Rows the server wrote under the old key in the seconds before it saw the new one are
+    // picked up by running the command again (it resumes, or starts the next version).
+    let o = run(&backend, &["keys", "rotate", "--data-dir", &d], None);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = run(&backend, &["keys", "status", "--data-dir", &d], None);
+    assert!(text(&o).0.contains("all rows are sealed with the current key"), "{}", text(&o).0);
+    for id in &ids {
+        let r = c.get(format!("{base}/fhir/r4/Patient/{id}")).send().await.expect("read");
+        assert_eq!(r.status(), 200);
+    }
+    let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
+    assert!(server.wait().expect("wait").success());
+    let o = run(&backend, &["audit", "verify", "--data-dir", &d], None);
+    assert!(o.status.success(), "{}", text(&o).1);
+}
