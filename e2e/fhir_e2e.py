@@ -484,7 +484,7 @@ class E2E:
             expect(r.status_code == 200 and r.json().get("status") == "mfa_required", f"login: {short(r)}")
             r = c.totp(who.totp.now())
             expect(r.status_code == 200 and r.json().get("status") == "authenticated", f"totp: {short(r)}")
-            expect(r.json()["user"]["role"] == who.role, f"role: {r.json()}")
+            expect(who.role in r.json()["user"]["roles"], f"roles: {r.json()}")
             expect(c.token() is not None, "no session cookie kept")
             return c
 
@@ -1123,12 +1123,12 @@ class E2E:
             except Unusable as e:
                 self.r.fail("carevault serve starts and answers over HTTPS with its self-signed certificate", str(e))
                 raise
-            self.add_user("clin", "e2e.clinician", "clinician")
-            self.add_user("replay", "e2e.replay", "clinician")
+            self.add_user("clin", "e2e.clinician", "physician")
+            self.add_user("replay", "e2e.replay", "physician")
             self.add_user("oath", "e2e.oath", "front_desk")
-            self.add_user("idle", "e2e.idle", "clinician")
+            self.add_user("idle", "e2e.idle", "physician")
             self.add_user("front", "e2e.front", "front_desk")
-            self.add_user("admin", "e2e.admin", "admin")
+            self.add_user("admin", "e2e.admin", "practice_admin")
             if "clin" not in self.staff:
                 raise Unusable("the clinician account could not be created")
 

@@ -336,7 +336,7 @@ async fn open_bench(secs: u64) -> Result<Bench> {
     // The test settings, but with the production checkpoint cadence (every 256 records).
     let config = CoreConfig { checkpoint_every: CoreConfig::default().checkpoint_every, ..carevault_testkit::test_config() };
     let tv = TestVault::with_config(config).await?;
-    let (actor, _) = tv.staff(Role::Clinician).await?;
+    let (actor, _) = tv.staff(Role::Physician).await?;
     progress(format!(
         "vault: backend {} in {} (checkpoint every {} records)",
         tv.vault.backend_name(),
@@ -850,7 +850,7 @@ async fn write_reads(b: &Bench, ids: Arc<Vec<String>>, n: usize) -> Result<()> {
 /// A full (password + TOTP) session for a new clinician account, made through the core.
 async fn session_token(b: &Bench) -> Result<String> {
     let username = "bench.https.clinician";
-    let user = b.tv.vault.add_user(username, Role::Clinician, carevault_testkit::PASSWORD).await?;
+    let user = b.tv.vault.add_user(username, Role::Physician, carevault_testkit::PASSWORD).await?;
     let ctx = RequestContext { source_ip: Some([127, 0, 0, 1].into()) };
     let step = b.tv.vault.login(&ctx, username, carevault_testkit::PASSWORD).await?;
     let code = carevault_testkit::totp_code(&user.totp_secret_base32, b.tv.clock.now_secs());

@@ -22,6 +22,16 @@ pub struct CoreConfig {
     pub checkpoint_interval_secs: i64,
     /// Name shown by authenticator apps.
     pub totp_issuer: String,
+    /// Minimum password length (NIST SP 800-63B: never below 8). Default 12.
+    pub password_min_chars: usize,
+    /// Exports, break-glass, role and MFA changes need a sign-in proven this recently. Default 5 minutes.
+    pub step_up_secs: i64,
+    /// How long a break-glass opens a record. Default 60 minutes.
+    pub break_glass_secs: i64,
+    /// Accounts unused this long are deactivated automatically (0 disables). Default 90 days.
+    pub inactive_account_days: i64,
+    /// Longest time-bound grant. Default 30 days.
+    pub grant_max_days: i64,
 }
 
 impl Default for CoreConfig {
@@ -38,6 +48,11 @@ impl Default for CoreConfig {
             checkpoint_every: 256,
             checkpoint_interval_secs: 10,
             totp_issuer: "carevault".to_string(),
+            password_min_chars: crate::auth::MIN_PASSWORD_CHARS,
+            step_up_secs: 5 * 60,
+            break_glass_secs: 60 * 60,
+            inactive_account_days: 90,
+            grant_max_days: 30,
         }
     }
 }

@@ -16,8 +16,12 @@ pub enum CoreError {
     InvalidCode,
     #[error("too many failed attempts; try again in {retry_after_secs} s")]
     Throttled { retry_after_secs: i64 },
-    #[error("permission '{permission}' with purpose '{purpose}' is not granted to this account")]
-    Forbidden { permission: &'static str, purpose: &'static str },
+    #[error("'{operation}' is not allowed for this account here ({reason})")]
+    Forbidden { operation: &'static str, reason: &'static str },
+    #[error("this action needs a fresh sign-in: confirm your password and second factor first")]
+    ReauthRequired,
+    #[error("refused: {message}")]
+    Refused { reason: &'static str, message: String },
     #[error("{0}")]
     Invalid(InputError),
     #[error("{resource} not found")]
@@ -44,6 +48,8 @@ impl CoreError {
             CoreError::InvalidCode => "CV-AUTHN-005",
             CoreError::Throttled { .. } => "CV-AUTHN-006",
             CoreError::Forbidden { .. } => "CV-AUTHZ-001",
+            CoreError::Refused { .. } => "CV-AUTHZ-002",
+            CoreError::ReauthRequired => "CV-AUTHN-007",
             CoreError::Invalid(_) => "CV-INPUT-001",
             CoreError::NotFound { .. } => "CV-NOTFOUND-001",
             CoreError::VersionConflict { .. } => "CV-CONFLICT-001",
@@ -63,7 +69,9 @@ impl CoreError {
             | CoreError::InvalidCredentials
             | CoreError::InvalidCode
             | CoreError::Throttled { .. }
-            | CoreError::Forbidden { .. } => Outcome::Denied,
+            | CoreError::Forbidden { .. }
+            | CoreError::ReauthRequired
+            | CoreError::Refused { .. } => Outcome::Denied,
             CoreError::Invalid(_) => Outcome::Invalid,
             CoreError::NotFound { .. } => Outcome::NotFound,
             CoreError::VersionConflict { .. } | CoreError::Conflict(_) => Outcome::Conflict,

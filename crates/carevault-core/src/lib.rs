@@ -8,7 +8,7 @@
 //!
 //! ```compile_fail
 //! fn forge(a: carevault_core::Actor) -> carevault_core::Actor {
-//!     carevault_core::Actor { role: carevault_domain::Role::Clinician, ..a }
+//!     carevault_core::Actor { roles: vec!["physician".into()], ..a }
 //! }
 //! ```
 //!
@@ -20,7 +20,9 @@
 //! }
 //! ```
 
+mod access;
 mod actor;
+mod allergies;
 mod audit;
 mod auth;
 mod authz;
@@ -35,10 +37,15 @@ mod rotation;
 mod sealing;
 mod vault;
 
+pub use access::{
+    AlertView, AssignmentView, AuditEventView, BreakGlassView, CareTeamMember, GrantRequest, GrantView, RoleView, ScopeInput, SessionView,
+    UserView,
+};
 pub use actor::{Actor, RequestContext};
+pub use allergies::AllergyRecord;
 pub use audit::verify::{VerifyFailure, VerifyReport};
-pub use auth::{LoginStep, NewUser, SessionGrant};
-pub use authz::{allowed, default_purpose};
+pub use auth::{LoginStep, MfaReset, NewUser, SessionGrant};
+pub use authz::{role_permissions, role_purposes, DenyReason, Privileges};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::CoreConfig;
 pub use datadir::DataDir;

@@ -2,13 +2,13 @@
 
 use carevault_domain::patient::{parse_patient, IndexKind, ParseContext, PatientData};
 use carevault_domain::search::{parse_patient_query, PatientQuery};
-use carevault_domain::{AuditAction, InputError, Mrn, Outcome, PatientId, Permission, PurposeOfUse};
+use carevault_domain::{AuditAction, InputError, Mrn, Operation, Outcome, PatientId, Permission, PurposeOfUse, SensitiveCategory};
 use carevault_store::PatientVersionRow;
 
 use crate::actor::Actor;
 use crate::audit::writer::Op;
 use crate::audit::{Draft, Receipt};
-use crate::authz;
+use crate::authz::{self, Allowed, PatientFacts, Target};
 use crate::error::CoreError;
 use crate::vault::Vault;
 
@@ -22,6 +22,8 @@ pub struct PatientRecord {
     /// Unix microseconds.
     pub last_updated: i64,
     pub data: PatientData,
+    /// Sensitive-record flags, shown as `meta.security` labels.
+    pub flags: Vec<SensitiveCategory>,
 }
 
 impl std::fmt::Debug for PatientRecord {
@@ -32,7 +34,21 @@ impl std::fmt::Debug for PatientRecord {
 
 impl PatientRecord {
     pub fn to_fhir(&self) -> serde_json::Value {
-        self.data.to_fhir(self.id.as_str(), self.version, &crate::format_instant(self.last_updated))
+        let mut v = self.data.to_fhir(self.id.as_str(), self.version, &crate::format_instant(self.last_updated));
+        if !self.flags.is_empty() {
+            let labels: Vec<serde_json::Value> = self
+                .flags
+                .iter()
+                .map(|f| {
+                    let (code, display) = f.security_label();
+                    serde_json::json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code, "display": display})
+                })
+                .collect();
+            if let Some(meta) = v.get_mut("meta").and_then(|m| m.as_object_mut()) {
+                meta.insert("security".into(), serde_json::Value::Array(labels));
+            }
+        }
+        v
     }
 }
 
@@ -48,38 +64,6 @@ pub struct SearchPage {
 }
 
 impl Vault {
-    /// Permission and purpose; a refusal is audited before it is returned.
-    async fn authorize(
-        &self,
-        actor: &Actor,
-        permission: Permission,
-        purpose: PurposeOfUse,
-        action: AuditAction,
-        patient: Option<&str>,
-    ) -> Result<(), CoreError> {
-        // An Actor kept past its session's absolute limit is refused here too, not only when
-        // the next request authenticates.
-        let checked = if self.inner.clock.now_micros() >= actor.session_expires_at {
-            Err(CoreError::SessionExpired)
-        } else {
-            authz::check(actor, permission, purpose)
-        };
-        if let Err(e) = checked {
-            let mut d = Draft::new(self.inner.clock.now_micros(), AuditAction::AccessDenied, Outcome::Denied)
-                .by(actor)
-                .resource(PATIENT, patient)
-                .purpose(purpose);
-            d.patient_id = patient.map(crate::audit::audit_safe_id);
-            let details = self.inner.sealer.seal_details(
-                &d.event_id,
-                serde_json::json!({"attempted": action.as_str(), "permission": permission.id()}).to_string().as_bytes(),
-            )?;
-            self.inner.writer.append(d.details(details)).await?;
-            return Err(e);
-        }
-        Ok(())
-    }
-
     async fn audit_invalid(
         &self,
         actor: &Actor,
@@ -114,13 +98,19 @@ impl Vault {
         parse_patient(body, &ParseContext { today: self.inner.clock.today() })
     }
 
-    async fn open_record(&self, receipt: &Receipt, row: &PatientVersionRow) -> Result<PatientRecord, CoreError> {
+    async fn open_record(
+        &self,
+        receipt: &Receipt,
+        row: &PatientVersionRow,
+        flags: &[SensitiveCategory],
+    ) -> Result<PatientRecord, CoreError> {
         let data = self.inner.sealer.open_patient(&self.inner.store, self.inner.clock.now_micros(), receipt, row).await?;
         Ok(PatientRecord {
             id: PatientId::parse(&row.patient_id).map_err(|_| CoreError::Internal("bad id in store".into()))?,
             version: row.version,
             last_updated: row.recorded_at,
             data,
+            flags: flags.to_vec(),
         })
     }
 
@@ -136,7 +126,18 @@ impl Vault {
         body: &[u8],
         is_demo: bool,
     ) -> Result<PatientRecord, CoreError> {
-        self.authorize(actor, Permission::PatientDemographicsWrite, purpose, AuditAction::Create, None).await?;
+        // A new patient belongs to the registering user's organization, placed where the
+        // user's registration privilege applies (so a location-scoped desk still sees them).
+        let org = if actor.is_system() { "default".to_string() } else { actor.organization_id.clone() };
+        let home = actor
+            .privileges
+            .entitlements
+            .iter()
+            .find(|e| e.permissions.contains(&Permission::PatientCreate) && e.scope.organization_id == org && e.patient.is_none())
+            .map(|e| e.scope.clone())
+            .unwrap_or_else(|| carevault_store::ScopeCols { organization_id: org.clone(), ..Default::default() });
+        let facts = PatientFacts { id: String::new(), scope: home.clone(), flags: vec![], relationship: false, break_glass: false };
+        self.gate(actor, Operation::PatientCreate, purpose, &Target::Patient(&facts), (PATIENT, None)).await?;
         let mut sub = match self.parse_body(body) {
             Ok(s) => s,
             Err(e) => {
@@ -166,8 +167,16 @@ impl Vault {
                 .resource(PATIENT, Some(id.as_str()))
                 .patient(id.as_str())
                 .purpose(purpose);
-            match self.inner.writer.write(vec![Op::InsertPatient { row: Box::new(row), tokens, is_demo }], vec![ev], None).await {
-                Ok(_) => return Ok(PatientRecord { id, version: 1, last_updated: now, data: sub.data }),
+            let mut ops = vec![Op::InsertPatient { row: Box::new(row), tokens, is_demo, organization_id: home.organization_id.clone() }];
+            if home.location_id.is_some() || home.department_id.is_some() {
+                ops.push(Op::SetPlacement {
+                    patient_id: id.to_string(),
+                    location_id: home.location_id.clone(),
+                    department_id: home.department_id.clone(),
+                });
+            }
+            match self.inner.writer.write(ops, vec![ev], None).await {
+                Ok(_) => return Ok(PatientRecord { id, version: 1, last_updated: now, data: sub.data, flags: vec![] }),
                 Err(CoreError::Conflict(c)) if c == "mrn" => continue,
                 Err(e) => return Err(e),
             }
@@ -177,12 +186,9 @@ impl Vault {
 
     /// Reads the current version of a patient.
     pub async fn read_patient(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<PatientRecord, CoreError> {
-        self.authorize(actor, Permission::PatientDemographicsRead, purpose, AuditAction::Read, Some(id)).await?;
-        let row = match PatientId::parse(id) {
-            Ok(_) => self.inner.store.patient_current(id).await?,
-            Err(_) => None,
-        };
-        self.audited_open_one(actor, purpose, id, row).await
+        let (facts, allowed) = self.gate_patient(actor, Operation::PatientRead, purpose, AuditAction::Read, PATIENT, id).await?;
+        let row = self.inner.store.patient_current(id).await?;
+        self.audited_open_one(actor, purpose, id, row, &facts, &allowed).await
     }
 
     async fn audited_open_one(
@@ -191,6 +197,8 @@ impl Vault {
         purpose: PurposeOfUse,
         id: &str,
         row: Option<PatientVersionRow>,
+        facts: &PatientFacts,
+        allowed: &Allowed,
     ) -> Result<PatientRecord, CoreError> {
         let now = self.inner.clock.now_micros();
         let Some(row) = row else {
@@ -202,10 +210,11 @@ impl Vault {
             .by(actor)
             .resource(PATIENT, Some(id))
             .patient(&row.patient_id)
-            .purpose(purpose);
+            .purpose(purpose)
+            .review(allowed);
         let receipt = self.inner.writer.append(d).await?;
         tracing::debug!(audit_seq = ?receipt.last_seq(), patient = %row.patient_id, "patient read");
-        self.open_record(&receipt, &row).await
+        self.open_record(&receipt, &row, &facts.flags).await
     }
 
     /// Reads one version of a patient (`vread`).
@@ -216,21 +225,19 @@ impl Vault {
         id: &str,
         version: &str,
     ) -> Result<PatientRecord, CoreError> {
-        self.authorize(actor, Permission::PatientHistoryRead, purpose, AuditAction::Read, Some(id)).await?;
-        let row = match (PatientId::parse(id), version.parse::<i64>()) {
-            (Ok(_), Ok(v)) if v > 0 => self.inner.store.patient_version(id, v).await?,
+        let (facts, allowed) = self.gate_patient(actor, Operation::PatientVersionRead, purpose, AuditAction::Read, PATIENT, id).await?;
+        let row = match version.parse::<i64>() {
+            Ok(v) if v > 0 => self.inner.store.patient_version(id, v).await?,
             _ => None,
         };
-        self.audited_open_one(actor, purpose, id, row).await
+        self.audited_open_one(actor, purpose, id, row, &facts, &allowed).await
     }
 
     /// Every version of a patient, newest first (`_history`).
     pub async fn patient_history(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<Vec<PatientRecord>, CoreError> {
-        self.authorize(actor, Permission::PatientHistoryRead, purpose, AuditAction::Read, Some(id)).await?;
-        let rows = match PatientId::parse(id) {
-            Ok(_) => self.inner.store.patient_history(id).await?,
-            Err(_) => Vec::new(),
-        };
+        let (facts, allowed) =
+            self.gate_patient(actor, Operation::PatientHistory, purpose, AuditAction::Read, "Patient/_history", id).await?;
+        let rows = self.inner.store.patient_history(id).await?;
         let now = self.inner.clock.now_micros();
         if rows.is_empty() {
             let d = Draft::new(now, AuditAction::Read, Outcome::NotFound).by(actor).resource("Patient/_history", Some(id)).purpose(purpose);
@@ -241,11 +248,12 @@ impl Vault {
             .by(actor)
             .resource("Patient/_history", Some(id))
             .patient(id)
-            .purpose(purpose);
+            .purpose(purpose)
+            .review(&allowed);
         let receipt = self.inner.writer.append(d).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            out.push(self.open_record(&receipt, r).await?);
+            out.push(self.open_record(&receipt, r, &facts.flags).await?);
         }
         Ok(out)
     }
@@ -260,7 +268,7 @@ impl Vault {
         body: &[u8],
         if_match: Option<i64>,
     ) -> Result<PatientRecord, CoreError> {
-        self.authorize(actor, Permission::PatientDemographicsWrite, purpose, AuditAction::Update, Some(id)).await?;
+        let (facts, allowed) = self.gate_patient(actor, Operation::PatientUpdate, purpose, AuditAction::Update, PATIENT, id).await?;
         let now = self.inner.clock.now_micros();
         let checked = self.parse_body(body).and_then(|s| match s.id.as_deref() {
             Some(body_id) if body_id == id => Ok(s),
@@ -313,10 +321,15 @@ impl Vault {
             .into_iter()
             .next()
             .ok_or_else(|| CoreError::Internal("token".into()))?;
-        let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource(PATIENT, Some(id)).patient(id).purpose(purpose);
+        let ev = Draft::new(now, AuditAction::Update, Outcome::Success)
+            .by(actor)
+            .resource(PATIENT, Some(id))
+            .patient(id)
+            .purpose(purpose)
+            .review(&allowed);
         self.inner.writer.write(vec![Op::UpdatePatient { row: Box::new(row), expected, tokens, mrn_token }], vec![ev], Some(fail)).await?;
         let pid = PatientId::parse(id).map_err(CoreError::Invalid)?;
-        Ok(PatientRecord { id: pid, version, last_updated: now, data: sub.data })
+        Ok(PatientRecord { id: pid, version, last_updated: now, data: sub.data, flags: facts.flags })
     }
 
     /// Searches patients through the blind indexes. One audit record per search, holding the
@@ -327,7 +340,7 @@ impl Vault {
         purpose: PurposeOfUse,
         params: &[(String, String)],
     ) -> Result<SearchPage, CoreError> {
-        self.authorize(actor, Permission::PatientSearch, purpose, AuditAction::Search, None).await?;
+        self.gate(actor, Operation::PatientSearch, purpose, &Target::Anywhere, (PATIENT, None)).await?;
         let q: PatientQuery = match parse_patient_query(params) {
             Ok(q) => q,
             Err(e) => {
@@ -347,17 +360,44 @@ impl Vault {
                 break;
             }
         }
-        let ids = ids.unwrap_or_default();
+        // Only patients the actor may open appear: in scope, and flagged records only with the
+        // category's permission. Break-glass opens a record by id, never through search.
+        let mut visible = Vec::new();
+        let mut marks: Vec<String> = Vec::new();
+        let mut flags_of = std::collections::HashMap::new();
+        for (pid, access) in self.inner.store.patients_access(&ids.unwrap_or_default()).await? {
+            let facts = PatientFacts {
+                id: pid.clone(),
+                scope: access.scope,
+                flags: access.flags.iter().filter_map(|f| SensitiveCategory::parse(f)).collect(),
+                relationship: false,
+                break_glass: false,
+            };
+            if let Ok(a) = authz::check(actor, Operation::PatientSearch, purpose, &Target::Patient(&facts)) {
+                for m in a.marks {
+                    if !marks.contains(&m) {
+                        marks.push(m);
+                    }
+                }
+                flags_of.insert(pid.clone(), facts.flags);
+                visible.push(pid);
+            }
+        }
+        visible.sort();
+        let ids = visible;
         let page: Vec<String> = ids.iter().skip(q.offset).take(q.count).cloned().collect();
         let rows = self.inner.store.patients_current_many(&page).await?;
         let now = self.inner.clock.now_micros();
-        let d = Draft::new(now, AuditAction::Search, Outcome::Success).by(actor).resource(PATIENT, None).purpose(purpose).covering(&page);
+        let mut d =
+            Draft::new(now, AuditAction::Search, Outcome::Success).by(actor).resource(PATIENT, None).purpose(purpose).covering(&page);
+        d.review = (!marks.is_empty()).then(|| marks.join(" "));
         let details = serde_json::json!({"params": q.echo, "total": ids.len(), "offset": q.offset, "returned": page});
         let sealed = self.inner.sealer.seal_details(&d.event_id, details.to_string().as_bytes())?;
         let receipt = self.inner.writer.append(d.details(sealed)).await?;
         let mut records = Vec::with_capacity(rows.len());
         for r in &rows {
-            records.push(self.open_record(&receipt, r).await?);
+            let flags = flags_of.get(&r.patient_id).cloned().unwrap_or_default();
+            records.push(self.open_record(&receipt, r, &flags).await?);
         }
         Ok(SearchPage { total: ids.len(), offset: q.offset, count: q.count, records, params: q.echo })
     }

@@ -175,4 +175,66 @@ impl Sealer {
         let st = self.state.read().map_err(|_| poisoned())?;
         Ok(st.keyring.open(&Aad { table: "users", column: "totp_secret", row_id: user_id }, blob).map_err(key_err)?.to_vec())
     }
+
+    /// Free text of the access model that may hold PHI (a grant's or break-glass's reason, a
+    /// review note), bound to its table, column and row.
+    pub(crate) fn seal_note(&self, table: &str, column: &str, row_id: &str, text: &str) -> Result<Vec<u8>, CoreError> {
+        self.seal(None, &Aad { table, column, row_id }, text.as_bytes())
+    }
+
+    /// Opens such a note; reading it is audited first, so it takes a receipt.
+    pub(crate) async fn open_note(
+        &self,
+        store: &Store,
+        now: i64,
+        _receipt: &Receipt,
+        (table, column, row_id): (&str, &str, &str),
+        blob: &[u8],
+    ) -> Result<String, CoreError> {
+        self.ensure_version(store, now, blob).await?;
+        let st = self.state.read().map_err(|_| poisoned())?;
+        let pt = st.keyring.open(&Aad { table, column, row_id }, blob).map_err(key_err)?;
+        String::from_utf8(pt.to_vec()).map_err(|_| CoreError::Internal("stored note is not text".into()))
+    }
+
+    async fn ensure_version(&self, store: &Store, now: i64, blob: &[u8]) -> Result<(), CoreError> {
+        let v = Keyring::version_of(blob).map_err(key_err)?;
+        if !self.state.read().map_err(|_| poisoned())?.keyring.has(v) {
+            self.refresh(store, now, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Seals a clinical resource body (allergies), bound to its id and version.
+    pub(crate) fn seal_clinical(&self, table: &str, id: &str, version: i64, body: &[u8]) -> Result<(Vec<u8>, i64), CoreError> {
+        let kv = self.current_version()?;
+        let row_id = patient_row_id(id, version);
+        Ok((self.seal(Some(kv), &Aad { table, column: "body", row_id: &row_id }, body)?, i64::from(kv)))
+    }
+
+    /// Opens a clinical resource body; the receipt must cover its patient.
+    pub(crate) async fn open_clinical(
+        &self,
+        store: &Store,
+        now: i64,
+        receipt: &Receipt,
+        (table, id, version, patient_id): (&str, &str, i64, &str),
+        blob: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        if !receipt.covers(patient_id) {
+            return Err(CoreError::Internal("audit receipt does not cover this patient".into()));
+        }
+        self.ensure_version(store, now, blob).await?;
+        let st = self.state.read().map_err(|_| poisoned())?;
+        let row_id = patient_row_id(id, version);
+        Ok(st.keyring.open(&Aad { table, column: "body", row_id: &row_id }, blob).map_err(key_err)?.to_vec())
+    }
+
+    /// Keyed hash of a recovery code: a stolen database does not allow guessing codes offline.
+    pub(crate) fn recovery_code_hash(&self, user_id: &str, code: &str) -> Vec<u8> {
+        self.blind.token(RECOVERY_CODE_DOMAIN, &format!("{user_id}:{code}")).to_vec()
+    }
 }
+
+/// Domain byte of recovery-code hashes in the blind-index HMAC (index kinds use 1–13).
+const RECOVERY_CODE_DOMAIN: u8 = 200;

@@ -243,10 +243,21 @@ impl Vault {
         let every = std::time::Duration::from_secs(u64::try_from((v.inner.config.session_idle_secs / 4).clamp(1, 30)).unwrap_or(30));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            let mut accounts = tokio::time::interval(std::time::Duration::from_secs(3600));
             loop {
-                tick.tick().await;
-                if let Err(e) = v.sweep_sessions().await {
-                    tracing::warn!(code = e.code(), "session sweep failed");
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = v.sweep_sessions().await {
+                            tracing::warn!(code = e.code(), "session sweep failed");
+                        }
+                    }
+                    _ = accounts.tick() => {
+                        match v.deactivate_unused_accounts().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(accounts = n, "unused accounts deactivated"),
+                            Err(e) => tracing::warn!(code = e.code(), "inactive-account job failed"),
+                        }
+                    }
                 }
             }
         })

@@ -205,15 +205,6 @@ impl fmt::Debug for PatientData {
     }
 }
 
-macro_rules! redacted_debug {
-    ($($t:ty),*) => {$(
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(concat!(stringify!($t), "(<redacted>)"))
-            }
-        }
-    )*};
-}
 redacted_debug!(Identifier, HumanName, ContactPoint, Address);
 
 /// Context a parse needs from the outside world (the parser does no I/O).
@@ -255,7 +246,7 @@ fn check_len(s: &str, path: &str, max: usize) -> Result<(), InputError> {
 }
 
 /// Free text (address lines, cities, displays): printable, no markup or statement separators.
-fn check_text(s: &str, path: &str, max: usize) -> Result<(), InputError> {
+pub(crate) fn check_text(s: &str, path: &str, max: usize) -> Result<(), InputError> {
     check_len(s, path, max)?;
     if !no_controls(s) {
         return Err(InputError::value(path, "must not contain control characters"));
@@ -297,7 +288,7 @@ fn check_code(s: &str, path: &str, allowed: &[&str]) -> Result<(), InputError> {
     }
 }
 
-fn check_uri(s: &str, path: &str) -> Result<(), InputError> {
+pub(crate) fn check_uri(s: &str, path: &str) -> Result<(), InputError> {
     check_len(s, path, 256)?;
     let ok = s.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | '`' | '\\' | '{' | '}' | '|' | ';' | '$'));
     if ok && s.contains(':') {
@@ -618,7 +609,7 @@ pub fn parse_patient(body: &[u8], ctx: &ParseContext) -> Result<PatientSubmissio
 }
 
 /// Element names echoed in errors are limited to a safe alphabet (they come from the client).
-fn safe_key(k: &str) -> String {
+pub(crate) fn safe_key(k: &str) -> String {
     let s: String = k.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
     if s.is_empty() {
         "(unnamed)".to_string()
@@ -628,7 +619,7 @@ fn safe_key(k: &str) -> String {
 }
 
 /// serde_json's message without any echoed input.
-fn json_error_kind(e: &serde_json::Error) -> &'static str {
+pub(crate) fn json_error_kind(e: &serde_json::Error) -> &'static str {
     use serde_json::error::Category;
     match e.classify() {
         Category::Eof => "unexpected end of input",

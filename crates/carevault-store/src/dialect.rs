@@ -54,8 +54,14 @@ pub(crate) async fn after_connect(backend: Backend, conn: &mut AnyConnection) ->
 
 pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'static str)] {
     match backend {
-        Backend::Sqlite => &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
-        Backend::Postgres => &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+        Backend::Sqlite => &[
+            (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+            (2, "access", include_str!("../migrations/sqlite/0002_access.sql")),
+        ],
+        Backend::Postgres => &[
+            (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+            (2, "access", include_str!("../migrations/postgres/0002_access.sql")),
+        ],
     }
 }
 

@@ -5,6 +5,7 @@
 //! What truly differs between the two engines lives in [`dialect`]: connection pragmas,
 //! migration folders and how errors are classified.
 
+mod access;
 pub mod dialect;
 mod migrate;
 mod rows;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub use access::*;
 pub use dialect::Backend;
 pub use rows::*;
 pub use write::WriteTx;

@@ -35,7 +35,6 @@ impl KeyRow {
 pub struct UserRow {
     pub id: String,
     pub username: String,
-    pub role: String,
     pub password_hash: String,
     pub totp_secret: Vec<u8>,
     pub key_version: i64,
@@ -45,11 +44,16 @@ pub struct UserRow {
     pub active: bool,
     pub is_demo: bool,
     pub created_at: i64,
+    /// The organization the account belongs to (who administers it).
+    pub organization_id: String,
+    pub last_login_at: Option<i64>,
+    pub deactivated_at: Option<i64>,
+    pub password_changed_at: Option<i64>,
 }
 
 impl std::fmt::Debug for UserRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "UserRow({}, {})", self.id, self.role)
+        write!(f, "UserRow({})", self.id)
     }
 }
 
@@ -58,7 +62,6 @@ impl UserRow {
         Ok(UserRow {
             id: get(r, "id")?,
             username: get(r, "username")?,
-            role: get(r, "role")?,
             password_hash: get(r, "password_hash")?,
             totp_secret: get(r, "totp_secret")?,
             key_version: get(r, "key_version")?,
@@ -68,6 +71,10 @@ impl UserRow {
             active: get::<i64>(r, "active")? != 0,
             is_demo: get::<i64>(r, "is_demo")? != 0,
             created_at: get(r, "created_at")?,
+            organization_id: get(r, "organization_id")?,
+            last_login_at: get(r, "last_login_at")?,
+            deactivated_at: get(r, "deactivated_at")?,
+            password_changed_at: get(r, "password_changed_at")?,
         })
     }
 }
@@ -83,6 +90,8 @@ pub struct SessionRow {
     pub expires_at: i64,
     pub source_ip: Option<String>,
     pub mfa_failures: i64,
+    /// When the user last proved a password and a second factor in this session (step-up).
+    pub authenticated_at: i64,
 }
 
 impl SessionRow {
@@ -97,6 +106,7 @@ impl SessionRow {
             expires_at: get(r, "expires_at")?,
             source_ip: get(r, "source_ip")?,
             mfa_failures: get(r, "mfa_failures")?,
+            authenticated_at: get::<Option<i64>>(r, "authenticated_at")?.unwrap_or(0),
         })
     }
 }
@@ -166,6 +176,8 @@ pub struct AuditRow {
     pub patient_id: Option<String>,
     pub purpose: Option<String>,
     pub details: Option<Vec<u8>>,
+    /// Marks for the privacy officer's review (break-glass, sensitive record), space-separated.
+    pub review_flags: Option<String>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
@@ -186,6 +198,7 @@ impl AuditRow {
             patient_id: get(r, "patient_id")?,
             purpose: get(r, "purpose")?,
             details: get(r, "details")?,
+            review_flags: get(r, "review_flags")?,
             prev_hash: get(r, "prev_hash")?,
             hash: get(r, "hash")?,
         })

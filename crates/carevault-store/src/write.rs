@@ -9,7 +9,7 @@ use crate::rows::*;
 use crate::{Result, StoreError};
 
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    pub(crate) tx: Transaction<'static, Any>,
 }
 
 macro_rules! exec {
@@ -55,8 +55,8 @@ impl WriteTx {
         exec!(
             self,
             sqlx::query(
-                "INSERT INTO audit_events (seq, event_id, at, actor, session, source_ip, action, outcome, resource_type, resource_id, patient_id, purpose, details, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                "INSERT INTO audit_events (seq, event_id, at, actor, session, source_ip, action, outcome, resource_type, resource_id, patient_id, purpose, details, prev_hash, hash, review_flags) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             )
             .bind(e.seq)
             .bind(e.event_id.clone())
@@ -73,6 +73,7 @@ impl WriteTx {
             .bind(e.details.clone())
             .bind(e.prev_hash.clone())
             .bind(e.hash.clone())
+            .bind(e.review_flags.clone())
         )?;
         Ok(())
     }
@@ -150,12 +151,12 @@ impl WriteTx {
         exec!(
             self,
             sqlx::query(
-                "INSERT INTO users (id, username, role, password_hash, totp_secret, key_version, totp_last_step, failed_logins, locked_until, active, is_demo, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                "INSERT INTO users (id, username, organization_id, password_hash, totp_secret, key_version, totp_last_step, failed_logins, locked_until, active, is_demo, created_at, password_changed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)"
             )
             .bind(u.id.clone())
             .bind(u.username.clone())
-            .bind(u.role.clone())
+            .bind(u.organization_id.clone())
             .bind(u.password_hash.clone())
             .bind(u.totp_secret.clone())
             .bind(u.key_version)
@@ -208,8 +209,8 @@ impl WriteTx {
         exec!(
             self,
             sqlx::query(
-                "INSERT INTO sessions (token_hash, public_id, user_id, state, created_at, last_seen_at, expires_at, source_ip, mfa_failures) \
-                 VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 0)"
+                "INSERT INTO sessions (token_hash, public_id, user_id, state, created_at, last_seen_at, expires_at, source_ip, mfa_failures, authenticated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 0, $5)"
             )
             .bind(s.token_hash.clone())
             .bind(s.public_id.clone())
@@ -257,13 +258,16 @@ impl WriteTx {
         }
     }
 
-    pub async fn insert_patient(&mut self, id: &str, now: i64, is_demo: bool) -> Result<()> {
+    pub async fn insert_patient(&mut self, id: &str, organization_id: &str, now: i64, is_demo: bool) -> Result<()> {
         exec!(
             self,
-            sqlx::query("INSERT INTO patients (id, current_version, created_at, updated_at, is_demo) VALUES ($1, 1, $2, $2, $3)")
-                .bind(id)
-                .bind(now)
-                .bind(i64::from(is_demo))
+            sqlx::query(
+                "INSERT INTO patients (id, current_version, created_at, updated_at, is_demo, organization_id) VALUES ($1, 1, $2, $2, $3, $4)"
+            )
+            .bind(id)
+            .bind(now)
+            .bind(i64::from(is_demo))
+            .bind(organization_id)
         )?;
         Ok(())
     }

@@ -112,14 +112,25 @@ impl TestVault {
 
     /// Creates a staff account and signs it in (password + TOTP), returning the actor.
     pub async fn staff(&self, role: Role) -> anyhow::Result<(Actor, Staff)> {
-        let username = format!("{}-{}", role.as_str().replace('_', ""), hex_random(3));
-        let u = self.vault.add_user(&username, role, PASSWORD).await?;
+        self.staff_in(role.id(), None).await
+    }
+
+    /// A staff account with `role` (built-in or custom) in `organization`, signed in.
+    pub async fn staff_in(&self, role: &str, organization: Option<&str>) -> anyhow::Result<(Actor, Staff)> {
+        let username = format!("{}-{}", role.replace('_', ""), hex_random(3));
+        let u = self.vault.add_user_in(&username, role, organization, PASSWORD).await?;
         let staff = Staff { username, secret: u.totp_secret_base32.clone(), id: u.id.clone() };
+        let actor = self.sign_in(&staff).await?;
+        Ok((actor, staff))
+    }
+
+    /// Signs an account in (a new session), returning the actor. A second sign-in needs the
+    /// clock moved to the next TOTP step first (codes are single-use).
+    pub async fn sign_in(&self, staff: &Staff) -> anyhow::Result<Actor> {
         let ctx = RequestContext { source_ip: Some([127, 0, 0, 1].into()) };
         let step = self.vault.login(&ctx, &staff.username, PASSWORD).await?;
         let grant = self.vault.verify_totp(&ctx, Some(&step.pending_token), &staff.code_at(self.clock.now_secs())).await?;
-        let actor = self.vault.authenticate(&ctx, Some(&grant.token)).await?;
-        Ok((actor, staff))
+        Ok(self.vault.authenticate(&ctx, Some(&grant.token)).await?)
     }
 
     /// Direct SQL on the test database (tamper tests only).

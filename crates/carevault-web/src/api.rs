@@ -33,14 +33,14 @@ fn with_cookie(mut r: Response, cookie: &str) -> Response {
     r
 }
 
-fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
     let mut r = (status, v.to_string()).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 /// Parses a small JSON body, answering bad input with a precise problem+json.
-async fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: Body) -> Result<T, Response> {
+pub(crate) async fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: Body) -> Result<T, Response> {
     if !json_content_type(headers) {
         return Err(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "CV-INPUT-002", "the body must be application/json"));
     }
@@ -69,7 +69,10 @@ pub(crate) async fn login(State(st): State<AppState>, Peer(ctx): Peer, headers: 
     };
     match st.vault.login(&ctx, &b.username, &b.password).await {
         Ok(step) => with_cookie(
-            json_response(StatusCode::OK, json!({"status": "mfa_required", "methods": ["totp"], "expires_in_secs": step.expires_in_secs})),
+            json_response(
+                StatusCode::OK,
+                json!({"status": "mfa_required", "methods": ["totp", "recovery-code"], "expires_in_secs": step.expires_in_secs}),
+            ),
             &session_cookie(&step.pending_token),
         ),
         Err(e) => ApiError(e).into_response(),
@@ -84,20 +87,36 @@ pub(crate) async fn mfa_totp(State(st): State<AppState>, Peer(ctx): Peer, header
     };
     let token = session_token(&headers);
     match st.vault.verify_totp(&ctx, token.as_deref(), &b.code).await {
-        Ok(g) => with_cookie(
-            json_response(
-                StatusCode::OK,
-                json!({
-                    "status": "authenticated",
-                    "user": {"id": g.user_id, "username": g.username, "role": g.role.as_str()},
-                    "idle_timeout_secs": g.idle_timeout_secs,
-                    "expires_at": carevault_core::format_instant(g.expires_at),
-                }),
-            ),
-            &session_cookie(&g.token),
-        ),
+        Ok(g) => grant_response(g),
         Err(e) => ApiError(e).into_response(),
     }
+}
+
+/// A completed sign-in: the new session's cookie and who is signed in.
+pub(crate) fn grant_response(g: carevault_core::SessionGrant) -> Response {
+    with_cookie(
+        json_response(
+            StatusCode::OK,
+            json!({
+                "status": "authenticated",
+                "user": {"id": g.user_id, "username": g.username, "roles": g.roles},
+                "idle_timeout_secs": g.idle_timeout_secs,
+                "expires_at": carevault_core::format_instant(g.expires_at),
+            }),
+        ),
+        &session_cookie(&g.token),
+    )
+}
+
+/// Adds what a sign-out must send: the cleared cookie and `Clear-Site-Data`.
+pub(crate) fn signed_out(r: Response) -> Response {
+    if !r.status().is_success() {
+        return r;
+    }
+    let mut r = with_cookie(r, &clear_session_cookie());
+    r.headers_mut()
+        .insert(header::HeaderName::from_static("clear-site-data"), HeaderValue::from_static("\"cookies\", \"storage\", \"cache\""));
+    r
 }
 
 /// `POST /api/v1/auth/logout`: ends the session on the server and clears the browser's state.
@@ -106,10 +125,7 @@ pub(crate) async fn logout(State(st): State<AppState>, Peer(ctx): Peer, headers:
     if let Err(e) = st.vault.logout(&ctx, token.as_deref()).await {
         return ApiError(e).into_response();
     }
-    let mut r = with_cookie(StatusCode::NO_CONTENT.into_response(), &clear_session_cookie());
-    r.headers_mut()
-        .insert(header::HeaderName::from_static("clear-site-data"), HeaderValue::from_static("\"cookies\", \"storage\", \"cache\""));
-    r
+    signed_out(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /api/v1/auth/session`: who is signed in, and until when.
@@ -119,7 +135,10 @@ pub(crate) async fn session(State(st): State<AppState>, Peer(ctx): Peer, headers
         Ok(a) => json_response(
             StatusCode::OK,
             json!({
-                "user": {"id": a.user_id().as_str(), "username": a.username(), "role": a.role().as_str()},
+                "user": {"id": a.user_id().as_str(), "username": a.username(), "organization_id": a.organization_id(), "roles": a.roles()},
+                "permissions": a.privileges().permissions().iter().map(|p| p.id()).collect::<Vec<_>>(),
+                "purposes": a.privileges().purposes().iter().map(|p| p.code()).collect::<Vec<_>>(),
+                "granted_by": a.privileges().sources(),
                 "expires_at": carevault_core::format_instant(a.session_expires_at()),
                 "idle_timeout_secs": st.vault.config().session_idle_secs,
             }),

@@ -13,9 +13,10 @@ pub(crate) fn status_of(e: &CoreError, if_match_given: bool) -> StatusCode {
         | CoreError::SessionExpired
         | CoreError::MfaRequired
         | CoreError::InvalidCredentials
-        | CoreError::InvalidCode => StatusCode::UNAUTHORIZED,
+        | CoreError::InvalidCode
+        | CoreError::ReauthRequired => StatusCode::UNAUTHORIZED,
         CoreError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-        CoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        CoreError::Forbidden { .. } | CoreError::Refused { .. } => StatusCode::FORBIDDEN,
         CoreError::Invalid(_) => StatusCode::BAD_REQUEST,
         CoreError::NotFound { .. } => StatusCode::NOT_FOUND,
         CoreError::VersionConflict { .. } if if_match_given => StatusCode::PRECONDITION_FAILED,
@@ -31,9 +32,10 @@ fn issue_code(e: &CoreError) -> &'static str {
         | CoreError::SessionExpired
         | CoreError::MfaRequired
         | CoreError::InvalidCredentials
-        | CoreError::InvalidCode => "login",
+        | CoreError::InvalidCode
+        | CoreError::ReauthRequired => "login",
         CoreError::Throttled { .. } => "throttled",
-        CoreError::Forbidden { .. } => "forbidden",
+        CoreError::Forbidden { .. } | CoreError::Refused { .. } => "forbidden",
         CoreError::Invalid(i) => i.code.as_str(),
         CoreError::NotFound { .. } => "not-found",
         CoreError::VersionConflict { .. } | CoreError::Conflict(_) => "conflict",

@@ -48,7 +48,7 @@ pub(crate) fn clear_session_cookie() -> String {
 /// The purpose of use named in `X-Purpose-Of-Use` (HL7 v3 code), or the role's default.
 pub(crate) fn purpose(headers: &HeaderMap, actor: &Actor) -> Result<PurposeOfUse, InputError> {
     match headers.get("x-purpose-of-use") {
-        None => Ok(carevault_core::default_purpose(actor.role())),
+        None => Ok(actor.default_purpose()),
         Some(v) => v.to_str().ok().and_then(PurposeOfUse::parse).ok_or_else(|| {
             InputError::new(
                 IssueCode::Value,

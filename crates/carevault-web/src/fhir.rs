@@ -343,3 +343,59 @@ pub(crate) async fn metadata(State(st): State<AppState>, headers: HeaderMap) -> 
     });
     fhir_json(StatusCode::OK, &cs)
 }
+
+fn allergy_response(status: StatusCode, rec: &carevault_core::AllergyRecord, location: Option<String>) -> Response {
+    let mut r = fhir_json(status, &rec.to_fhir());
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", rec.version)) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert(header::LOCATION, loc);
+    }
+    r
+}
+
+/// `POST /fhir/r4/AllergyIntolerance`: clinical data; needs a care relationship.
+pub(crate) async fn allergy_create(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let bytes = match body_bytes(&st, &actor, AuditAction::Create, None, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    let rec = st.vault.create_allergy(&actor, p, &bytes).await?;
+    let loc = format!("{}/AllergyIntolerance/{}/_history/{}", base_url(&st, &headers), rec.id, rec.version);
+    Ok(allergy_response(StatusCode::CREATED, &rec, Some(loc)))
+}
+
+pub(crate) async fn allergy_read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let rec = st.vault.read_allergy(&actor, p, &id).await?;
+    Ok(allergy_response(StatusCode::OK, &rec, None))
+}
+
+/// `GET /fhir/r4/AllergyIntolerance?patient=<id>`: the only search supported.
+pub(crate) async fn allergy_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let params: Vec<(String, String)> =
+        q.as_deref().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let patient = match params.as_slice() {
+        [(k, v)] if k == "patient" => v.strip_prefix("Patient/").unwrap_or(v).to_string(),
+        _ => {
+            return Err(InputError::new(
+                IssueCode::NotSupported,
+                Some("query".to_string()),
+                "search AllergyIntolerance by exactly one parameter: patient",
+            )
+            .into());
+        }
+    };
+    let recs = st.vault.patient_allergies(&actor, p, &patient).await?;
+    let base = base_url(&st, &headers);
+    let entries: Vec<Value> = recs
+        .iter()
+        .map(|r| json!({"fullUrl": format!("{base}/AllergyIntolerance/{}", r.id), "resource": r.to_fhir(), "search": {"mode": "match"}}))
+        .collect();
+    let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": recs.len(), "entry": entries});
+    Ok(fhir_json(StatusCode::OK, &bundle))
+}

@@ -2,11 +2,13 @@
 //! handler reaches patient data only through `carevault_core::Vault`; this crate cannot reach
 //! the store or the keys (it does not depend on them).
 
+mod admin;
 mod api;
 mod error;
 mod extract;
 mod fhir;
 mod headers;
+mod openapi;
 mod server;
 mod tls;
 

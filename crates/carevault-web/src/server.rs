@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use carevault_core::{InstanceKind, Vault};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -112,12 +112,45 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/Patient/{id}", get(crate::fhir::read).put(crate::fhir::update))
         .route("/Patient/{id}/_history", get(crate::fhir::history))
         .route("/Patient/{id}/_history/{vid}", get(crate::fhir::vread))
+        .route("/AllergyIntolerance", post(crate::fhir::allergy_create).get(crate::fhir::allergy_search))
+        .route("/AllergyIntolerance/{id}", get(crate::fhir::allergy_read))
         .fallback(crate::fhir::fallback);
     let api = Router::new()
         .route("/auth/login", post(crate::api::login))
         .route("/auth/mfa/totp", post(crate::api::mfa_totp))
         .route("/auth/logout", post(crate::api::logout))
         .route("/auth/session", get(crate::api::session))
+        .route("/auth/mfa/recovery", post(crate::admin::mfa_recovery))
+        .route("/auth/reauth", post(crate::admin::reauth))
+        .route("/account/password", post(crate::admin::change_password))
+        .route("/account/sessions", get(crate::admin::my_sessions))
+        .route("/account/sessions/{id}", delete(crate::admin::end_my_session))
+        .route("/account/sessions/end-all", post(crate::admin::end_all_my_sessions))
+        .route("/account/recovery-codes", post(crate::admin::recovery_codes))
+        .route("/users", get(crate::admin::list_users).post(crate::admin::create_user))
+        .route("/users/{id}/deactivate", post(crate::admin::deactivate_user))
+        .route("/users/{id}/reactivate", post(crate::admin::reactivate_user))
+        .route("/users/{id}/mfa-reset", post(crate::admin::reset_mfa))
+        .route("/users/{id}/sessions", get(crate::admin::user_sessions).delete(crate::admin::end_user_sessions))
+        .route("/roles", get(crate::admin::list_roles))
+        .route("/roles/{name}", put(crate::admin::put_role))
+        .route("/permissions", get(crate::admin::permissions))
+        .route("/assignments", post(crate::admin::add_assignment))
+        .route("/assignments/{id}", delete(crate::admin::remove_assignment))
+        .route("/grants", get(crate::admin::list_grants).post(crate::admin::add_grant))
+        .route("/grants/{id}", delete(crate::admin::revoke_grant))
+        .route("/patients/{id}/care-team", get(crate::admin::care_team).post(crate::admin::add_care_team))
+        .route("/patients/{id}/care-team/{user}/{relation}", delete(crate::admin::end_care_team))
+        .route("/patients/{id}/flags", put(crate::admin::set_flags))
+        .route("/patients/{id}/placement", put(crate::admin::set_placement))
+        .route("/patients/{id}/break-glass", post(crate::admin::break_glass))
+        .route("/break-glass", get(crate::admin::break_glass_queue))
+        .route("/break-glass/{id}/review", post(crate::admin::close_review))
+        .route("/alerts", get(crate::admin::alerts))
+        .route("/alerts/{id}/close", post(crate::admin::close_alert))
+        .route("/audit/events", get(crate::admin::audit_events))
+        .route("/audit/verify", get(crate::admin::audit_verify))
+        .route("/openapi.json", get(crate::openapi::document))
         .route("/health", get(crate::api::health))
         .fallback(not_found);
     Router::new()

@@ -19,6 +19,17 @@ pub struct FileConfig {
     pub log: Option<String>,
     #[serde(default)]
     pub session: SessionSection,
+    #[serde(default)]
+    pub access: AccessSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    pub password_min_chars: Option<usize>,
+    pub break_glass_minutes: Option<i64>,
+    pub inactive_account_days: Option<i64>,
+    pub step_up_minutes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +52,10 @@ pub struct Settings {
     pub log: String,
     pub session_idle_secs: i64,
     pub session_max_secs: i64,
+    pub password_min_chars: usize,
+    pub break_glass_secs: i64,
+    pub inactive_account_days: i64,
+    pub step_up_secs: i64,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -77,6 +92,22 @@ pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&st
     if !(60..=86_400).contains(&max) || max < idle {
         bail!("the session maximum age must be between 60 and 86400 seconds and not shorter than the idle timeout");
     }
+    let password_min_chars = env_num::<usize>("CAREVAULT_PASSWORD_MIN_CHARS")?.or(file.access.password_min_chars).unwrap_or(12);
+    if !(8..=64).contains(&password_min_chars) {
+        bail!("password_min_chars must be between 8 and 64 (NIST SP 800-63B: never below 8)");
+    }
+    let break_glass = env_num::<i64>("CAREVAULT_BREAK_GLASS_MINUTES")?.or(file.access.break_glass_minutes).unwrap_or(60);
+    if !(5..=720).contains(&break_glass) {
+        bail!("break_glass_minutes must be between 5 and 720");
+    }
+    let inactive = env_num::<i64>("CAREVAULT_INACTIVE_ACCOUNT_DAYS")?.or(file.access.inactive_account_days).unwrap_or(90);
+    if !(0..=3650).contains(&inactive) {
+        bail!("inactive_account_days must be between 0 (never) and 3650");
+    }
+    let step_up = env_num::<i64>("CAREVAULT_STEP_UP_MINUTES")?.or(file.access.step_up_minutes).unwrap_or(5);
+    if !(1..=60).contains(&step_up) {
+        bail!("step_up_minutes must be between 1 and 60");
+    }
     let body_limit = env_num::<usize>("CAREVAULT_BODY_LIMIT_BYTES")?.or(file.body_limit_bytes).unwrap_or(1024 * 1024);
     if !(1024..=64 * 1024 * 1024).contains(&body_limit) {
         bail!("the body limit must be between 1 KiB and 64 MiB");
@@ -97,5 +128,9 @@ pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&st
         log: env("CAREVAULT_LOG").or(file.log).unwrap_or_else(|| "info".into()),
         session_idle_secs: idle,
         session_max_secs: max,
+        password_min_chars,
+        break_glass_secs: break_glass * 60,
+        inactive_account_days: inactive,
+        step_up_secs: step_up * 60,
     })
 }

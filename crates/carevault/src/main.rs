@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use carevault_core::{CoreConfig, InstanceKind, OpenOptions, SystemClock, Vault};
-use carevault_domain::Role;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -67,6 +66,34 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Organization structure: organizations, locations and departments (the scopes of roles).
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// List organizations, locations and departments with their ids.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Add an organization, a location (needs --organization) or a department (needs
+    /// --organization, optionally --location). Prints the new id.
+    Add {
+        /// organization, location or department.
+        kind: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        organization: Option<String>,
+        #[arg(long)]
+        location: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,9 +102,14 @@ enum UserCommand {
     Add {
         #[arg(long)]
         username: String,
-        /// admin, clinician or front_desk.
+        /// A built-in role (front_desk, nurse, physician, biller, practice_admin, privacy_officer,
+        /// security_officer, auditor) or a custom role's name.
         #[arg(long)]
         role: String,
+        /// The organization the account belongs to and the role applies in (default: the
+        /// default organization; see `carevault org list`).
+        #[arg(long)]
+        organization: Option<String>,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -140,7 +172,15 @@ fn main() -> ExitCode {
 }
 
 fn core_config(s: &config::Settings) -> CoreConfig {
-    CoreConfig { session_idle_secs: s.session_idle_secs, session_max_secs: s.session_max_secs, ..CoreConfig::default() }
+    CoreConfig {
+        session_idle_secs: s.session_idle_secs,
+        session_max_secs: s.session_max_secs,
+        password_min_chars: s.password_min_chars,
+        break_glass_secs: s.break_glass_secs,
+        inactive_account_days: s.inactive_account_days,
+        step_up_secs: s.step_up_secs,
+        ..CoreConfig::default()
+    }
 }
 
 async fn open(s: &config::Settings, create: bool, instance: InstanceKind) -> anyhow::Result<Vault> {
@@ -187,8 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = config::load(&data_dir, None, listen.as_deref())?;
             serve(s, InstanceKind::Demo).await
         }
-        Command::User { command: UserCommand::Add { username, role, password_stdin, data } } => {
-            let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role '{role}'; use admin, clinician or front_desk"))?;
+        Command::User { command: UserCommand::Add { username, role, organization, password_stdin, data } } => {
             if !password_stdin {
                 bail!("pass --password-stdin and write the password on standard input (passwords on the command line leak into shell history)");
             }
@@ -197,10 +236,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let password = line.trim_end_matches(['\n', '\r']);
             let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
             let vault = open(&s, false, InstanceKind::Production).await?;
-            let result = vault.add_user(&username, role, password).await;
+            let result = vault.add_user_in(&username, &role, organization.as_deref(), password).await;
             vault.shutdown().await;
             let u = result?;
-            println!("{}", serde_json::json!({"id": u.id, "username": u.username, "role": u.role.as_str(), "otpauth_uri": u.otpauth_uri}));
+            println!(
+                "{}",
+                serde_json::json!({"id": u.id, "username": u.username, "role": u.role, "organization_id": u.organization_id, "otpauth_uri": u.otpauth_uri})
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Org { command: OrgCommand::List { data } } => {
+            let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+            let vault = open(&s, false, InstanceKind::Production).await?;
+            let r = vault.units().await;
+            vault.shutdown().await;
+            for (kind, id, org, loc, name) in r? {
+                let parent = [org.map(|o| format!("organization={o}")), loc.map(|l| format!("location={l}"))]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                println!("{kind:<12} {id:<30} {name} {parent}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Org { command: OrgCommand::Add { kind, name, organization, location, data } } => {
+            let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+            let vault = open(&s, false, InstanceKind::Production).await?;
+            let r = vault.add_unit(&kind, &name, organization.as_deref(), location.as_deref()).await;
+            vault.shutdown().await;
+            println!("{}", r?);
             Ok(ExitCode::SUCCESS)
         }
         Command::User { command: UserCommand::Unlock { username, data } } => {
@@ -366,7 +431,7 @@ async fn print_banner(s: &config::Settings, vault: &Vault, server: &carevault_we
         println!("sign in: POST {url}/api/v1/auth/login, then POST {url}/api/v1/auth/mfa/totp with a code from the TOTP secret (e.g. oathtool --totp -b SECRET)");
     } else if vault.user_count().await.unwrap_or(0) == 0 {
         println!("no staff account yet; create the first one with:");
-        println!("  carevault user add --username admin --role admin --password-stdin --data-dir {}", s.data_dir.display());
+        println!("  carevault user add --username admin --role practice_admin --password-stdin --data-dir {}", s.data_dir.display());
     }
     let _ = std::io::stdout().flush();
 }

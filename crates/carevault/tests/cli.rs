@@ -75,33 +75,33 @@ async fn first_start_then_user_add_prints_json_with_a_totp_uri() {
     let d = data.to_str().expect("path");
     let banner = first_start(&backend, &["serve", "--data-dir", d, "--listen", "127.0.0.1:0"]);
     assert!(banner.contains("listening on https://127.0.0.1:"), "{banner}");
-    assert!(banner.contains("carevault user add --username admin --role admin --password-stdin"), "{banner}");
+    assert!(banner.contains("carevault user add --username admin --role practice_admin --password-stdin"), "{banner}");
     assert!(data.join("tls/cert.pem").exists() && data.join("keys/master.key").exists());
 
     let o = run(
         &backend,
-        &["user", "add", "--username", "Alice", "--role", "clinician", "--password-stdin", "--data-dir", d],
+        &["user", "add", "--username", "Alice", "--role", "physician", "--password-stdin", "--data-dir", d],
         Some(&format!("{PASSWORD}\n")),
     );
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
     assert_eq!(v["username"], "alice");
-    assert_eq!(v["role"], "clinician");
+    assert_eq!(v["role"], "physician");
     assert!(v["id"].as_str().is_some_and(|s| s.len() == 36));
     assert!(v["otpauth_uri"].as_str().is_some_and(|s| s.starts_with("otpauth://totp/carevault:alice?secret=")));
 
     let refusals: &[(&[&str], Option<&str>, &str)] = &[
         (&["user", "add", "--username", "bob", "--role", "superuser", "--password-stdin"], Some("x"), "unknown role"),
-        (&["user", "add", "--username", "bob", "--role", "clinician", "--password-stdin"], Some("short\n"), "at least 12"),
-        (&["user", "add", "--username", "bob", "--role", "clinician", "--password-stdin"], Some("Password1234\n"), "commonly used"),
-        (&["user", "add", "--username", "bob", "--role", "clinician"], None, "--password-stdin"),
+        (&["user", "add", "--username", "bob", "--role", "physician", "--password-stdin"], Some("short\n"), "at least 12"),
+        (&["user", "add", "--username", "bob", "--role", "physician", "--password-stdin"], Some("Password1234\n"), "commonly used"),
+        (&["user", "add", "--username", "bob", "--role", "physician"], None, "--password-stdin"),
         (
-            &["user", "add", "--username", "alice", "--role", "clinician", "--password-stdin"],
+            &["user", "add", "--username", "alice", "--role", "physician", "--password-stdin"],
             Some("another good passphrase\n"),
             "already exists",
         ),
-        (&["user", "add", "--username", "a b", "--role", "clinician", "--password-stdin"], Some("another good passphrase\n"), "username"),
+        (&["user", "add", "--username", "a b", "--role", "physician", "--password-stdin"], Some("another good passphrase\n"), "username"),
     ];
     for (args, input, needle) in refusals {
         let mut a: Vec<&str> = args.to_vec();
@@ -116,7 +116,7 @@ async fn first_start_then_user_add_prints_json_with_a_totp_uri() {
 #[tokio::test]
 async fn audit_verify_command_exit_codes() {
     let tv = TestVault::new().await.expect("vault");
-    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    let (clin, _) = tv.staff(Role::Physician).await.expect("staff");
     let body = serde_json::json!({"resourceType": "Patient", "name": [{"family": "Verity"}]}).to_string();
     let p = tv.vault.create_patient(&clin, PurposeOfUse::Treatment, body.as_bytes()).await.expect("create");
     tv.vault.read_patient(&clin, PurposeOfUse::Treatment, p.id.as_str()).await.expect("read");
@@ -138,7 +138,7 @@ async fn audit_verify_command_exit_codes() {
 #[tokio::test]
 async fn keys_rotate_and_status_from_the_shell() {
     let tv = TestVault::new().await.expect("vault");
-    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    let (clin, _) = tv.staff(Role::Physician).await.expect("staff");
     for i in 0..5 {
         let body = serde_json::json!({"resourceType": "Patient", "name": [{"family": format!("Keyson{}", "a".repeat(i))}]}).to_string();
         tv.vault.create_patient(&clin, PurposeOfUse::Treatment, body.as_bytes()).await.expect("create");
@@ -333,7 +333,7 @@ async fn rotation_from_the_shell_while_the_server_serves() {
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
     let o = run(
         &backend,
-        &["user", "add", "--username", "rot.clin", "--role", "clinician", "--password-stdin", "--data-dir", &d],
+        &["user", "add", "--username", "rot.clin", "--role", "physician", "--password-stdin", "--data-dir", &d],
         Some(PASSWORD),
     );
     assert!(o.status.success(), "{}", text(&o).1);

@@ -37,7 +37,7 @@ async fn is_operation_outcome(r: reqwest::Response) -> (StatusCode, Value) {
 #[tokio::test]
 async fn security_headers_cookie_and_sign_in_flow() {
     let app = App::spawn().await.expect("app");
-    let staff = app.add_staff(Role::Clinician).await.expect("staff");
+    let staff = app.add_staff(Role::Physician).await.expect("staff");
     let c = app.client().expect("client");
     let r = c.get(app.url("/fhir/r4/metadata")).send().await.expect("metadata");
     assert_eq!(r.status(), 200);
@@ -69,7 +69,8 @@ async fn security_headers_cookie_and_sign_in_flow() {
     let cookie2 = r.headers()["set-cookie"].to_str().expect("cookie").to_string();
     assert_ne!(cookie, cookie2, "a new token after authentication");
     let who: Value = c.get(app.url("/api/v1/auth/session")).send().await.expect("s").json().await.expect("json");
-    assert_eq!(who["user"]["role"], "clinician");
+    assert_eq!(who["user"]["roles"], json!(["physician"]));
+    assert!(who["permissions"].as_array().expect("permissions").iter().any(|p| p == "clinical.allergy.read"));
 
     // The same code again, in a fresh sign-in: refused.
     let c2 = app.client().expect("client");
@@ -99,7 +100,7 @@ async fn security_headers_cookie_and_sign_in_flow() {
 #[tokio::test]
 async fn unauthenticated_requests_reach_no_phi_and_are_audited() {
     let app = App::spawn().await.expect("app");
-    let (clin, _) = app.signed_in(Role::Clinician).await.expect("clin");
+    let (clin, _) = app.signed_in(Role::Physician).await.expect("clin");
     let r = clin
         .post(app.url("/fhir/r4/Patient"))
         .header("content-type", "application/fhir+json")
@@ -141,8 +142,8 @@ async fn unauthenticated_requests_reach_no_phi_and_are_audited() {
 async fn authorization_matrix_over_http() {
     let app = App::spawn().await.expect("app");
     let (fd, _) = app.signed_in(Role::FrontDesk).await.expect("fd");
-    let (clin, _) = app.signed_in(Role::Clinician).await.expect("clin");
-    let (admin, _) = app.signed_in(Role::Admin).await.expect("admin");
+    let (clin, _) = app.signed_in(Role::Physician).await.expect("clin");
+    let (admin, _) = app.signed_in(Role::PracticeAdmin).await.expect("admin");
     let created: Value = fd
         .post(app.url("/fhir/r4/Patient"))
         .header("content-type", "application/fhir+json")
@@ -188,7 +189,7 @@ async fn authorization_matrix_over_http() {
 #[tokio::test]
 async fn fhir_patient_lifecycle_with_history_and_paging() {
     let app = App::spawn().await.expect("app");
-    let (c, _) = app.signed_in(Role::Clinician).await.expect("clin");
+    let (c, _) = app.signed_in(Role::Physician).await.expect("clin");
     let mut ids = Vec::new();
     for i in 0..7 {
         let r = c
@@ -365,7 +366,7 @@ async fn bad_input_gets_a_precise_operation_outcome_an_audit_record_and_no_write
 async fn idle_timeout_is_enforced_by_the_server() {
     let config = carevault_core::CoreConfig { session_idle_secs: 120, ..carevault_testkit::test_config() };
     let app = App::spawn_with(config, 1 << 20).await.expect("app");
-    let (c, _) = app.signed_in(Role::Clinician).await.expect("clin");
+    let (c, _) = app.signed_in(Role::Physician).await.expect("clin");
     assert_eq!(c.get(app.url("/api/v1/auth/session")).send().await.expect("s").status(), 200);
     app.tv.clock.advance_secs(121);
     // No client cooperation: the same cookie, refused by the server.

@@ -63,7 +63,7 @@ async fn no_plaintext_phi_in_any_file_or_dump() {
     let tv = TestVault::new().await.expect("vault");
     // Everything this test binary logs (every test, every thread) at the most verbose level.
     let trace_log = global_trace_log();
-    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    let (clin, _) = tv.staff(Role::Physician).await.expect("staff");
     let p = tv.vault.create_patient(&clin, TREAT, &patient_json(FAMILY, GIVEN)).await.expect("create");
     let read = tv.vault.read_patient(&clin, TREAT, p.id.as_str()).await.expect("read");
     assert_eq!(read.data.name[0].family.as_deref(), Some(FAMILY));
@@ -94,8 +94,8 @@ async fn no_plaintext_phi_in_any_file_or_dump() {
 #[tokio::test]
 async fn every_patient_operation_writes_exactly_one_chained_audit_record() {
     let tv = TestVault::new().await.expect("vault");
-    let (clin, _) = tv.staff(Role::Clinician).await.expect("clinician");
-    let (admin, _) = tv.staff(Role::Admin).await.expect("admin");
+    let (clin, _) = tv.staff(Role::Physician).await.expect("clinician");
+    let (admin, _) = tv.staff(Role::PracticeAdmin).await.expect("admin");
     let v: &Vault = &tv.vault;
     let mut before = audit_count(&tv).await;
     let p = v.create_patient(&clin, TREAT, &patient_json("Aalbers", "Ines")).await.expect("create");
@@ -174,33 +174,33 @@ async fn bad_input_leaves_nothing_half_written() {
 #[tokio::test]
 async fn authorization_and_purpose_are_enforced_in_the_core() {
     let tv = TestVault::new().await.expect("vault");
-    let (clin, _) = tv.staff(Role::Clinician).await.expect("clinician");
+    let (clin, _) = tv.staff(Role::Physician).await.expect("clinician");
     let (fd, _) = tv.staff(Role::FrontDesk).await.expect("front desk");
-    let (admin, _) = tv.staff(Role::Admin).await.expect("admin");
+    let (admin, _) = tv.staff(Role::PracticeAdmin).await.expect("admin");
     let p = tv.vault.create_patient(&fd, PurposeOfUse::Operations, &patient_json("Brandt", "Olle")).await.expect("front desk registers");
     let id = p.id.as_str();
     // operation × role → allowed?
     type Case = (&'static str, Role, PurposeOfUse, bool);
     let cases: &[Case] = &[
-        ("read", Role::Clinician, PurposeOfUse::Treatment, true),
+        ("read", Role::Physician, PurposeOfUse::Treatment, true),
         ("read", Role::FrontDesk, PurposeOfUse::Operations, true),
         ("read", Role::FrontDesk, PurposeOfUse::Treatment, false),
-        ("read", Role::Admin, PurposeOfUse::SystemAdministration, false),
-        ("read", Role::Clinician, PurposeOfUse::EmergencyTreatment, false),
-        ("history", Role::Clinician, PurposeOfUse::Treatment, true),
+        ("read", Role::PracticeAdmin, PurposeOfUse::SystemAdministration, false),
+        ("read", Role::Physician, PurposeOfUse::EmergencyTreatment, false),
+        ("history", Role::Physician, PurposeOfUse::Treatment, true),
         ("history", Role::FrontDesk, PurposeOfUse::Operations, false),
-        ("history", Role::Admin, PurposeOfUse::SystemAdministration, false),
-        ("search", Role::Clinician, PurposeOfUse::Treatment, true),
+        ("history", Role::PracticeAdmin, PurposeOfUse::SystemAdministration, false),
+        ("search", Role::Physician, PurposeOfUse::Treatment, true),
         ("search", Role::FrontDesk, PurposeOfUse::Operations, true),
-        ("search", Role::Admin, PurposeOfUse::SystemAdministration, false),
-        ("create", Role::Admin, PurposeOfUse::SystemAdministration, false),
-        ("create", Role::Clinician, PurposeOfUse::Treatment, true),
+        ("search", Role::PracticeAdmin, PurposeOfUse::SystemAdministration, false),
+        ("create", Role::PracticeAdmin, PurposeOfUse::SystemAdministration, false),
+        ("create", Role::Physician, PurposeOfUse::Treatment, true),
     ];
     for (op, role, purpose, allowed) in cases {
         let actor = match role {
-            Role::Clinician => &clin,
+            Role::Physician => &clin,
             Role::FrontDesk => &fd,
-            Role::Admin => &admin,
+            _ => &admin,
         };
         let r = match *op {
             "read" => tv.vault.read_patient(actor, *purpose, id).await.map(|_| ()),
@@ -219,7 +219,7 @@ async fn authorization_and_purpose_are_enforced_in_the_core() {
 #[tokio::test]
 async fn totp_code_signs_in_once_and_its_replay_fails() {
     let tv = TestVault::new().await.expect("vault");
-    let u = tv.vault.add_user("replay.test", Role::Clinician, PASSWORD).await.expect("user");
+    let u = tv.vault.add_user("replay.test", Role::Physician, PASSWORD).await.expect("user");
     assert!(u.otpauth_uri.starts_with("otpauth://totp/carevault:replay.test?"));
     let ctx = carevault_core::RequestContext { source_ip: Some([127, 0, 0, 1].into()) };
     let code = carevault_testkit::totp_code(&u.totp_secret_base32, tv.clock.now_secs());
@@ -262,7 +262,7 @@ async fn repeated_failures_lock_the_account_and_the_address() {
 async fn idle_and_absolute_timeouts_end_sessions_on_the_server() {
     let config = carevault_core::CoreConfig { session_idle_secs: 60, session_max_secs: 120, ..carevault_testkit::test_config() };
     let tv = TestVault::with_config(config).await.expect("vault");
-    let u = tv.vault.add_user("timeout.test", Role::Clinician, PASSWORD).await.expect("user");
+    let u = tv.vault.add_user("timeout.test", Role::Physician, PASSWORD).await.expect("user");
     let ctx = carevault_core::RequestContext::default();
     let step = tv.vault.login(&ctx, "timeout.test", PASSWORD).await.expect("login");
     let g = tv
@@ -321,7 +321,7 @@ async fn audit_verify_detects_every_mutation() {
     ];
     for (name, statements, first_bad) in cases {
         let tv = TestVault::new().await.expect("vault");
-        let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+        let (clin, _) = tv.staff(Role::Physician).await.expect("staff");
         let p = tv.vault.create_patient(&clin, TREAT, &patient_json("Ode", "Lis")).await.expect("create");
         for _ in 0..6 {
             tv.vault.read_patient(&clin, TREAT, p.id.as_str()).await.expect("read");
@@ -342,7 +342,7 @@ async fn audit_verify_detects_every_mutation() {
 #[tokio::test]
 async fn forged_head_is_caught_by_signatures_and_the_checkpoint_file() {
     let tv = TestVault::new().await.expect("vault");
-    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    let (clin, _) = tv.staff(Role::Physician).await.expect("staff");
     let p = tv.vault.create_patient(&clin, TREAT, &patient_json("Ode", "Lis")).await.expect("create");
     for _ in 0..3 {
         tv.vault.read_patient(&clin, TREAT, p.id.as_str()).await.expect("read");
@@ -367,7 +367,7 @@ async fn forged_head_is_caught_by_signatures_and_the_checkpoint_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotation_reencrypts_while_serving_and_resumes_after_interruption() {
     let tv = TestVault::new().await.expect("vault");
-    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    let (clin, _) = tv.staff(Role::Physician).await.expect("staff");
     let mut ids = Vec::new();
     for i in 0..12 {
         let p = tv.vault.create_patient(&clin, TREAT, &patient_json("Rotator", &format!("Ann{}", "a".repeat(i)))).await.expect("create");
@@ -426,7 +426,7 @@ async fn key_rotation_reencrypts_while_serving_and_resumes_after_interruption() 
 #[tokio::test]
 async fn ciphertext_moved_to_another_row_or_column_fails_to_open() {
     let tv = TestVault::new().await.expect("vault");
-    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    let (clin, _) = tv.staff(Role::Physician).await.expect("staff");
     let a = tv.vault.create_patient(&clin, TREAT, &patient_json("Mover", "Alpha")).await.expect("a");
     let b = tv.vault.create_patient(&clin, TREAT, &patient_json("Mover", "Beta")).await.expect("b");
     let mut c = tv.raw().await.expect("raw");
@@ -511,7 +511,7 @@ async fn startup_refuses_wrong_keys_and_loose_permissions() {
 #[tokio::test]
 async fn an_actor_held_past_its_session_limit_is_refused() {
     let tv = TestVault::new().await.expect("vault");
-    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
+    let (clin, _) = tv.staff(Role::Physician).await.expect("staff");
     let p = tv.vault.create_patient(&clin, TREAT, &patient_json("Holdover", "Ann")).await.expect("create");
     tv.clock.advance_secs(12 * 3600 + 1);
     let e = tv.vault.read_patient(&clin, TREAT, p.id.as_str()).await.expect_err("expired");
@@ -521,8 +521,8 @@ async fn an_actor_held_past_its_session_limit_is_refused() {
 #[tokio::test]
 async fn ids_from_urls_never_reach_the_audit_log_as_free_text() {
     let tv = TestVault::new().await.expect("vault");
-    let (clin, _) = tv.staff(Role::Clinician).await.expect("staff");
-    let (admin, _) = tv.staff(Role::Admin).await.expect("admin");
+    let (clin, _) = tv.staff(Role::Physician).await.expect("staff");
+    let (admin, _) = tv.staff(Role::PracticeAdmin).await.expect("admin");
     let junk = "Zqxjvwykstrom Quorbelline 1963-07-19";
     assert!(matches!(tv.vault.read_patient(&clin, TREAT, junk).await, Err(CoreError::NotFound { .. })));
     assert!(matches!(tv.vault.read_patient(&admin, PurposeOfUse::SystemAdministration, junk).await, Err(CoreError::Forbidden { .. })));

@@ -33,6 +33,11 @@ pub(crate) fn canonical(r: &AuditRow) -> Vec<u8> {
     put(&mut b, r.patient_id.as_deref().map(str::as_bytes));
     put(&mut b, r.purpose.as_deref().map(str::as_bytes));
     put(&mut b, r.details.as_deref());
+    // Added in schema 2; absent marks leave the encoding of older records unchanged.
+    if let Some(marks) = &r.review_flags {
+        b.extend_from_slice(b"review");
+        put(&mut b, Some(marks.as_bytes()));
+    }
     b
 }
 
@@ -77,6 +82,7 @@ mod tests {
             patient_id: Some("p1".into()),
             purpose: Some("TREAT".into()),
             details,
+            review_flags: None,
             prev_hash: vec![],
             hash: vec![],
         }

@@ -28,6 +28,8 @@ pub(crate) struct Draft {
     pub details: Option<Vec<u8>>,
     /// Patients whose data the holder of the receipt may decrypt.
     pub covers: Vec<String>,
+    /// Marks for review (break-glass, sensitive record).
+    pub review: Option<String>,
 }
 
 impl Draft {
@@ -46,6 +48,7 @@ impl Draft {
             purpose: None,
             details: None,
             covers: Vec::new(),
+            review: None,
         }
     }
 
@@ -92,6 +95,12 @@ impl Draft {
 
     pub(crate) fn purpose(mut self, p: PurposeOfUse) -> Draft {
         self.purpose = Some(p);
+        self
+    }
+
+    /// Marks the record for review as the access decision asked.
+    pub(crate) fn review(mut self, allowed: &crate::authz::Allowed) -> Draft {
+        self.review = allowed.review_flags();
         self
     }
 

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use carevault_crypto::signing::AuditSigner;
-use carevault_store::{AuditRow, CheckpointRow, NewSession, PatientVersionRow, Store, StoreError, UserRow, WriteTx};
+use carevault_store::{
+    AlertRow, AllergyRow, AssignmentRow, AuditRow, BreakGlassRow, CareRelationshipRow, CheckpointRow, CustomRoleRow, GrantRow, NewSession,
+    PatientVersionRow, Store, StoreError, UnitKind, UnitRow, UserRow, WriteTx,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{checkpoint_message, head_message, record_hash};
@@ -22,17 +25,152 @@ const MAX_BATCH: usize = 512;
 /// A change to make in the same transaction as its audit records.
 pub(crate) enum Op {
     InsertUser(Box<UserRow>),
-    AdvanceTotp { user_id: String, step: i64 },
-    SetLoginFailures { user_id: String, failed: i64, locked_until: Option<i64> },
+    AdvanceTotp {
+        user_id: String,
+        step: i64,
+    },
+    SetLoginFailures {
+        user_id: String,
+        failed: i64,
+        locked_until: Option<i64>,
+    },
     InsertSession(NewSession),
-    DeleteSession { token_hash: Vec<u8> },
-    TouchSession { token_hash: Vec<u8>, now: i64 },
-    SessionMfaFailed { token_hash: Vec<u8>, max: i64 },
-    InsertPatient { row: Box<PatientVersionRow>, tokens: Vec<(i64, Vec<u8>)>, is_demo: bool },
-    UpdatePatient { row: Box<PatientVersionRow>, expected: i64, tokens: Vec<(i64, Vec<u8>)>, mrn_token: (i64, Vec<u8>) },
-    InsertDataKey { version: i64, wrapped: Vec<u8>, now: i64 },
-    ResealPatient { row: Box<PatientVersionRow>, old_key_version: i64 },
-    ResealUser { user_id: String, secret: Vec<u8>, key_version: i64, old_key_version: i64 },
+    DeleteSession {
+        token_hash: Vec<u8>,
+    },
+    TouchSession {
+        token_hash: Vec<u8>,
+        now: i64,
+    },
+    SessionMfaFailed {
+        token_hash: Vec<u8>,
+        max: i64,
+    },
+    InsertPatient {
+        row: Box<PatientVersionRow>,
+        tokens: Vec<(i64, Vec<u8>)>,
+        is_demo: bool,
+        organization_id: String,
+    },
+    UpdatePatient {
+        row: Box<PatientVersionRow>,
+        expected: i64,
+        tokens: Vec<(i64, Vec<u8>)>,
+        mrn_token: (i64, Vec<u8>),
+    },
+    InsertDataKey {
+        version: i64,
+        wrapped: Vec<u8>,
+        now: i64,
+    },
+    ResealPatient {
+        row: Box<PatientVersionRow>,
+        old_key_version: i64,
+    },
+    ResealUser {
+        user_id: String,
+        secret: Vec<u8>,
+        key_version: i64,
+        old_key_version: i64,
+    },
+    InsertUnit {
+        kind: UnitKind,
+        row: UnitRow,
+    },
+    UpsertCustomRole(CustomRoleRow),
+    InsertAssignment(AssignmentRow),
+    DeleteAssignment {
+        id: String,
+    },
+    /// Fails the job if the organization would be left without an active practice admin.
+    GuardLastAdmin {
+        organization_id: String,
+        now: i64,
+    },
+    InsertGrant(Box<GrantRow>),
+    RevokeGrant {
+        id: String,
+        by: String,
+        now: i64,
+    },
+    SetPlacement {
+        patient_id: String,
+        location_id: Option<String>,
+        department_id: Option<String>,
+    },
+    ReplaceFlags {
+        patient_id: String,
+        categories: Vec<String>,
+        by: String,
+        now: i64,
+    },
+    UpsertCare(CareRelationshipRow),
+    EndCare {
+        patient_id: String,
+        user_id: String,
+        relation: String,
+        now: i64,
+    },
+    InsertBreakGlass(Box<BreakGlassRow>),
+    CloseReview {
+        id: String,
+        by: String,
+        now: i64,
+        outcome: String,
+        note: Vec<u8>,
+    },
+    InsertAlert(AlertRow),
+    CloseAlert {
+        id: String,
+        category: String,
+        by: String,
+        now: i64,
+    },
+    SetUserActive {
+        user_id: String,
+        active: bool,
+        now: i64,
+    },
+    DeleteUserSessions {
+        user_id: String,
+    },
+    DeleteOtherSessions {
+        user_id: String,
+        keep: Vec<u8>,
+    },
+    DeleteSessionByPublicId {
+        user_id: String,
+        public_id: String,
+    },
+    SetLastLogin {
+        user_id: String,
+        now: i64,
+    },
+    SetPassword {
+        user_id: String,
+        hash: String,
+        now: i64,
+    },
+    ReplaceTotp {
+        user_id: String,
+        secret: Vec<u8>,
+        key_version: i64,
+    },
+    ReplaceRecoveryCodes {
+        user_id: String,
+        hashes: Vec<Vec<u8>>,
+        now: i64,
+    },
+    UseRecoveryCode {
+        user_id: String,
+        hash: Vec<u8>,
+        now: i64,
+    },
+    SetSessionAuthenticated {
+        token_hash: Vec<u8>,
+        now: i64,
+    },
+    InsertAllergy(Box<AllergyRow>),
 }
 
 enum OpFailure {
@@ -102,6 +240,11 @@ impl AuditWriter {
     /// Queues ops that need no audit record and no answer (session keep-alive).
     pub(crate) fn fire(&self, ops: Vec<Op>) {
         let _ = self.tx.try_send(Job { ops, events: vec![], on_failure: None, force_checkpoint: false, reply: None });
+    }
+
+    /// Queues ops with their audit records without waiting (alerts raised on a refusal path).
+    pub(crate) fn fire_audited(&self, ops: Vec<Op>, events: Vec<Draft>) {
+        let _ = self.tx.try_send(Job { ops, events, on_failure: None, force_checkpoint: false, reply: None });
     }
 
     /// Writes a signed checkpoint now (shutdown, tests, operator request).
@@ -215,6 +358,7 @@ impl Writer {
                     patient_id: d.patient_id,
                     purpose: d.purpose.map(|p| p.code().to_string()),
                     details: d.details,
+                    review_flags: d.review,
                     prev_hash: hash.clone(),
                     hash: vec![],
                 };
@@ -267,6 +411,15 @@ impl Writer {
     }
 }
 
+/// A statement that had to change exactly one row: otherwise the thing is gone (or was never there).
+fn found(changed: bool, what: &str) -> Result<(), OpFailure> {
+    if changed {
+        Ok(())
+    } else {
+        Err(OpFailure::Domain(CoreError::NotFound { resource: what.to_string() }))
+    }
+}
+
 async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
     match op {
         Op::InsertUser(u) => tx.insert_user(u).await.map_err(|e| match e {
@@ -293,8 +446,8 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
             }
             Ok(())
         }
-        Op::InsertPatient { row, tokens, is_demo } => {
-            tx.insert_patient(&row.patient_id, row.recorded_at, *is_demo).await?;
+        Op::InsertPatient { row, tokens, is_demo, organization_id } => {
+            tx.insert_patient(&row.patient_id, organization_id, row.recorded_at, *is_demo).await?;
             tx.insert_patient_version(row).await?;
             tx.replace_patient_index(&row.patient_id, tokens).await.map_err(|e| match e {
                 StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
@@ -346,6 +499,65 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
             tx.reseal_user(user_id, *old_key_version, secret, *key_version).await?;
             Ok(())
         }
+        Op::InsertUnit { kind, row } => tx.insert_unit(*kind, row).await.map_err(|e| match e {
+            StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("a unit with this name already exists there".into())),
+            other => OpFailure::Store(other),
+        }),
+        Op::UpsertCustomRole(r) => Ok(tx.upsert_custom_role(r).await?),
+        Op::InsertAssignment(a) => Ok(tx.insert_assignment(a).await?),
+        Op::DeleteAssignment { id } => found(tx.delete_assignment(id).await?, "assignment"),
+        Op::GuardLastAdmin { organization_id, now } => {
+            if tx.count_live_assignments(carevault_domain::Role::PracticeAdmin.id(), organization_id, *now).await? == 0 {
+                Err(OpFailure::Domain(CoreError::Refused {
+                    reason: "last-admin",
+                    message: "the organization would be left without an active practice admin".into(),
+                }))
+            } else {
+                Ok(())
+            }
+        }
+        Op::InsertGrant(g) => Ok(tx.insert_grant(g).await?),
+        Op::RevokeGrant { id, by, now } => found(tx.revoke_grant(id, by, *now).await?, "active grant"),
+        Op::SetPlacement { patient_id, location_id, department_id } => {
+            found(tx.set_patient_placement(patient_id, location_id.as_deref(), department_id.as_deref()).await?, "patient")
+        }
+        Op::ReplaceFlags { patient_id, categories, by, now } => Ok(tx.replace_patient_flags(patient_id, categories, by, *now).await?),
+        Op::UpsertCare(c) => Ok(tx.upsert_care_relationship(c).await?),
+        Op::EndCare { patient_id, user_id, relation, now } => {
+            found(tx.end_care_relationship(patient_id, user_id, relation, *now).await?, "current care relationship")
+        }
+        Op::InsertBreakGlass(b) => Ok(tx.insert_break_glass(b).await?),
+        Op::CloseReview { id, by, now, outcome, note } => {
+            found(tx.close_break_glass_review(id, by, *now, outcome, note).await?, "open review")
+        }
+        Op::InsertAlert(a) => Ok(tx.insert_alert(a).await?),
+        Op::CloseAlert { id, category, by, now } => found(tx.close_alert(id, category, by, *now).await?, "open alert"),
+        Op::SetUserActive { user_id, active, now } => {
+            tx.set_user_active(user_id, *active, *now).await?;
+            Ok(())
+        }
+        Op::DeleteUserSessions { user_id } => {
+            tx.delete_user_sessions(user_id).await?;
+            Ok(())
+        }
+        Op::DeleteOtherSessions { user_id, keep } => {
+            tx.delete_other_sessions(user_id, keep).await?;
+            Ok(())
+        }
+        Op::DeleteSessionByPublicId { user_id, public_id } => found(tx.delete_session_by_public_id(user_id, public_id).await?, "session"),
+        Op::SetLastLogin { user_id, now } => Ok(tx.set_last_login(user_id, *now).await?),
+        Op::SetPassword { user_id, hash, now } => Ok(tx.set_password(user_id, hash, *now).await?),
+        Op::ReplaceTotp { user_id, secret, key_version } => Ok(tx.replace_totp(user_id, secret, *key_version).await?),
+        Op::ReplaceRecoveryCodes { user_id, hashes, now } => Ok(tx.replace_recovery_codes(user_id, hashes, *now).await?),
+        Op::UseRecoveryCode { user_id, hash, now } => {
+            if tx.use_recovery_code(user_id, hash, *now).await? {
+                Ok(())
+            } else {
+                Err(OpFailure::Domain(CoreError::InvalidCode))
+            }
+        }
+        Op::SetSessionAuthenticated { token_hash, now } => found(tx.set_session_authenticated(token_hash, *now).await?, "session"),
+        Op::InsertAllergy(a) => Ok(tx.insert_allergy(a).await?),
     }
 }
 

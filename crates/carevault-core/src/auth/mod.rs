@@ -1,13 +1,17 @@
 //! Staff identity: accounts (Argon2id + mandatory TOTP), sign-in with throttling, server-side
 //! sessions with idle and absolute limits.
 
+mod account;
+mod blocklist;
 mod policy;
+
+pub use account::MfaReset;
 
 use base64::Engine;
 use carevault_crypto::password;
 use carevault_crypto::totp::{TotpCheck, TotpSecret};
-use carevault_domain::{AuditAction, Outcome, Role, UserId};
-use carevault_store::{NewSession, SessionRow, UserRow};
+use carevault_domain::{AuditAction, Operation, Outcome, PurposeOfUse, Role, UserId};
+use carevault_store::{AssignmentRow, NewSession, ScopeCols, SessionRow, UserRow};
 
 use crate::actor::{Actor, ActorKind, RequestContext};
 use crate::audit::writer::Op;
@@ -15,7 +19,8 @@ use crate::audit::Draft;
 use crate::error::CoreError;
 use crate::vault::Vault;
 
-pub use policy::{check_password, check_username};
+pub use policy::check_username;
+pub(crate) use policy::MIN_PASSWORD_CHARS;
 
 const PENDING: &str = "mfa_pending";
 const ACTIVE: &str = "active";
@@ -28,7 +33,8 @@ const TOUCH_EVERY_MICROS: i64 = 1_000_000;
 pub struct NewUser {
     pub id: String,
     pub username: String,
-    pub role: Role,
+    pub role: String,
+    pub organization_id: String,
     pub otpauth_uri: String,
     pub totp_secret_base32: String,
 }
@@ -47,7 +53,7 @@ pub struct SessionGrant {
     pub token: String,
     pub user_id: String,
     pub username: String,
-    pub role: Role,
+    pub roles: Vec<String>,
     pub idle_timeout_secs: i64,
     pub expires_at: i64,
 }
@@ -81,17 +87,61 @@ impl Vault {
 
     /// Creates a staff account from the operator's shell (`carevault user add`).
     pub async fn add_user(&self, username: &str, role: Role, password: &str) -> Result<NewUser, CoreError> {
-        self.add_user_inner(username, role, password, self.inner.kind == crate::InstanceKind::Demo).await
+        self.add_user_in(username, role.id(), None, password).await
     }
 
-    pub(crate) async fn add_user_inner(&self, username: &str, role: Role, password: &str, is_demo: bool) -> Result<NewUser, CoreError> {
+    /// Creates a staff account with one organization-wide role (built-in or custom) in
+    /// `organization` (default: the default organization).
+    pub async fn add_user_in(&self, username: &str, role: &str, organization: Option<&str>, password: &str) -> Result<NewUser, CoreError> {
         let operator = Actor::system("operator");
+        self.add_user_inner(&operator, username, role, organization, password, self.inner.kind == crate::InstanceKind::Demo).await
+    }
+
+    /// Creates a staff account from the admin API: needs `user.create` and `role.assign` in the
+    /// organization. The initial role cannot be one the creator could not assign.
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        username: &str,
+        role: &str,
+        organization: &str,
+        password: &str,
+    ) -> Result<NewUser, CoreError> {
+        let purpose = if actor.privileges.purposes().contains(&PurposeOfUse::SystemAdministration) {
+            PurposeOfUse::SystemAdministration
+        } else {
+            PurposeOfUse::Operations
+        };
+        let target = crate::authz::Target::Organization(organization);
+        self.gate(actor, Operation::UserCreate, purpose, &target, ("User", None)).await?;
+        self.gate(actor, Operation::AssignmentAdd, purpose, &target, ("RoleAssignment", None)).await?;
+        self.add_user_inner(actor, username, role, Some(organization), password, self.inner.kind == crate::InstanceKind::Demo).await
+    }
+
+    pub(crate) async fn add_user_inner(
+        &self,
+        by: &Actor,
+        username: &str,
+        role: &str,
+        organization: Option<&str>,
+        password: &str,
+        is_demo: bool,
+    ) -> Result<NewUser, CoreError> {
         let now = self.now();
-        let checked = check_username(username).and_then(|u| check_password(password, &u).map(|()| u));
+        let org = organization.unwrap_or("default").to_string();
+        let mut checked = if Role::parse(role).is_none() && self.inner.store.custom_role(role).await?.is_none() {
+            Err(carevault_domain::InputError::value("role", "unknown role; see `carevault user add --help` for the built-in roles"))
+        } else {
+            check_username(username)
+                .and_then(|u| policy::check_password_min(password, &u, self.inner.config.password_min_chars).map(|()| u))
+        };
+        if checked.is_ok() && self.inner.store.unit(carevault_store::UnitKind::Organization, &org).await?.is_none() {
+            checked = Err(carevault_domain::InputError::value("organization", "unknown organization; see `carevault org list`"));
+        }
         let username = match checked {
             Ok(u) => u,
             Err(e) => {
-                let d = Draft::new(now, AuditAction::Create, Outcome::Invalid).by(&operator).resource("User", None);
+                let d = Draft::new(now, AuditAction::Create, Outcome::Invalid).by(by).resource("User", None);
                 self.inner.writer.append(d).await?;
                 return Err(CoreError::Invalid(e));
             }
@@ -108,7 +158,10 @@ impl Vault {
         let row = UserRow {
             id: id.to_string(),
             username: username.clone(),
-            role: role.as_str().to_string(),
+            organization_id: org.clone(),
+            last_login_at: None,
+            deactivated_at: None,
+            password_changed_at: Some(now),
             password_hash: hash,
             totp_secret: sealed,
             key_version: i64::from(self.inner.sealer.current_version()?),
@@ -119,11 +172,27 @@ impl Vault {
             is_demo,
             created_at: now,
         };
-        let ev = Draft::new(now, AuditAction::Create, Outcome::Success).by(&operator).resource("User", Some(id.as_str()));
-        let fail = Draft::new(now, AuditAction::Create, Outcome::Conflict).by(&operator).resource("User", None);
-        self.inner.writer.write(vec![Op::InsertUser(Box::new(row))], vec![ev], Some(fail)).await?;
+        let assignment = AssignmentRow {
+            id: format!("ra-{}", hex::encode(carevault_crypto::random_bytes::<12>())),
+            user_id: id.to_string(),
+            role: role.to_string(),
+            scope: ScopeCols { organization_id: org.clone(), location_id: None, department_id: None },
+            expires_at: None,
+            created_by: by.audit_name(),
+            created_at: now,
+        };
+        let ev = Draft::new(now, AuditAction::Create, Outcome::Success).by(by).resource("User", Some(id.as_str()));
+        let fail = Draft::new(now, AuditAction::Create, Outcome::Conflict).by(by).resource("User", None);
+        self.inner.writer.write(vec![Op::InsertUser(Box::new(row)), Op::InsertAssignment(assignment)], vec![ev], Some(fail)).await?;
         let otpauth_uri = secret.otpauth_uri(&self.inner.config.totp_issuer, &username).map_err(CoreError::Internal)?;
-        Ok(NewUser { id: id.to_string(), username, role, otpauth_uri, totp_secret_base32: secret.base32() })
+        Ok(NewUser {
+            id: id.to_string(),
+            username,
+            role: role.to_string(),
+            organization_id: org,
+            otpauth_uri,
+            totp_secret_base32: secret.base32(),
+        })
     }
 
     /// Clears an account's failed-sign-in lock (`carevault user unlock`).
@@ -152,8 +221,21 @@ impl Vault {
         (now - start < window && count >= self.inner.config.ip_failure_limit).then(|| (start + window - now) / 1_000_000 + 1)
     }
 
+    /// Counts a failed attempt from the request's address. When the address reaches the limit
+    /// (a sign-in storm), a security alert is raised, once per window.
     fn ip_failed(&self, ctx: &RequestContext, now: i64) {
-        let Some(ip) = ctx.source_ip else { return };
+        if self.ip_count_failure(ctx, now) {
+            let writer = self.inner.writer.clone();
+            let ip = ctx.ip_string();
+            let a = crate::access::alert(crate::access::SECURITY, "sign-in-storm", None, None, ip.as_deref(), now);
+            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).source_ip(ip).resource("Alert", Some(&a.id));
+            writer.fire_audited(vec![Op::InsertAlert(a)], vec![d]);
+        }
+    }
+
+    /// True when this failure is the one that reaches the limit.
+    fn ip_count_failure(&self, ctx: &RequestContext, now: i64) -> bool {
+        let Some(ip) = ctx.source_ip else { return false };
         let window = self.inner.config.ip_window_secs * 1_000_000;
         if let Ok(mut map) = self.inner.ip_failures.lock() {
             if map.len() > 50_000 {
@@ -164,7 +246,9 @@ impl Vault {
                 *e = (now, 0);
             }
             e.1 = e.1.saturating_add(1);
+            return e.1 == self.inner.config.ip_failure_limit;
         }
+        false
     }
 
     /// Lock after repeated failures: a growing delay from `lockout_threshold` on, and a lock
@@ -193,6 +277,9 @@ impl Vault {
         self.ip_failed(ctx, now);
         let failed = user.failed_logins + 1;
         let mut ops = extra_ops;
+        if failed == self.inner.config.lockout_threshold || failed == self.inner.config.lockout_hard_limit {
+            ops.push(Op::InsertAlert(crate::access::alert(crate::access::SECURITY, "account-lockout", Some(&user.id), None, None, now)));
+        }
         ops.push(Op::SetLoginFailures { user_id: user.id.clone(), failed, locked_until: self.lock_for(failed, now) });
         let ev = Draft::new(now, action, Outcome::Denied)
             .actor_name(user_actor_name(&user.id))
@@ -284,7 +371,7 @@ impl Vault {
             self.record_failure(ctx, &user, AuditAction::MfaFailed, ops, now).await?;
             return Err(CoreError::InvalidCode);
         };
-        let role = Role::parse(&user.role).ok_or_else(|| CoreError::Internal("unknown role in store".into()))?;
+        let (roles, _) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
         let token = new_token();
         let public_id = hex::encode(carevault_crypto::random_bytes::<8>());
         let expires_at = now + self.inner.config.session_max_secs * 1_000_000;
@@ -302,6 +389,7 @@ impl Vault {
             Op::DeleteSession { token_hash: session.token_hash.clone() },
             Op::InsertSession(full),
             Op::SetLoginFailures { user_id: user.id.clone(), failed: 0, locked_until: None },
+            Op::SetLastLogin { user_id: user.id.clone(), now },
         ];
         let ok = Draft::new(now, AuditAction::Login, Outcome::Success)
             .actor_name(user_actor_name(&user.id))
@@ -326,7 +414,7 @@ impl Vault {
             token,
             user_id: user.id,
             username: user.username,
-            role,
+            roles,
             idle_timeout_secs: self.inner.config.session_idle_secs,
             expires_at,
         })
@@ -370,7 +458,7 @@ impl Vault {
             return Err(CoreError::MfaRequired);
         }
         let user = self.inner.store.user_by_id(&s.user_id).await?;
-        let Some((user, role)) = user.filter(|u| u.active).and_then(|u| Role::parse(&u.role).map(|r| (u, r))) else {
+        let Some(user) = user.filter(|u| u.active) else {
             let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied)
                 .actor_name(user_actor_name(&s.user_id))
                 .session(Some(s.public_id.clone()))
@@ -381,13 +469,18 @@ impl Vault {
         if now - s.last_seen_at >= TOUCH_EVERY_MICROS {
             self.inner.writer.fire(vec![Op::TouchSession { token_hash: s.token_hash.clone(), now }]);
         }
+        let (roles, privileges) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
         Ok(Actor {
             user_id: UserId::parse(&user.id).map_err(|_| CoreError::Internal("bad user id in store".into()))?,
             username: user.username,
-            role,
+            organization_id: user.organization_id,
+            roles,
+            privileges: std::sync::Arc::new(privileges),
             session_public_id: Some(s.public_id),
+            session_token_hash: Some(s.token_hash),
             source_ip: ctx.ip_string(),
             session_expires_at: s.expires_at,
+            authenticated_at: s.authenticated_at,
             kind: ActorKind::Staff,
         })
     }

@@ -3,60 +3,30 @@
 
 use carevault_domain::InputError;
 
+/// The default minimum; the setting `password_min_chars` may lower it to 8, never below.
 pub const MIN_PASSWORD_CHARS: usize = 12;
+pub const FLOOR_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 256;
 
-const BLOCKLIST: &[&str] = &[
-    "password1234",
-    "password12345",
-    "password123!",
-    "passwordpassword",
-    "123456789012",
-    "1234567890123",
-    "12345678901234",
-    "qwertyuiopas",
-    "qwerty123456",
-    "qwertyqwerty",
-    "1q2w3e4r5t6y",
-    "1qaz2wsx3edc",
-    "zaq12wsxcde3",
-    "asdfghjkl123",
-    "abc123456789",
-    "iloveyou1234",
-    "welcome12345",
-    "welcome2024!",
-    "welcome2025!",
+/// Passwords carevault itself makes likely (product, clinic words); the bundled list of common
+/// and breached passwords (`data/common-passwords.txt`) covers the rest.
+const LOCAL_BLOCKLIST: &[&str] = &[
+    "carevault123",
+    "carevault1234",
+    "carevaultcarevault",
+    "clinicpassword",
+    "hipaacompliant",
+    "hipaacompliant1",
+    "patient12345",
+    "hospital1234",
+    "medical12345",
+    "doctor123456",
+    "nurse1234567",
     "welcome2026!",
-    "changeme1234",
-    "changemenow!",
-    "letmein12345",
-    "administrator",
-    "administrator1",
-    "p@ssw0rd1234",
-    "football1234",
-    "baseball1234",
-    "monkey123456",
-    "sunshine1234",
-    "princess1234",
-    "superman1234",
-    "trustno1trustno1",
-    "iloveyouiloveyou",
-    "starwars1234",
     "spring2026!!",
     "summer2026!!",
     "autumn2026!!",
     "winter2026!!",
-    "doctor123456",
-    "nurse1234567",
-    "hospital1234",
-    "medical12345",
-    "patient12345",
-    "clinic123456",
-    "clinicpassword",
-    "hipaacompliant",
-    "carevault123",
-    "carevault1234",
-    "correcthorsebatterystaple",
 ];
 
 /// Usernames: 3 to 64 of a-z, 0-9, '.', '_', '-' (folded to lower case).
@@ -77,11 +47,22 @@ fn is_trivial_pattern(p: &str) -> bool {
     all_same || ascending || descending
 }
 
-pub fn check_password(p: &str, username: &str) -> Result<(), InputError> {
+#[cfg(test)]
+fn check_password(p: &str, username: &str) -> Result<(), InputError> {
+    check_password_min(p, username, MIN_PASSWORD_CHARS)
+}
+
+/// The NIST SP 800-63B rules: a length floor (`min`, at least 8), up to 256 characters of any
+/// Unicode, no composition rules, screened against common and breached passwords.
+pub fn check_password_min(p: &str, username: &str, min: usize) -> Result<(), InputError> {
+    let min = min.max(FLOOR_PASSWORD_CHARS);
     let n = p.chars().count();
     let bad = |m: &str| Err(InputError::value("password", m));
-    if n < MIN_PASSWORD_CHARS {
-        return bad("must be at least 12 characters long (a passphrase of several words is easiest)");
+    if n < min {
+        return Err(InputError::value(
+            "password",
+            format!("must be at least {min} characters long (a passphrase of several words is easiest)"),
+        ));
     }
     if n > MAX_PASSWORD_CHARS {
         return bad("must be at most 256 characters long");
@@ -90,7 +71,7 @@ pub fn check_password(p: &str, username: &str) -> Result<(), InputError> {
         return bad("must not contain control characters");
     }
     let lower = p.to_lowercase();
-    if BLOCKLIST.contains(&lower.as_str()) {
+    if LOCAL_BLOCKLIST.contains(&lower.as_str()) || super::blocklist::is_common(&lower) {
         return bad("is on the list of commonly used or breached passwords; choose another");
     }
     if is_trivial_pattern(&lower) {
@@ -119,5 +100,12 @@ mod tests {
         assert_eq!(check_username(" Alice ").expect("ok"), "alice");
         assert!(check_username("a b").is_err());
         assert!(check_username("robert'); drop").is_err());
+        // From the bundled breached-password list, in any case.
+        assert!(check_password("Qwerty123456", "bob").is_err());
+        assert!(check_password("iloveyou12", "bob").is_err(), "too short anyway");
+        assert!(check_password_min("iloveyou12", "bob", 8).is_err(), "common");
+        assert!(check_password_min("tulip marble", "bob", 4).is_ok(), "floor of 8 applies, 12 chars pass");
+        assert!(check_password_min("tulipmar", "bob", 4).is_ok());
+        assert!(check_password_min("tulipma", "bob", 4).is_err());
     }
 }

@@ -1,0 +1,445 @@
+//! `/api/v1` administration and account endpoints: users, roles, assignments, grants, sessions,
+//! care teams, sensitive flags, placement, break-glass and its review queue, alerts, audit.
+//! Every handler authenticates, then calls the core, which authorizes and audits. Errors are
+//! problem+json.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use carevault_core::{Actor, GrantRequest, ScopeInput};
+use carevault_domain::PurposeOfUse;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{json_body, json_response};
+use crate::error::{problem, ApiError};
+use crate::extract::{purpose, session_token, Peer};
+use crate::server::AppState;
+
+async fn actor(st: &AppState, ctx: &carevault_core::RequestContext, headers: &HeaderMap) -> Result<Actor, Response> {
+    st.vault.authenticate(ctx, session_token(headers).as_deref()).await.map_err(|e| ApiError(e).into_response())
+}
+
+#[allow(clippy::result_large_err)] // the error is the response itself, built once
+fn purpose_of(headers: &HeaderMap, a: &Actor) -> Result<PurposeOfUse, Response> {
+    purpose(headers, a).map_err(|e| problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", &e.to_string()))
+}
+
+fn ok<T: serde::Serialize>(r: Result<T, carevault_core::CoreError>) -> Response {
+    match r {
+        Ok(v) => json_response(StatusCode::OK, serde_json::to_value(v).unwrap_or_default()),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+fn done(r: Result<(), carevault_core::CoreError>) -> Response {
+    match r {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+/// Authenticates, then runs `$body` with `$a` bound to the actor.
+macro_rules! with_actor {
+    ($st:ident, $ctx:ident, $headers:ident, |$a:ident| $body:expr) => {
+        match actor(&$st, &$ctx, &$headers).await {
+            Ok($a) => $body,
+            Err(r) => r,
+        }
+    };
+}
+
+/// Parses the JSON body or answers with the problem.
+macro_rules! body {
+    ($headers:ident, $body:ident) => {
+        match json_body(&$headers, $body).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        }
+    };
+}
+
+// ----- own account -----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReauthBody {
+    password: String,
+    code: String,
+}
+
+pub(crate) async fn reauth(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: ReauthBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| done(st.vault.reauthenticate(&a, &b.password, &b.code).await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+pub(crate) async fn change_password(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: PasswordBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| done(st.vault.change_password(&a, &b.current_password, &b.new_password).await))
+}
+
+pub(crate) async fn my_sessions(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.my_sessions(&a).await))
+}
+
+pub(crate) async fn end_my_session(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| done(st.vault.end_my_sessions(&a, Some(&id)).await))
+}
+
+/// Sign out everywhere: every session of the account ends, this one included.
+pub(crate) async fn end_all_my_sessions(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| {
+        let r = done(st.vault.end_my_sessions(&a, None).await);
+        crate::api::signed_out(r)
+    })
+}
+
+pub(crate) async fn recovery_codes(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.generate_recovery_codes(&a).await.map(|codes| json!({"codes": codes}))))
+}
+
+// ----- users -----
+
+pub(crate) async fn list_users(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.list_users(&a).await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewUserBody {
+    username: String,
+    password: String,
+    role: String,
+    organization_id: String,
+}
+
+pub(crate) async fn create_user(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: NewUserBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| {
+        match st.vault.create_user(&a, &b.username, &b.role, &b.organization_id, &b.password).await {
+            Ok(u) => json_response(
+                StatusCode::CREATED,
+                json!({"id": u.id, "username": u.username, "role": u.role, "organization_id": u.organization_id, "otpauth_uri": u.otpauth_uri}),
+            ),
+            Err(e) => ApiError(e).into_response(),
+        }
+    })
+}
+
+pub(crate) async fn deactivate_user(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| done(st.vault.deactivate_user(&a, &id).await))
+}
+
+pub(crate) async fn reactivate_user(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| done(st.vault.reactivate_user(&a, &id).await))
+}
+
+pub(crate) async fn reset_mfa(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st
+        .vault
+        .reset_mfa(&a, &id)
+        .await
+        .map(|r| json!({"user_id": r.user_id, "otpauth_uri": r.otpauth_uri}))))
+}
+
+pub(crate) async fn user_sessions(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.user_sessions(&a, &id).await))
+}
+
+pub(crate) async fn end_user_sessions(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| done(st.vault.end_user_sessions(&a, &id).await))
+}
+
+// ----- roles, assignments, grants -----
+
+pub(crate) async fn list_roles(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.list_roles(&a).await))
+}
+
+/// The permission catalogue (ids, descriptions, operations), for building custom roles.
+pub(crate) async fn permissions(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |_a| {
+        let list: Vec<serde_json::Value> = carevault_domain::Permission::ALL
+            .iter()
+            .map(|p| json!({"id": p.id(), "description": p.description(), "operations": p.operations().iter().map(|o| o.id()).collect::<Vec<_>>()}))
+            .collect();
+        json_response(StatusCode::OK, json!(list))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoleBody {
+    description: String,
+    permissions: Vec<String>,
+    purposes: Vec<String>,
+}
+
+pub(crate) async fn put_role(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> Response {
+    let b: RoleBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| ok(st.vault.put_custom_role(&a, &name, &b.description, &b.permissions, &b.purposes).await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AssignmentBody {
+    user_id: String,
+    role: String,
+    #[serde(flatten)]
+    scope: ScopeInput,
+    #[serde(default)]
+    expires_at: Option<i64>,
+}
+
+pub(crate) async fn add_assignment(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: AssignmentBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match st.vault.add_assignment(&a, &b.user_id, &b.role, b.scope.clone(), b.expires_at).await {
+        Ok(v) => json_response(StatusCode::CREATED, serde_json::to_value(v).unwrap_or_default()),
+        Err(e) => ApiError(e).into_response(),
+    })
+}
+
+pub(crate) async fn remove_assignment(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| done(st.vault.remove_assignment(&a, &id).await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserFilter {
+    user_id: Option<String>,
+}
+
+pub(crate) async fn list_grants(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Query(q): Query<UserFilter>) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.list_grants(&a, q.user_id.as_deref()).await))
+}
+
+pub(crate) async fn add_grant(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: GrantRequest = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match st.vault.add_grant(&a, &b).await {
+        Ok(v) => json_response(StatusCode::CREATED, serde_json::to_value(v).unwrap_or_default()),
+        Err(e) => ApiError(e).into_response(),
+    })
+}
+
+pub(crate) async fn revoke_grant(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| done(st.vault.revoke_grant(&a, &id).await))
+}
+
+// ----- patients: care team, flags, placement, break-glass -----
+
+pub(crate) async fn care_team(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => ok(st.vault.care_team(&a, p, &id).await),
+        Err(r) => r,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CareTeamBody {
+    user_id: String,
+    relation: String,
+    #[serde(default)]
+    ends_at: Option<i64>,
+}
+
+pub(crate) async fn add_care_team(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: CareTeamBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => done(st.vault.add_care_team_member(&a, p, &id, &b.user_id, &b.relation, b.ends_at).await),
+        Err(r) => r,
+    })
+}
+
+pub(crate) async fn end_care_team(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path((id, user, relation)): Path<(String, String, String)>,
+) -> Response {
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => done(st.vault.end_care_team_member(&a, p, &id, &user, &relation).await),
+        Err(r) => r,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlagsBody {
+    categories: Vec<String>,
+}
+
+pub(crate) async fn set_flags(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: FlagsBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => ok(st.vault.set_patient_flags(&a, p, &id, &b.categories).await.map(|c| json!({"categories": c}))),
+        Err(r) => r,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlacementBody {
+    #[serde(default)]
+    location_id: Option<String>,
+    #[serde(default)]
+    department_id: Option<String>,
+}
+
+pub(crate) async fn set_placement(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: PlacementBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => done(st.vault.set_patient_placement(&a, p, &id, b.location_id.as_deref(), b.department_id.as_deref()).await),
+        Err(r) => r,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BreakGlassBody {
+    reason: String,
+    #[serde(default)]
+    reason_text: String,
+}
+
+pub(crate) async fn break_glass(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: BreakGlassBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match st.vault.break_glass(&a, &id, &b.reason, &b.reason_text).await {
+        Ok(v) => json_response(StatusCode::CREATED, serde_json::to_value(v).unwrap_or_default()),
+        Err(e) => ApiError(e).into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StateFilter {
+    state: Option<String>,
+}
+
+pub(crate) async fn break_glass_queue(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Query(q): Query<StateFilter>,
+) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.break_glass_queue(&a, q.state.as_deref().unwrap_or("open")).await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReviewBody {
+    outcome: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub(crate) async fn close_review(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: ReviewBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| done(st.vault.close_break_glass_review(&a, &id, &b.outcome, &b.note).await))
+}
+
+// ----- alerts and audit -----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertFilter {
+    category: String,
+    #[serde(default)]
+    all: Option<bool>,
+}
+
+pub(crate) async fn alerts(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Query(q): Query<AlertFilter>) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.alerts(&a, &q.category, !q.all.unwrap_or(false)).await))
+}
+
+pub(crate) async fn close_alert(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| done(st.vault.close_alert(&a, &id).await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditFilter {
+    #[serde(default)]
+    after: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub(crate) async fn audit_events(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Query(q): Query<AuditFilter>,
+) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.audit_events(&a, q.after.unwrap_or(0), q.limit.unwrap_or(100)).await))
+}
+
+pub(crate) async fn audit_verify(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| match st.vault.verify_audit_as(&a).await {
+        Ok(r) => json_response(
+            StatusCode::OK,
+            json!({"intact": r.intact(), "records": r.records, "failures": r.failures.iter().map(|f| json!({"seq": f.seq, "message": f.message})).collect::<Vec<_>>()}),
+        ),
+        Err(e) => ApiError(e).into_response(),
+    })
+}
+
+/// The recovery-code second factor (instead of TOTP).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodeBody {
+    code: String,
+}
+
+pub(crate) async fn mfa_recovery(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: CodeBody = body!(headers, body);
+    let token = session_token(&headers);
+    match st.vault.verify_recovery_code(&ctx, token.as_deref(), &b.code).await {
+        Ok(g) => crate::api::grant_response(g),
+        Err(e) => ApiError(e).into_response(),
+    }
+}

@@ -1,0 +1,244 @@
+//! The OpenAPI 3.1 description of `/api/v1`, served at `/api/v1/openapi.json`. One table lists
+//! every operation; a test checks it against the router, so a route cannot go undocumented.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+
+use crate::api::json_response;
+
+/// (method, path, operationId, summary, request body fields (name, type, required), success status)
+type Entry = (&'static str, &'static str, &'static str, &'static str, &'static [(&'static str, &'static str, bool)], u16);
+
+const S: &str = "string";
+const I: &str = "integer";
+const A: &str = "array";
+
+pub(crate) const OPERATIONS: &[Entry] = &[
+    (
+        "post",
+        "/auth/login",
+        "login",
+        "First factor: username and password; opens an MFA-pending session",
+        &[("username", S, true), ("password", S, true)],
+        200,
+    ),
+    ("post", "/auth/mfa/totp", "mfaTotp", "Second factor: a TOTP code; opens the full session", &[("code", S, true)], 200),
+    ("post", "/auth/mfa/recovery", "mfaRecovery", "Second factor: a single-use recovery code", &[("code", S, true)], 200),
+    ("post", "/auth/logout", "logout", "Ends this session", &[], 204),
+    ("get", "/auth/session", "session", "Who is signed in, with roles, permissions and purposes", &[], 200),
+    (
+        "post",
+        "/auth/reauth",
+        "reauthenticate",
+        "Step-up: password and TOTP again (needed for sensitive actions)",
+        &[("password", S, true), ("code", S, true)],
+        204,
+    ),
+    ("get", "/health", "health", "Liveness (no data)", &[], 204),
+    (
+        "post",
+        "/account/password",
+        "changePassword",
+        "Changes the own password (needs the current one); other sessions end",
+        &[("current_password", S, true), ("new_password", S, true)],
+        204,
+    ),
+    ("get", "/account/sessions", "mySessions", "The own sessions", &[], 200),
+    ("delete", "/account/sessions/{id}", "endMySession", "Ends one of the own sessions", &[], 204),
+    ("post", "/account/sessions/end-all", "signOutEverywhere", "Ends every own session, this one included", &[], 204),
+    ("post", "/account/recovery-codes", "recoveryCodes", "Ten new single-use recovery codes (step-up required); shown once", &[], 200),
+    ("get", "/users", "listUsers", "Accounts of the organizations the caller administers", &[], 200),
+    (
+        "post",
+        "/users",
+        "createUser",
+        "Creates an account with one role",
+        &[("username", S, true), ("password", S, true), ("role", S, true), ("organization_id", S, true)],
+        201,
+    ),
+    ("post", "/users/{id}/deactivate", "deactivateUser", "Deactivates an account; its sessions end at once", &[], 204),
+    ("post", "/users/{id}/reactivate", "reactivateUser", "Reactivates an account", &[], 204),
+    ("post", "/users/{id}/mfa-reset", "resetMfa", "Resets another user's second factors (step-up required)", &[], 200),
+    ("get", "/users/{id}/sessions", "userSessions", "Another user's sessions", &[], 200),
+    ("delete", "/users/{id}/sessions", "endUserSessions", "Ends every session of another user", &[], 204),
+    ("get", "/roles", "listRoles", "Built-in and custom roles with their permissions", &[], 200),
+    (
+        "put",
+        "/roles/{name}",
+        "putRole",
+        "Creates or replaces a custom role (step-up required)",
+        &[("description", S, true), ("permissions", A, true), ("purposes", A, true)],
+        200,
+    ),
+    ("get", "/permissions", "permissions", "The permission catalogue", &[], 200),
+    (
+        "post",
+        "/assignments",
+        "addAssignment",
+        "Assigns a role within an organization, location or department (step-up required)",
+        &[
+            ("user_id", S, true),
+            ("role", S, true),
+            ("organization_id", S, true),
+            ("location_id", S, false),
+            ("department_id", S, false),
+            ("expires_at", I, false),
+        ],
+        201,
+    ),
+    ("delete", "/assignments/{id}", "removeAssignment", "Removes an assignment; the user's sessions end (step-up required)", &[], 204),
+    ("get", "/grants", "listGrants", "Time-bound grants (optionally of one user: ?user_id=)", &[], 200),
+    (
+        "post",
+        "/grants",
+        "addGrant",
+        "Gives one permission until a time, with a reason (step-up required)",
+        &[
+            ("user_id", S, true),
+            ("permission", S, true),
+            ("organization_id", S, true),
+            ("location_id", S, false),
+            ("department_id", S, false),
+            ("patient_id", S, false),
+            ("ends_at", I, true),
+            ("reason", S, true),
+        ],
+        201,
+    ),
+    ("delete", "/grants/{id}", "revokeGrant", "Revokes a grant at once", &[], 204),
+    ("get", "/patients/{id}/care-team", "careTeam", "A patient's care relationships", &[], 200),
+    (
+        "post",
+        "/patients/{id}/care-team",
+        "addCareTeam",
+        "Adds an assigned provider or care-team member",
+        &[("user_id", S, true), ("relation", S, true), ("ends_at", I, false)],
+        204,
+    ),
+    ("delete", "/patients/{id}/care-team/{user}/{relation}", "endCareTeam", "Ends a care relationship", &[], 204),
+    ("put", "/patients/{id}/flags", "setFlags", "Replaces the sensitive-record flags", &[("categories", A, true)], 200),
+    (
+        "put",
+        "/patients/{id}/placement",
+        "setPlacement",
+        "Sets the patient's home location and department",
+        &[("location_id", S, false), ("department_id", S, false)],
+        204,
+    ),
+    (
+        "post",
+        "/patients/{id}/break-glass",
+        "breakGlass",
+        "Emergency access to one patient for a limited time (step-up required; reviewed)",
+        &[("reason", S, true), ("reason_text", S, false)],
+        201,
+    ),
+    ("get", "/break-glass", "breakGlassQueue", "The break-glass review queue (?state=open|closed)", &[], 200),
+    (
+        "post",
+        "/break-glass/{id}/review",
+        "closeReview",
+        "Closes a review with an outcome",
+        &[("outcome", S, true), ("note", S, false)],
+        204,
+    ),
+    ("get", "/alerts", "alerts", "Alerts of a category (?category=privacy|security&all=true)", &[], 200),
+    ("post", "/alerts/{id}/close", "closeAlert", "Closes an alert", &[], 204),
+    ("get", "/audit/events", "auditEvents", "Audit records after a sequence number (?after=&limit=)", &[], 200),
+    ("get", "/audit/verify", "auditVerify", "Verifies the audit chain", &[], 200),
+    ("get", "/openapi.json", "openapi", "This document", &[], 200),
+];
+
+fn params(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect()
+}
+
+fn problem_ref() -> Value {
+    json!({"description": "Error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+}
+
+/// The whole document.
+pub(crate) fn build() -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    for (method, path, id, summary, fields, status) in OPERATIONS {
+        let mut op = json!({
+            "operationId": id,
+            "summary": summary,
+            "responses": {
+                status.to_string(): if *status == 204 { json!({"description": "Done"}) } else {
+                    json!({"description": "OK", "content": {"application/json": {"schema": {}}}})
+                },
+                "400": problem_ref(), "401": problem_ref(), "403": problem_ref(), "404": problem_ref(), "429": problem_ref(),
+            }
+        });
+        let p = params(path);
+        if !p.is_empty() {
+            op["parameters"] = Value::Array(p);
+        }
+        if !fields.is_empty() {
+            let mut props = Map::new();
+            for (name, ty, _) in *fields {
+                let schema = if *ty == A { json!({"type": "array", "items": {"type": "string"}}) } else { json!({"type": ty}) };
+                props.insert((*name).to_string(), schema);
+            }
+            let required: Vec<&str> = fields.iter().filter(|f| f.2).map(|f| f.0).collect();
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": false, "properties": props, "required": required
+            }}}});
+        }
+        let entry = paths.entry((*path).to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "carevault API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Staff sign-in, accounts, roles, scopes, grants, care teams, break-glass, alerts and audit. Every call is authorized and audited by the carevault core. Errors are RFC 9457 problem+json."},
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "schemas": {"Problem": {"type": "object", "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "detail": {"type": "string"}, "code": {"type": "string"}
+            }, "required": ["type", "title", "status", "code"]}},
+            "securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "__Host-carevault_session"}}
+        },
+        "security": [{"session": []}],
+        "paths": paths,
+    })
+}
+
+pub(crate) async fn document() -> Response {
+    json_response(StatusCode::OK, build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `/api/v1` route in the router is documented, and nothing else is.
+    #[test]
+    fn document_matches_the_router() {
+        let src = include_str!("server.rs");
+        let mut routed = Vec::new();
+        for line in src.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+            let Some(path) = line.split('"').nth(1) else { continue };
+            for m in ["get", "post", "put", "delete"] {
+                for module in ["crate::api::", "crate::admin::", "crate::openapi::"] {
+                    if line.contains(&format!("{m}({module}")) {
+                        routed.push((m.to_string(), path.to_string()));
+                    }
+                }
+            }
+        }
+        routed.sort();
+        routed.dedup();
+        let mut documented: Vec<(String, String)> = OPERATIONS.iter().map(|e| (e.0.to_string(), e.1.to_string())).collect();
+        documented.sort();
+        assert_eq!(routed, documented);
+        let doc = build();
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}

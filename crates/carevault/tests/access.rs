@@ -1,0 +1,511 @@
+//! The access model end to end through the core, on SQLite and (with
+//! CAREVAULT_TEST_DATABASE_URL) PostgreSQL: the authorization matrix of every core operation ×
+//! every built-in role × scenario, deactivation, break-glass, passwords, grants, self-elevation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+
+use carevault_core::{Actor, Clock, CoreError, GrantRequest, ScopeInput};
+use carevault_domain::{Operation, Role};
+use carevault_testkit::{Staff, TestVault, PASSWORD};
+use serde_json::json;
+
+fn patient(family: &str) -> Vec<u8> {
+    json!({"resourceType": "Patient", "name": [{"family": family, "given": ["Matrix"]}], "birthDate": "1970-01-01"})
+        .to_string()
+        .into_bytes()
+}
+
+fn allergy(patient_id: &str) -> Vec<u8> {
+    json!({
+        "resourceType": "AllergyIntolerance",
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+        "code": {"text": "Penicillin"},
+        "patient": {"reference": format!("Patient/{patient_id}")}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Scenario columns for operations on one patient.
+const SUFFIX: [&str; 5] = ["alpha", "bravo", "charlie", "delta", "echo"];
+const OWN: usize = 0; // in the actor's organization, with a care relationship
+const OTHER: usize = 1; // same organization, no relationship
+const ORG2: usize = 2; // another organization
+const FLAG: usize = 3; // flagged VIP, with a relationship
+const BG: usize = 4; // flagged VIP, no relationship, after the actor tried break-glass
+
+// Cells for the eight roles in order: front_desk, nurse, physician, biller, practice_admin,
+// privacy_officer, security_officer, auditor. Patient operations: five scenario letters.
+const N5: &str = "NNNNN";
+const DEMO: &str = "YYNNN"; // demographic, no VIP permission, no break-glass
+const DEMO_BG: &str = "YYNNY"; // demographic, with break-glass
+const DEMO_VIP: &str = "YYNYY"; // demographic, holds the VIP permission
+const CLIN_BG: &str = "YNNNY"; // clinical: relationship needed, break-glass opens
+const GLASS: &str = "YYNYY"; // break-glass itself: anywhere in the organization
+
+/// The hand-written policy. Patient operations: one five-letter cell per role. Other
+/// operations: one letter per role (allowed within the own organization); in another
+/// organization and with an expired assignment they are always refused (own-account
+/// operations excepted).
+fn expected() -> HashMap<&'static str, Vec<&'static str>> {
+    let rows: &[(&str, [&str; 8])] = &[
+        ("patient.read", [DEMO, DEMO_BG, DEMO_BG, DEMO, N5, DEMO_VIP, N5, N5]),
+        ("patient.search", [DEMO, DEMO, DEMO, DEMO, N5, DEMO_VIP, N5, N5]),
+        ("patient.update", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("patient.placement.set", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("patient.vread", [N5, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("patient.history", [N5, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("patient.flags.set", [N5, N5, DEMO_BG, N5, N5, DEMO_VIP, N5, N5]),
+        ("patient.care_team.list", [DEMO, DEMO_BG, DEMO_BG, DEMO, N5, DEMO_VIP, N5, N5]),
+        ("patient.care_team.add", [DEMO, N5, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("patient.care_team.end", [DEMO, N5, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("allergy.create", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("allergy.read", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("allergy.list", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("break_glass.open", [N5, GLASS, GLASS, N5, N5, N5, N5, N5]),
+        //                    fd   nurse phys  biller admin privacy security auditor
+        ("patient.create", ["Y", "N", "Y", "N", "N", "N", "N", "N"]),
+        ("break_glass.queue", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
+        ("break_glass.close", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
+        ("user.list", ["N", "N", "N", "N", "Y", "Y", "Y", "N"]),
+        ("user.create", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("user.deactivate", ["N", "N", "N", "N", "Y", "N", "Y", "N"]),
+        ("user.reactivate", ["N", "N", "N", "N", "Y", "N", "Y", "N"]),
+        ("user.mfa.reset", ["N", "N", "N", "N", "Y", "N", "Y", "N"]),
+        ("role.list", ["N", "N", "N", "N", "Y", "Y", "Y", "N"]),
+        ("role.create", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("role.update", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("assignment.add", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("assignment.remove", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("grant.add", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("grant.list", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("grant.revoke", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("session.list_user", ["N", "N", "N", "N", "Y", "N", "Y", "N"]),
+        ("session.end_user", ["N", "N", "N", "N", "Y", "N", "Y", "N"]),
+        ("audit.read", ["N", "N", "N", "N", "N", "Y", "Y", "Y"]),
+        ("audit.verify", ["N", "N", "N", "N", "N", "N", "Y", "Y"]),
+        ("alert.privacy.list", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
+        ("alert.privacy.close", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
+        ("alert.security.list", ["N", "N", "N", "N", "N", "N", "Y", "N"]),
+        ("alert.security.close", ["N", "N", "N", "N", "N", "N", "Y", "N"]),
+        ("own.sessions", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
+        ("own.password.change", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
+        ("own.recovery_codes", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
+        ("own.reauthenticate", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
+    ];
+    rows.iter().map(|(op, cells)| (*op, cells.to_vec())).collect()
+}
+
+struct World {
+    tv: TestVault,
+    org_b: String,
+    /// [own, other, org2, flag, bg]
+    patients: [String; 5],
+    allergies: [String; 5],
+    bodies: HashMap<String, Vec<u8>>,
+    /// Accounts to act on: (org A, org B).
+    targets: Vec<(String, String)>,
+    privacy_alert: String,
+    security_alert: String,
+    review: String,
+    assignment: String,
+    fd_a: Actor,
+    doc_a: Actor,
+}
+
+fn allowed(r: &Result<(), CoreError>) -> bool {
+    !matches!(r, Err(CoreError::Forbidden { .. }))
+}
+
+async fn setup() -> World {
+    let tv = TestVault::new().await.expect("vault");
+    let v = &tv.vault;
+    let org_b = v.add_unit("organization", "Other Clinic", None, None).await.expect("org b");
+    let (fd_a, _) = tv.staff_in("front_desk", None).await.expect("fd a");
+    let (fd_b, _) = tv.staff_in("front_desk", Some(&org_b)).await.expect("fd b");
+    let (doc_b, doc_b_staff) = tv.staff_in("physician", Some(&org_b)).await.expect("doc b");
+    let (privacy, _) = tv.staff_in("privacy_officer", None).await.expect("privacy");
+    let (admin, _) = tv.staff_in("practice_admin", None).await.expect("admin");
+    let p = |a: &Actor| a.default_purpose();
+    let mut patients = Vec::new();
+    let mut bodies = HashMap::new();
+    for (i, who) in [&fd_a, &fd_a, &fd_b, &fd_a, &fd_a].iter().enumerate() {
+        let rec = v.create_patient(who, p(who), &patient(&format!("Matrix{}", SUFFIX[i]))).await.expect("patient");
+        bodies.insert(rec.id.to_string(), rec.to_fhir().to_string().into_bytes());
+        patients.push(rec.id.to_string());
+    }
+    // A physician of each organization with a relationship to every patient records allergies.
+    let (doc_a, _) = tv.staff_in("physician", None).await.expect("doc a");
+    let doc_a_id = doc_a.user_id().to_string();
+    for i in [OWN, OTHER, FLAG, BG] {
+        v.add_care_team_member(&fd_a, p(&fd_a), &patients[i], &doc_a_id, "care-team", None).await.expect("team");
+    }
+    v.add_care_team_member(&fd_b, p(&fd_b), &patients[ORG2], &doc_b_staff.id, "assigned-provider", None).await.expect("team b");
+    for i in [FLAG, BG] {
+        v.set_patient_flags(&privacy, p(&privacy), &patients[i], &["vip".into()]).await.expect("flag");
+    }
+    let mut allergies = Vec::new();
+    for (i, pid) in patients.iter().enumerate() {
+        let who = if i == ORG2 { &doc_b } else { &doc_a };
+        if i == FLAG || i == BG {
+            v.break_glass(who, pid, "covering-provider", "matrix setup").await.expect("setup glass");
+        }
+        allergies.push(v.create_allergy(who, p(who), &allergy(pid)).await.expect("allergy").id);
+    }
+    let mut targets = Vec::new();
+    for n in 0..12 {
+        let a = v.add_user_in(&format!("target.a{n}"), "front_desk", None, PASSWORD).await.expect("target a").id;
+        let b = v.add_user_in(&format!("target.b{n}"), "front_desk", Some(&org_b), PASSWORD).await.expect("target b").id;
+        targets.push((a, b));
+    }
+    let queue = v.break_glass_queue(&privacy, "open").await.expect("queue");
+    let review = queue.first().expect("a review").id.clone();
+    let privacy_alert = v.alerts(&privacy, "privacy", true).await.expect("alerts").first().expect("privacy alert").id.clone();
+    let (sec, _) = tv.staff_in("security_officer", None).await.expect("sec");
+    v.deactivate_user(&sec, &targets[11].0).await.expect("deactivate");
+    let security_alert = v.alerts(&sec, "security", true).await.expect("alerts").first().expect("security alert").id.clone();
+    let assignment = v
+        .add_assignment(&admin, &targets[10].0, "biller", ScopeInput { organization_id: "default".into(), ..Default::default() }, None)
+        .await
+        .expect("assignment")
+        .id;
+    let allergies: [String; 5] = allergies.try_into().expect("5");
+    let patients: [String; 5] = patients.try_into().expect("5");
+    World { tv, org_b, patients, allergies, bodies, targets, privacy_alert, security_alert, review, assignment, fd_a, doc_a }
+}
+
+/// Runs one operation as `a` against scenario `s` (a patient index, or for the others: 0 =
+/// own organization, 2 = other organization).
+async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreError> {
+    let v = &w.tv.vault;
+    let pur = a.default_purpose();
+    let pid = &w.patients[s];
+    let target = if s == ORG2 { &w.targets[0].1 } else { &w.targets[0].0 };
+    let org = if s == ORG2 { w.org_b.as_str() } else { "default" };
+    match op {
+        Operation::PatientRead => unit(v.read_patient(a, pur, pid).await),
+        Operation::PatientSearch => {
+            let page = v.search_patients(a, pur, &[("family".into(), format!("Matrix{}", SUFFIX[s]))]).await?;
+            if page.records.iter().any(|r| r.id.as_str() == pid) {
+                Ok(())
+            } else {
+                Err(CoreError::Forbidden { operation: "patient.search", reason: "not in results" })
+            }
+        }
+        Operation::PatientCreate => unit(v.create_patient(a, pur, &patient("Matrixnew")).await),
+        Operation::PatientUpdate => {
+            let body = w.bodies[pid].clone();
+            let mut j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            j["meta"] = json!({});
+            unit(v.update_patient(a, pur, pid, j.to_string().as_bytes(), None).await)
+        }
+        Operation::PatientPlacement => v.set_patient_placement(a, pur, pid, None, None).await,
+        Operation::PatientVersionRead => unit(v.read_patient_version(a, pur, pid, "1").await),
+        Operation::PatientHistory => unit(v.patient_history(a, pur, pid).await),
+        Operation::PatientFlagsSet => {
+            let flags = if s == FLAG || s == BG { vec!["vip".to_string()] } else { vec![] };
+            unit(v.set_patient_flags(a, pur, pid, &flags).await)
+        }
+        Operation::CareTeamList => unit(v.care_team(a, pur, pid).await),
+        Operation::CareTeamAdd => v.add_care_team_member(a, pur, pid, &w.targets[1].0, "care-team", None).await,
+        Operation::CareTeamEnd => v.end_care_team_member(a, pur, pid, &w.targets[2].0, "care-team").await,
+        Operation::AllergyCreate => unit(v.create_allergy(a, pur, &allergy(pid)).await),
+        Operation::AllergyRead => unit(v.read_allergy(a, pur, &w.allergies[s]).await),
+        Operation::AllergyList => unit(v.patient_allergies(a, pur, pid).await),
+        Operation::BreakGlassOpen => unit(v.break_glass(a, pid, "medical-emergency", "").await),
+        Operation::BreakGlassQueue => unit(v.break_glass_queue(a, "open").await),
+        Operation::BreakGlassClose => v.close_break_glass_review(a, &w.review, "appropriate", "").await,
+        Operation::UserList => unit(v.list_users(a).await),
+        Operation::UserCreate => unit(v.create_user(a, &format!("new.{}", hex(a)), "front_desk", org, "tulip marble orbit canyon").await),
+        Operation::UserDeactivate => v.deactivate_user(a, &if s == ORG2 { w.targets[3].1.clone() } else { w.targets[3].0.clone() }).await,
+        Operation::UserReactivate => v.reactivate_user(a, target).await,
+        Operation::UserMfaReset => unit(v.reset_mfa(a, &if s == ORG2 { w.targets[4].1.clone() } else { w.targets[4].0.clone() }).await),
+        Operation::RoleList => unit(v.list_roles(a).await),
+        Operation::RoleCreate => unit(
+            v.put_custom_role(a, &format!("scribe_{}", hex(a)), "Scribe", &["patient.demographics.read".into()], &["HOPERAT".into()]).await,
+        ),
+        Operation::RoleUpdate => {
+            unit(v.put_custom_role(a, "matrix_role", "Matrix", &["patient.demographics.read".into()], &["HOPERAT".into()]).await)
+        }
+        Operation::AssignmentAdd => {
+            unit(v.add_assignment(a, target, "biller", ScopeInput { organization_id: org.into(), ..Default::default() }, None).await)
+        }
+        Operation::AssignmentRemove => v.remove_assignment(a, &w.assignment).await,
+        Operation::GrantAdd => {
+            let req = GrantRequest {
+                user_id: target.clone(),
+                permission: "sensitive.vip.access".into(),
+                organization_id: org.into(),
+                ends_at: w.tv.clock.now_secs() as i64 + 3600,
+                reason: "matrix".into(),
+                ..Default::default()
+            };
+            unit(v.add_grant(a, &req).await)
+        }
+        Operation::GrantList => unit(v.list_grants(a, Some(target)).await),
+        Operation::GrantRevoke => v.revoke_grant(a, "gr-unknown").await,
+        Operation::SessionListUser => unit(v.user_sessions(a, target).await),
+        Operation::SessionEndUser => v.end_user_sessions(a, target).await,
+        Operation::AuditRead => unit(v.audit_events(a, 0, 5).await),
+        Operation::AuditVerify => unit(v.verify_audit_as(a).await),
+        Operation::PrivacyAlerts => unit(v.alerts(a, "privacy", true).await),
+        Operation::PrivacyAlertClose => v.close_alert(a, &w.privacy_alert).await,
+        Operation::SecurityAlerts => unit(v.alerts(a, "security", true).await),
+        Operation::SecurityAlertClose => v.close_alert(a, &w.security_alert).await,
+        Operation::OwnSessions => unit(v.my_sessions(a).await),
+        Operation::OwnPasswordChange => v.change_password(a, "wrong current password", "tulip marble orbit canyon").await,
+        Operation::OwnRecoveryCodes => unit(v.recovery_codes_left(a).await.map(|_| ())).and(unit(v.generate_recovery_codes(a).await)),
+        Operation::OwnReauthenticate => v.reauthenticate(a, "wrong password", "000000").await,
+    }
+}
+
+fn unit<T>(r: Result<T, CoreError>) -> Result<(), CoreError> {
+    r.map(|_| ())
+}
+
+fn hex(a: &Actor) -> String {
+    a.user_id().as_str().chars().take(8).collect()
+}
+
+/// The matrix: every core operation × every built-in role × scenario, against the hand-written
+/// policy. An operation missing from the table fails the test.
+#[tokio::test]
+async fn authorization_matrix() {
+    let w = setup().await;
+    let table = expected();
+    for op in Operation::ALL {
+        assert!(table.contains_key(op.id()), "operation {} is missing from the matrix", op.id());
+    }
+    // The setup admin and a role-less observer must not be the actors under test.
+    let mut expired = Vec::new();
+    for role in Role::ALL {
+        expired.push(expired_actor(&w, *role).await);
+    }
+    // Signed in last, so step-up (break-glass) finds a fresh sign-in; each has a care
+    // relationship with the "own" and the flagged patient.
+    let mut actors = Vec::new();
+    for role in Role::ALL {
+        let (a, _) = w.tv.staff_in(role.id(), None).await.expect("actor");
+        let id = a.user_id().to_string();
+        w.tv.vault.add_care_team_member(&w.fd_a, w.fd_a.default_purpose(), &w.patients[OWN], &id, "care-team", None).await.expect("own");
+        w.tv.vault
+            .add_care_team_member(&w.doc_a, w.doc_a.default_purpose(), &w.patients[FLAG], &id, "care-team", None)
+            .await
+            .expect("flag");
+        actors.push(a);
+    }
+    let mut failures = Vec::new();
+    for op in Operation::ALL {
+        let cells = &table[op.id()];
+        for (i, role) in Role::ALL.iter().enumerate() {
+            let a = &actors[i];
+            if op.on_patient() && *op != Operation::PatientCreate {
+                for s in [OWN, OTHER, ORG2, FLAG, BG] {
+                    if s == BG {
+                        let _ = w.tv.vault.break_glass(a, &w.patients[BG], "medical-emergency", "").await;
+                    }
+                    let want = cells[i].as_bytes()[s] == b'Y';
+                    let got = allowed(&run(&w, a, *op, s).await);
+                    if want != got {
+                        failures.push(format!("{} / {role} / scenario {s}: expected {want}, got {got}", op.id()));
+                    }
+                }
+            } else {
+                let want = cells[i] == "Y";
+                let got = allowed(&run(&w, a, *op, OWN).await);
+                if want != got {
+                    failures.push(format!("{} / {role} / own organization: expected {want}, got {got}", op.id()));
+                }
+                if op.class() == carevault_domain::DataClass::Administrative && op.permission().is_some() {
+                    let other = allowed(&run(&w, a, *op, ORG2).await);
+                    let scoped = matches!(
+                        op,
+                        Operation::UserCreate
+                            | Operation::UserDeactivate
+                            | Operation::UserReactivate
+                            | Operation::UserMfaReset
+                            | Operation::AssignmentAdd
+                            | Operation::GrantAdd
+                            | Operation::GrantList
+                            | Operation::SessionListUser
+                            | Operation::SessionEndUser
+                    );
+                    if scoped && other {
+                        failures.push(format!("{} / {role} / other organization: allowed", op.id()));
+                    }
+                }
+            }
+            // With an expired assignment only the own account's operations remain.
+            let want_expired = op.permission().is_none();
+            let got = allowed(&run(&w, &expired[i], *op, OWN).await);
+            if got != want_expired {
+                failures.push(format!("{} / {role} / expired assignment: expected {want_expired}, got {got}", op.id()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} cells differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// A user whose only assignment of `role` has expired.
+async fn expired_actor(w: &World, role: Role) -> Actor {
+    let v = &w.tv.vault;
+    let (admin, _) = w.tv.staff_in("practice_admin", None).await.expect("admin");
+    let (_, staff) = w.tv.staff_in("auditor", None).await.expect("base");
+    let until = w.tv.clock.now_secs() as i64 + 60;
+    v.add_assignment(&admin, &staff.id, role.id(), ScopeInput { organization_id: "default".into(), ..Default::default() }, Some(until))
+        .await
+        .expect("expiring assignment");
+    let users = v.list_users(&admin).await.expect("users");
+    let base = users
+        .iter()
+        .find(|u| u.id == staff.id)
+        .expect("user")
+        .assignments
+        .iter()
+        .find(|x| x.expires_at.is_none())
+        .expect("base")
+        .id
+        .clone();
+    v.remove_assignment(&admin, &base).await.expect("remove base");
+    w.tv.clock.advance_secs(61);
+    sign_in(w, &staff).await
+}
+
+async fn sign_in(w: &World, staff: &Staff) -> Actor {
+    w.tv.clock.advance_secs(30);
+    w.tv.sign_in(staff).await.expect("sign in")
+}
+
+#[tokio::test]
+async fn deactivation_cuts_a_live_session_and_role_changes_end_sessions() {
+    let tv = TestVault::new().await.expect("vault");
+    let v = &tv.vault;
+    let (_admin_keep, _) = tv.staff_in("practice_admin", None).await.expect("admin");
+    let (admin, _) = tv.staff_in("practice_admin", None).await.expect("admin");
+    let (nurse, nurse_staff) = tv.staff_in("nurse", None).await.expect("nurse");
+    let ctx = carevault_core::RequestContext::default();
+    assert!(v.my_sessions(&nurse).await.is_ok());
+    v.deactivate_user(&admin, &nurse_staff.id).await.expect("deactivate");
+    // The live actor's next request: its session is gone.
+    assert!(matches!(v.authenticate(&ctx, Some("stale")).await, Err(CoreError::Unauthenticated)));
+    assert!(v.my_sessions(&nurse).await.expect("own op").is_empty(), "no session survives");
+    tv.clock.advance_secs(30);
+    assert!(tv.sign_in(&nurse_staff).await.is_err(), "a deactivated account cannot sign in");
+    v.reactivate_user(&admin, &nurse_staff.id).await.expect("reactivate");
+    let nurse = sign_in_again(&tv, &nurse_staff).await;
+    // A role change ends the sessions that hold the old privileges.
+    let users = v.list_users(&admin).await.expect("users");
+    let asg = users.iter().find(|u| u.id == nurse_staff.id).expect("nurse").assignments[0].id.clone();
+    v.remove_assignment(&admin, &asg).await.expect("remove");
+    assert!(v.my_sessions(&nurse).await.expect("own").is_empty());
+    // Self-deactivation and removing the last admin are refused.
+    let me = admin.user_id().to_string();
+    assert!(matches!(v.deactivate_user(&admin, &me).await, Err(CoreError::Refused { reason: "self-deactivation", .. })));
+    let mine = v.list_users(&admin).await.expect("users").into_iter().find(|u| u.id == me).expect("me").assignments[0].id.clone();
+    v.deactivate_user(&admin, &_admin_keep.user_id().to_string()).await.expect("deactivate the other admin");
+    assert!(matches!(v.remove_assignment(&admin, &mine).await, Err(CoreError::Refused { reason: "last-admin", .. })));
+}
+
+async fn sign_in_again(tv: &TestVault, staff: &Staff) -> Actor {
+    tv.clock.advance_secs(30);
+    tv.sign_in(staff).await.expect("sign in")
+}
+
+#[tokio::test]
+async fn break_glass_opens_one_patient_for_its_window_with_alert_and_review() {
+    let tv = TestVault::new().await.expect("vault");
+    let v = &tv.vault;
+    let (fd, _) = tv.staff_in("front_desk", None).await.expect("fd");
+    let (doc, _) = tv.staff_in("physician", None).await.expect("doc");
+    let (privacy, _) = tv.staff_in("privacy_officer", None).await.expect("privacy");
+    let p1 = v.create_patient(&fd, fd.default_purpose(), &patient("Glassone")).await.expect("p1").id.to_string();
+    let p2 = v.create_patient(&fd, fd.default_purpose(), &patient("Glasstwo")).await.expect("p2").id.to_string();
+    let t = doc.default_purpose();
+    assert!(matches!(v.patient_allergies(&doc, t, &p1).await, Err(CoreError::Forbidden { reason: "no-care-relationship", .. })));
+    // Unknown reason, and "other" without text: refused.
+    let r = v.break_glass(&doc, &p1, "curious", "").await;
+    assert!(matches!(r, Err(CoreError::Invalid(_))), "{r:?}");
+    assert!(matches!(v.break_glass(&doc, &p1, "other", " ").await, Err(CoreError::Invalid(_))));
+    // Step-up: an old sign-in is not enough.
+    tv.clock.advance_secs(6 * 60);
+    assert!(matches!(v.break_glass(&doc, &p1, "medical-emergency", "").await, Err(CoreError::ReauthRequired)));
+    let (doc, _) = tv.staff_in("physician", None).await.expect("a freshly signed-in physician");
+    let bg = v.break_glass(&doc, &p1, "medical-emergency", "unconscious in the waiting room").await.expect("glass");
+    assert_eq!(bg.expires_at - bg.opened_at, 60 * 60 * 1_000_000);
+    assert!(v.patient_allergies(&doc, t, &p1).await.is_ok(), "open for this patient");
+    assert!(v.patient_allergies(&doc, t, &p2).await.is_err(), "and only this one");
+    // The alert and the review item.
+    let alerts = v.alerts(&privacy, "privacy", true).await.expect("alerts");
+    assert!(alerts.iter().any(|a| a.kind == "break-glass" && a.patient_id.as_deref() == Some(&p1)));
+    let queue = v.break_glass_queue(&privacy, "open").await.expect("queue");
+    let item = queue.iter().find(|q| q.id == bg.id).expect("review item");
+    assert_eq!(item.reason_text.as_deref(), Some("unconscious in the waiting room"));
+    // The audit marks the access.
+    let (auditor, _) = tv.staff_in("auditor", None).await.expect("auditor");
+    let events = v.audit_events(&auditor, 0, 1000).await.expect("events");
+    assert!(events.iter().any(|e| e.patient_id.as_deref() == Some(&p1) && e.review_flags.as_deref() == Some("break-glass")));
+    // Exactly its window.
+    tv.clock.advance_secs(60 * 60 - 2);
+    assert!(v.patient_allergies(&doc, t, &p1).await.is_ok(), "still open just before the end");
+    tv.clock.advance_secs(2);
+    assert!(matches!(v.patient_allergies(&doc, t, &p1).await, Err(CoreError::Forbidden { reason: "no-care-relationship", .. })));
+    // Nobody closes their own review; an officer closes it with an outcome.
+    assert!(matches!(v.close_break_glass_review(&privacy, &bg.id, "inappropriate", "").await, Err(CoreError::Invalid(_))));
+    v.close_break_glass_review(&privacy, &bg.id, "appropriate", "").await.expect("close");
+    assert!(v.break_glass_queue(&privacy, "open").await.expect("queue").iter().all(|q| q.id != bg.id));
+}
+
+#[tokio::test]
+async fn passwords_grants_and_self_elevation() {
+    let tv = TestVault::new().await.expect("vault");
+    let v = &tv.vault;
+    // A common password from the bundled breached list is refused, with the reason.
+    let e = v.add_user_in("common.pw", "nurse", None, "Qwerty123456").await.expect_err("common");
+    assert!(e.to_string().contains("commonly used"), "{e}");
+    let (admin, _) = tv.staff_in("practice_admin", None).await.expect("admin");
+    let (_, nurse) = tv.staff_in("nurse", None).await.expect("nurse");
+    let now = tv.clock.now_secs() as i64;
+    let base = GrantRequest {
+        user_id: nurse.id.clone(),
+        permission: "sensitive.vip.access".into(),
+        organization_id: "default".into(),
+        ends_at: now + 3600,
+        reason: "covering the VIP clinic this week".into(),
+        ..Default::default()
+    };
+    for (bad, code) in [
+        (GrantRequest { permission: "patient.everything".into(), ..base.clone() }, "permission"),
+        (GrantRequest { ends_at: now - 1, ..base.clone() }, "ends_at"),
+        (GrantRequest { ends_at: now + 90 * 86_400, ..base.clone() }, "ends_at"),
+        (GrantRequest { reason: "  ".into(), ..base.clone() }, "reason"),
+    ] {
+        match v.add_grant(&admin, &bad).await {
+            Err(CoreError::Invalid(e)) => assert_eq!(e.path.as_deref(), Some(code)),
+            other => panic!("{code}: {other:?}"),
+        }
+    }
+    let me = GrantRequest { user_id: admin.user_id().to_string(), ..base.clone() };
+    assert!(matches!(v.add_grant(&admin, &me).await, Err(CoreError::Refused { reason: "self-elevation", .. })));
+    let mine = v
+        .add_assignment(
+            &admin,
+            admin.user_id().as_str(),
+            "physician",
+            ScopeInput { organization_id: "default".into(), ..Default::default() },
+            None,
+        )
+        .await;
+    assert!(matches!(mine, Err(CoreError::Refused { reason: "self-elevation", .. })));
+    assert!(matches!(
+        v.add_assignment(&admin, &nurse.id, "superuser", ScopeInput { organization_id: "default".into(), ..Default::default() }, None)
+            .await,
+        Err(CoreError::Invalid(_))
+    ));
+    let g = v.add_grant(&admin, &base).await.expect("grant");
+    assert!(g.active);
+    let grants = v.list_grants(&admin, Some(&nurse.id)).await.expect("list");
+    assert_eq!(grants.len(), 1);
+    v.revoke_grant(&admin, &g.id).await.expect("revoke");
+    assert!(!v.list_grants(&admin, Some(&nurse.id)).await.expect("list")[0].active);
+}
