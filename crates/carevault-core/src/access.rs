@@ -342,29 +342,32 @@ impl Vault {
     }
 
     /// The facts about a patient the access decision needs, from the actor's point of view.
-    /// `None` when there is no such patient (or the id is malformed).
-    pub(crate) async fn patient_facts(&self, actor: &Actor, patient_id: &str) -> Result<Option<PatientFacts>, CoreError> {
+    /// `None` when there is no such patient (or the id is malformed). The care relationship is
+    /// looked up only when `clinical`; break-glass is left for [`Self::with_break_glass`].
+    pub(crate) async fn patient_facts(&self, actor: &Actor, patient_id: &str, clinical: bool) -> Result<Option<PatientFacts>, CoreError> {
         if carevault_domain::PatientId::parse(patient_id).is_err() {
             return Ok(None);
         }
         let Some(row) = self.inner.store.patient_access(patient_id).await? else { return Ok(None) };
-        let now = self.clock_now();
-        let uid = actor.user_id.as_str();
-        let (relationship, break_glass) = if actor.is_system() {
-            (false, false)
-        } else {
-            (
-                self.inner.store.has_care_relationship(patient_id, uid, now).await?,
-                self.inner.store.active_break_glass(uid, patient_id, now).await?.is_some(),
-            )
-        };
+        let relationship = clinical
+            && !actor.is_system()
+            && self.inner.store.has_care_relationship(patient_id, actor.user_id.as_str(), self.clock_now()).await?;
         Ok(Some(PatientFacts {
             id: patient_id.to_string(),
             scope: row.scope,
             flags: row.flags.iter().filter_map(|f| SensitiveCategory::parse(f)).collect(),
             relationship,
-            break_glass,
+            break_glass: false,
         }))
+    }
+
+    /// Adds whether the actor has an open break-glass on the patient (asked only when the
+    /// decision without it is a refusal, so ordinary reads skip the lookup).
+    async fn with_break_glass(&self, actor: &Actor, mut facts: PatientFacts) -> Result<PatientFacts, CoreError> {
+        if !actor.is_system() {
+            facts.break_glass = self.inner.store.active_break_glass(actor.user_id.as_str(), &facts.id, self.clock_now()).await?.is_some();
+        }
+        Ok(facts)
     }
 
     /// Gate for an operation on one patient: unknown patients are audited as not found.
@@ -380,7 +383,8 @@ impl Vault {
         // The permission is checked before existence, so probing ids tells nothing to someone
         // without it.
         self.gate(actor, op, purpose, &Target::Anywhere, (resource_type, Some(patient_id))).await.map(|_| ())?;
-        let Some(facts) = self.patient_facts(actor, patient_id).await? else {
+        let clinical = op.class() == carevault_domain::DataClass::Clinical;
+        let Some(facts) = self.patient_facts(actor, patient_id, clinical).await? else {
             let d = Draft::new(self.clock_now(), action, Outcome::NotFound)
                 .by(actor)
                 .resource(resource_type, Some(patient_id))
@@ -388,6 +392,12 @@ impl Vault {
             self.inner.writer.append(d).await?;
             return Err(CoreError::NotFound { resource: format!("Patient/{patient_id}") });
         };
+        if let Ok(allowed) = authz::check(actor, op, purpose, &Target::Patient(&facts)) {
+            if !allowed.via_break_glass {
+                return Ok((facts, allowed));
+            }
+        }
+        let facts = self.with_break_glass(actor, facts).await?;
         let allowed = self.gate(actor, op, purpose, &Target::Patient(&facts), (resource_type, Some(patient_id))).await?;
         Ok((facts, allowed))
     }

@@ -56,6 +56,19 @@ impl Vault {
         })
     }
 
+    /// Re-seals allergy versions under `target` (key rotation); the receipt covers their patients.
+    pub(crate) async fn reseal_allergies(&self, receipt: &Receipt, rows: &[AllergyRow], target: u32) -> Result<Vec<Op>, CoreError> {
+        let now = self.inner.clock.now_micros();
+        let mut ops = Vec::with_capacity(rows.len());
+        for r in rows {
+            let plain =
+                self.inner.sealer.open_clinical(&self.inner.store, now, receipt, (TABLE, &r.id, r.version, &r.patient_id), &r.body).await?;
+            let (body, key_version) = self.inner.sealer.seal_clinical(TABLE, &r.id, r.version, &plain, Some(target))?;
+            ops.push(Op::ResealAllergy { row: Box::new(AllergyRow { body, key_version, ..r.clone() }), old_key_version: r.key_version });
+        }
+        Ok(ops)
+    }
+
     /// Records an allergy from a FHIR AllergyIntolerance body.
     pub async fn create_allergy(&self, actor: &Actor, purpose: PurposeOfUse, body: &[u8]) -> Result<AllergyRecord, CoreError> {
         let now = self.inner.clock.now_micros();
@@ -76,7 +89,7 @@ impl Vault {
         self.inner.sealer.refresh(&self.inner.store, now, false).await?;
         let id = hex::encode(carevault_crypto::random_bytes::<16>());
         let plain = serde_json::to_vec(&sub.data).map_err(|_| CoreError::Internal("encode".into()))?;
-        let (body, key_version) = self.inner.sealer.seal_clinical(TABLE, &id, 1, &plain)?;
+        let (body, key_version) = self.inner.sealer.seal_clinical(TABLE, &id, 1, &plain, None)?;
         let row = AllergyRow { id: id.clone(), version: 1, patient_id: sub.patient_id.clone(), recorded_at: now, key_version, body };
         let ev = Draft::new(now, AuditAction::Create, Outcome::Success)
             .by(actor)

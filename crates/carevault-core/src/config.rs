@@ -32,6 +32,10 @@ pub struct CoreConfig {
     pub inactive_account_days: i64,
     /// Longest time-bound grant. Default 30 days.
     pub grant_max_days: i64,
+    /// Where staff open carevault (`https://host[:port]`); its host is the WebAuthn
+    /// relying-party id, so it must be a domain name. Default `https://localhost:8443`
+    /// (`localhost` accepts any port).
+    pub public_origin: String,
 }
 
 impl Default for CoreConfig {
@@ -53,6 +57,7 @@ impl Default for CoreConfig {
             break_glass_secs: 60 * 60,
             inactive_account_days: 90,
             grant_max_days: 30,
+            public_origin: "https://localhost:8443".to_string(),
         }
     }
 }

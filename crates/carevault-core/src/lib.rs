@@ -44,7 +44,7 @@ pub use access::{
 pub use actor::{Actor, RequestContext};
 pub use allergies::AllergyRecord;
 pub use audit::verify::{VerifyFailure, VerifyReport};
-pub use auth::{LoginStep, MfaReset, NewUser, SessionGrant};
+pub use auth::{LoginStep, MfaReset, NewUser, PasskeyChallenge, PasskeyView, SessionGrant};
 pub use authz::{role_permissions, role_purposes, DenyReason, Privileges};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::CoreConfig;

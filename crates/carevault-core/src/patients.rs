@@ -363,7 +363,6 @@ impl Vault {
         // Only patients the actor may open appear: in scope, and flagged records only with the
         // category's permission. Break-glass opens a record by id, never through search.
         let mut visible = Vec::new();
-        let mut marks: Vec<String> = Vec::new();
         let mut flags_of = std::collections::HashMap::new();
         for (pid, access) in self.inner.store.patients_access(&ids.unwrap_or_default()).await? {
             let facts = PatientFacts {
@@ -373,12 +372,7 @@ impl Vault {
                 relationship: false,
                 break_glass: false,
             };
-            if let Ok(a) = authz::check(actor, Operation::PatientSearch, purpose, &Target::Patient(&facts)) {
-                for m in a.marks {
-                    if !marks.contains(&m) {
-                        marks.push(m);
-                    }
-                }
+            if authz::check(actor, Operation::PatientSearch, purpose, &Target::Patient(&facts)).is_ok() {
                 flags_of.insert(pid.clone(), facts.flags);
                 visible.push(pid);
             }
@@ -386,6 +380,14 @@ impl Vault {
         visible.sort();
         let ids = visible;
         let page: Vec<String> = ids.iter().skip(q.offset).take(q.count).cloned().collect();
+        // Only the records returned are accessed: their flags mark the audit record.
+        let mut marks: Vec<String> = Vec::new();
+        for f in page.iter().filter_map(|p| flags_of.get(p)).flatten() {
+            let m = format!("sensitive:{}", f.id());
+            if !marks.contains(&m) {
+                marks.push(m);
+            }
+        }
         let rows = self.inner.store.patients_current_many(&page).await?;
         let now = self.inner.clock.now_micros();
         let mut d =

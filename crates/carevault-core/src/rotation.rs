@@ -104,6 +104,30 @@ impl Vault {
             progress(p);
         }
         loop {
+            let rows = store.allergies_below_key(i64::from(target), limit).await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut ids: Vec<String> = rows.iter().map(|r| r.patient_id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            let d = Draft::new(self.inner.clock.now_micros(), AuditAction::KeyRotation, Outcome::Success)
+                .by(&system)
+                .resource("DataKey", Some(&target.to_string()))
+                .purpose(purpose)
+                .covering(&ids);
+            let details = self
+                .inner
+                .sealer
+                .seal_details(&d.event_id, serde_json::json!({"resealed_allergies": rows.len(), "patients": ids}).to_string().as_bytes())?;
+            let receipt = self.inner.writer.append(d.details(details)).await?;
+            let ops = self.reseal_allergies(&receipt, &rows, target).await?;
+            self.inner.writer.write(ops, vec![], None).await?;
+            p.done += rows.len() as u64;
+            p.total = p.total.max(p.done);
+            progress(p);
+        }
+        loop {
             let users = store.users_below_key(i64::from(target), limit).await?;
             if users.is_empty() {
                 break;

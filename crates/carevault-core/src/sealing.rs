@@ -206,8 +206,18 @@ impl Sealer {
     }
 
     /// Seals a clinical resource body (allergies), bound to its id and version.
-    pub(crate) fn seal_clinical(&self, table: &str, id: &str, version: i64, body: &[u8]) -> Result<(Vec<u8>, i64), CoreError> {
-        let kv = self.current_version()?;
+    pub(crate) fn seal_clinical(
+        &self,
+        table: &str,
+        id: &str,
+        version: i64,
+        body: &[u8],
+        key_version: Option<u32>,
+    ) -> Result<(Vec<u8>, i64), CoreError> {
+        let kv = match key_version {
+            Some(v) => v,
+            None => self.current_version()?,
+        };
         let row_id = patient_row_id(id, version);
         Ok((self.seal(Some(kv), &Aad { table, column: "body", row_id: &row_id }, body)?, i64::from(kv)))
     }
@@ -235,6 +245,33 @@ impl Sealer {
         self.blind.token(RECOVERY_CODE_DOMAIN, &format!("{user_id}:{code}")).to_vec()
     }
 }
+
+impl Sealer {
+    /// Credential material other than TOTP secrets (passkeys, WebAuthn ceremony state): sealed,
+    /// bound to table, column and row. Not patient data, so no receipt.
+    pub(crate) fn seal_secret(&self, (table, column, row_id): (&str, &str, &str), bytes: &[u8]) -> Result<Vec<u8>, CoreError> {
+        self.seal(None, &Aad { table, column, row_id }, bytes)
+    }
+
+    pub(crate) async fn open_secret(
+        &self,
+        store: &Store,
+        now: i64,
+        (table, column, row_id): (&str, &str, &str),
+        blob: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        self.ensure_version(store, now, blob).await?;
+        let st = self.state.read().map_err(|_| poisoned())?;
+        Ok(st.keyring.open(&Aad { table, column, row_id }, blob).map_err(key_err)?.to_vec())
+    }
+
+    /// The stable WebAuthn user handle of an account: keyed, so it reveals nothing of the id.
+    pub(crate) fn user_handle(&self, user_id: &str) -> [u8; 16] {
+        self.blind.token(USER_HANDLE_DOMAIN, user_id)
+    }
+}
+
+const USER_HANDLE_DOMAIN: u8 = 201;
 
 /// Domain byte of recovery-code hashes in the blind-index HMAC (index kinds use 1–13).
 const RECOVERY_CODE_DOMAIN: u8 = 200;

@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub data_dir: DataDir,
     pub kind: InstanceKind,
     pub created: bool,
+    /// The WebAuthn relying party (passkeys), from `public_origin`.
+    pub passkeys: carevault_crypto::passkey::RelyingParty,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -124,6 +126,8 @@ impl Vault {
     /// Opens (and on first start, initializes) the data folder, store and keys, and starts the
     /// audit writer.
     pub async fn open(opts: OpenOptions) -> Result<Vault, StartupError> {
+        let passkeys = carevault_crypto::passkey::RelyingParty::new(&opts.config.public_origin, &opts.config.totp_issuer)
+            .map_err(|e| StartupError::Refused(format!("public_origin: {e}")))?;
         let dd = DataDir::new(&opts.data_dir);
         dd.prepare(opts.create)?;
         let url = opts.database_url.clone().unwrap_or_else(|| dd.sqlite_url());
@@ -183,6 +187,7 @@ impl Vault {
                 data_dir: dd,
                 kind: opts.instance,
                 created,
+                passkeys,
                 writer_task: Mutex::new(Some(task)),
             }),
         })

@@ -3,6 +3,7 @@
 //! crate only composes them. Only `carevault-core` depends on it.
 
 pub mod keyring;
+pub mod passkey;
 pub mod password;
 pub mod signing;
 pub mod totp;

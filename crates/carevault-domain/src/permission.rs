@@ -288,6 +288,7 @@ operations! {
     OwnPasswordChange => "own.password.change", None, OwnAccount;
     OwnRecoveryCodes => "own.recovery_codes", None, OwnAccount;
     OwnReauthenticate => "own.reauthenticate", None, OwnAccount;
+    OwnPasskeys => "own.passkeys", None, OwnAccount;
 }
 
 impl Permission {

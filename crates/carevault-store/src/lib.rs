@@ -289,7 +289,8 @@ impl Store {
     pub async fn key_version_counts(&self) -> Result<Vec<(String, i64, i64)>> {
         let rows = sqlx::query(
             "SELECT 'patient_versions', key_version, COUNT(*) FROM patient_versions GROUP BY key_version \
-             UNION ALL SELECT 'users', key_version, COUNT(*) FROM users GROUP BY key_version ORDER BY 1, 2",
+             UNION ALL SELECT 'users', key_version, COUNT(*) FROM users GROUP BY key_version \
+             UNION ALL SELECT 'allergies', key_version, COUNT(*) FROM allergies GROUP BY key_version ORDER BY 1, 2",
         )
         .fetch_all(&self.read)
         .await

@@ -310,3 +310,34 @@ impl App {
         self.tv
     }
 }
+
+/// A software passkey authenticator (webauthn-authenticator-rs) standing in for a browser and
+/// a security key: it answers the server's real WebAuthn options with real signatures.
+pub struct SoftAuthenticator {
+    inner: webauthn_authenticator_rs::WebauthnAuthenticator<webauthn_authenticator_rs::softpasskey::SoftPasskey>,
+    origin: url::Url,
+}
+
+impl SoftAuthenticator {
+    /// `origin` is what the browser would put in clientDataJSON (e.g. `https://localhost:8443`).
+    pub fn new(origin: &str) -> anyhow::Result<SoftAuthenticator> {
+        Ok(SoftAuthenticator {
+            inner: webauthn_authenticator_rs::WebauthnAuthenticator::new(webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true)),
+            origin: url::Url::parse(origin)?,
+        })
+    }
+
+    /// Answers `navigator.credentials.create(options)`.
+    pub fn create(&mut self, options: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let opts = serde_json::from_value(options.clone())?;
+        let answer = self.inner.do_registration(self.origin.clone(), opts).map_err(|e| anyhow::anyhow!("authenticator: {e:?}"))?;
+        Ok(serde_json::to_value(answer)?)
+    }
+
+    /// Answers `navigator.credentials.get(options)`.
+    pub fn get(&mut self, options: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let opts = serde_json::from_value(options.clone())?;
+        let answer = self.inner.do_authentication(self.origin.clone(), opts).map_err(|e| anyhow::anyhow!("authenticator: {e:?}"))?;
+        Ok(serde_json::to_value(answer)?)
+    }
+}

@@ -443,3 +443,76 @@ pub(crate) async fn mfa_recovery(State(st): State<AppState>, Peer(ctx): Peer, he
         Err(e) => ApiError(e).into_response(),
     }
 }
+
+// ----- passkeys -----
+
+fn challenge(r: Result<carevault_core::PasskeyChallenge, carevault_core::CoreError>) -> Response {
+    ok(r.map(|c| json!({"ceremony_id": c.ceremony_id, "options": c.options})))
+}
+
+pub(crate) async fn my_passkeys(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.my_passkeys(&a).await))
+}
+
+pub(crate) async fn passkey_register_start(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| challenge(st.vault.passkey_registration_start(&a).await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasskeyRegisterBody {
+    ceremony_id: String,
+    name: String,
+    credential: serde_json::Value,
+}
+
+pub(crate) async fn passkey_register_finish(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: PasskeyRegisterBody = body!(headers, body);
+    let credential = b.credential.to_string().into_bytes();
+    with_actor!(st, ctx, headers, |a| match st.vault.passkey_registration_finish(&a, &b.ceremony_id, &b.name, &credential).await {
+        Ok(v) => json_response(StatusCode::CREATED, serde_json::to_value(v).unwrap_or_default()),
+        Err(e) => ApiError(e).into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NameBody {
+    name: String,
+}
+
+pub(crate) async fn rename_passkey(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: NameBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| done(st.vault.rename_passkey(&a, &id, &b.name).await))
+}
+
+pub(crate) async fn revoke_passkey(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| done(st.vault.revoke_passkey(&a, &id).await))
+}
+
+pub(crate) async fn mfa_passkey_start(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    let token = session_token(&headers);
+    challenge(st.vault.passkey_login_start(&ctx, token.as_deref()).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasskeyLoginBody {
+    ceremony_id: String,
+    credential: serde_json::Value,
+}
+
+pub(crate) async fn mfa_passkey_finish(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: PasskeyLoginBody = body!(headers, body);
+    let token = session_token(&headers);
+    match st.vault.passkey_login_finish(&ctx, token.as_deref(), &b.ceremony_id, b.credential.to_string().as_bytes()).await {
+        Ok(g) => crate::api::grant_response(g),
+        Err(e) => ApiError(e).into_response(),
+    }
+}

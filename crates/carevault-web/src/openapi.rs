@@ -13,6 +13,7 @@ type Entry = (&'static str, &'static str, &'static str, &'static str, &'static [
 const S: &str = "string";
 const I: &str = "integer";
 const A: &str = "array";
+const O: &str = "object";
 
 pub(crate) const OPERATIONS: &[Entry] = &[
     (
@@ -25,6 +26,48 @@ pub(crate) const OPERATIONS: &[Entry] = &[
     ),
     ("post", "/auth/mfa/totp", "mfaTotp", "Second factor: a TOTP code; opens the full session", &[("code", S, true)], 200),
     ("post", "/auth/mfa/recovery", "mfaRecovery", "Second factor: a single-use recovery code", &[("code", S, true)], 200),
+    (
+        "post",
+        "/auth/mfa/passkey/start",
+        "mfaPasskeyStart",
+        "Second factor by passkey: WebAuthn request options and a ceremony id",
+        &[],
+        200,
+    ),
+    (
+        "post",
+        "/auth/mfa/passkey/finish",
+        "mfaPasskeyFinish",
+        "Second factor by passkey: the authenticator's assertion; opens the full session",
+        &[("ceremony_id", S, true), ("credential", O, true)],
+        200,
+    ),
+    ("get", "/account/passkeys", "myPasskeys", "The own passkeys", &[], 200),
+    (
+        "post",
+        "/account/passkeys/register/start",
+        "passkeyRegisterStart",
+        "WebAuthn creation options for a new passkey (step-up required)",
+        &[],
+        200,
+    ),
+    (
+        "post",
+        "/account/passkeys/register/finish",
+        "passkeyRegisterFinish",
+        "Registers the passkey from the authenticator's answer, with a name",
+        &[("ceremony_id", S, true), ("name", S, true), ("credential", O, true)],
+        201,
+    ),
+    ("put", "/account/passkeys/{id}", "renamePasskey", "Renames one of the own passkeys", &[("name", S, true)], 204),
+    (
+        "delete",
+        "/account/passkeys/{id}",
+        "revokePasskey",
+        "Revokes one of the own passkeys (step-up required); other sessions end",
+        &[],
+        204,
+    ),
     ("post", "/auth/logout", "logout", "Ends this session", &[], 204),
     ("get", "/auth/session", "session", "Who is signed in, with roles, permissions and purposes", &[], 200),
     (

@@ -17,6 +17,7 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub log: Option<String>,
+    pub public_origin: Option<String>,
     #[serde(default)]
     pub session: SessionSection,
     #[serde(default)]
@@ -56,6 +57,7 @@ pub struct Settings {
     pub break_glass_secs: i64,
     pub inactive_account_days: i64,
     pub step_up_secs: i64,
+    pub public_origin: String,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -132,5 +134,6 @@ pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&st
         break_glass_secs: break_glass * 60,
         inactive_account_days: inactive,
         step_up_secs: step_up * 60,
+        public_origin: env("CAREVAULT_PUBLIC_ORIGIN").or(file.public_origin).unwrap_or_else(|| "https://localhost:8443".into()),
     })
 }

@@ -179,6 +179,7 @@ fn core_config(s: &config::Settings) -> CoreConfig {
         break_glass_secs: s.break_glass_secs,
         inactive_account_days: s.inactive_account_days,
         step_up_secs: s.step_up_secs,
+        public_origin: s.public_origin.clone(),
         ..CoreConfig::default()
     }
 }

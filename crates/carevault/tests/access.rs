@@ -93,6 +93,7 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("own.password.change", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
         ("own.recovery_codes", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
         ("own.reauthenticate", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
+        ("own.passkeys", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
     ];
     rows.iter().map(|(op, cells)| (*op, cells.to_vec())).collect()
 }
@@ -257,6 +258,7 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
         Operation::OwnPasswordChange => v.change_password(a, "wrong current password", "tulip marble orbit canyon").await,
         Operation::OwnRecoveryCodes => unit(v.recovery_codes_left(a).await.map(|_| ())).and(unit(v.generate_recovery_codes(a).await)),
         Operation::OwnReauthenticate => v.reauthenticate(a, "wrong password", "000000").await,
+        Operation::OwnPasskeys => unit(v.my_passkeys(a).await),
     }
 }
 

@@ -267,6 +267,12 @@ fn dependency_edges_keep_the_chokepoint() {
                 };
                 assert!(allowed, "{name} must not depend on {dep_name}");
             }
+            if dep_name == "webauthn-rs" {
+                assert_eq!(name, "carevault-crypto", "{name} must not depend on webauthn-rs");
+            }
+            if dep_name == "webauthn-authenticator-rs" {
+                assert!(name == "carevault-testkit" || dev, "{name} links the software authenticator outside tests");
+            }
             if dep_name == "carevault-testkit" {
                 assert!(dev || name == "carevault-bench", "{name} links the test kit outside its tests");
             }

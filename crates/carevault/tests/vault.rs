@@ -373,6 +373,19 @@ async fn key_rotation_reencrypts_while_serving_and_resumes_after_interruption() 
         let p = tv.vault.create_patient(&clin, TREAT, &patient_json("Rotator", &format!("Ann{}", "a".repeat(i)))).await.expect("create");
         ids.push(p.id.as_str().to_string());
     }
+    // Allergies are re-sealed too (the physician is on the patients' care team).
+    let (fd, _) = tv.staff(Role::FrontDesk).await.expect("front desk");
+    let mut allergy_ids = Vec::new();
+    for id in ids.iter().take(3) {
+        tv.vault
+            .add_care_team_member(&fd, fd.default_purpose(), id, clin.user_id().as_str(), "assigned-provider", None)
+            .await
+            .expect("team");
+        let body = serde_json::json!({"resourceType": "AllergyIntolerance", "code": {"text": "Peanut"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+            "patient": {"reference": format!("Patient/{id}")}});
+        allergy_ids.push(tv.vault.create_allergy(&clin, TREAT, body.to_string().as_bytes()).await.expect("allergy").id);
+    }
     let st = tv.vault.key_status().await.expect("status");
     assert_eq!(st.current_version, 1);
     assert_eq!(st.rows_behind(), 0);
@@ -410,6 +423,11 @@ async fn key_rotation_reencrypts_while_serving_and_resumes_after_interruption() 
     assert_eq!(p.target_version, 2);
     let st = tv.vault.key_status().await.expect("status");
     assert_eq!(st.rows_behind(), 0, "{:?}", st.rows_by_version);
+    assert!(st.rows_by_version.iter().any(|(t, v, n)| t == "allergies" && *v == 2 && *n == 3), "{:?}", st.rows_by_version);
+    for a in &allergy_ids {
+        let r = tv.vault.read_allergy(&clin, TREAT, a).await.expect("allergy after rotation");
+        assert_eq!(r.to_fhir()["code"]["text"], "Peanut");
+    }
     for id in &ids {
         let r = tv.vault.read_patient(&clin, TREAT, id).await.expect("read after rotation");
         assert_eq!(r.data.name[0].family.as_deref(), Some("Rotator"));

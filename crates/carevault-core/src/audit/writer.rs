@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use carevault_crypto::signing::AuditSigner;
 use carevault_store::{
-    AlertRow, AllergyRow, AssignmentRow, AuditRow, BreakGlassRow, CareRelationshipRow, CheckpointRow, CustomRoleRow, GrantRow, NewSession,
-    PatientVersionRow, Store, StoreError, UnitKind, UnitRow, UserRow, WriteTx,
+    AlertRow, AllergyRow, AssignmentRow, AuditRow, BreakGlassRow, CareRelationshipRow, CeremonyRow, CheckpointRow, CustomRoleRow, GrantRow,
+    NewSession, PasskeyRow, PatientVersionRow, Store, StoreError, UnitKind, UnitRow, UserRow, WriteTx,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -171,6 +171,30 @@ pub(crate) enum Op {
         now: i64,
     },
     InsertAllergy(Box<AllergyRow>),
+    ResealAllergy {
+        row: Box<AllergyRow>,
+        old_key_version: i64,
+    },
+    InsertPasskey(Box<PasskeyRow>),
+    RenamePasskey {
+        user_id: String,
+        id: String,
+        name: String,
+    },
+    DeletePasskeys {
+        user_id: String,
+        id: Option<String>,
+    },
+    PasskeyUsed {
+        credential_id: Vec<u8>,
+        passkey: Option<Vec<u8>>,
+        now: i64,
+    },
+    InsertCeremony(Box<CeremonyRow>),
+    /// Consumes a WebAuthn ceremony: a second use fails the job.
+    TakeCeremony {
+        id: String,
+    },
 }
 
 enum OpFailure {
@@ -558,6 +582,32 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
         }
         Op::SetSessionAuthenticated { token_hash, now } => found(tx.set_session_authenticated(token_hash, *now).await?, "session"),
         Op::InsertAllergy(a) => Ok(tx.insert_allergy(a).await?),
+        Op::ResealAllergy { row, old_key_version } => {
+            tx.reseal_allergy(row, *old_key_version).await?;
+            Ok(())
+        }
+        Op::InsertPasskey(p) => tx.insert_passkey(p).await.map_err(|e| match e {
+            StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("this authenticator is already registered".into())),
+            other => OpFailure::Store(other),
+        }),
+        Op::RenamePasskey { user_id, id, name } => found(tx.rename_passkey(user_id, id, name).await?, "passkey"),
+        Op::DeletePasskeys { user_id, id } => {
+            let n = tx.delete_passkeys(user_id, id.as_deref()).await?;
+            if id.is_some() {
+                found(n == 1, "passkey")
+            } else {
+                Ok(())
+            }
+        }
+        Op::PasskeyUsed { credential_id, passkey, now } => Ok(tx.passkey_used(credential_id, passkey.as_deref(), *now).await?),
+        Op::InsertCeremony(c) => Ok(tx.insert_ceremony(c).await?),
+        Op::TakeCeremony { id } => {
+            if tx.take_ceremony(id).await? {
+                Ok(())
+            } else {
+                Err(OpFailure::Domain(CoreError::InvalidCode))
+            }
+        }
     }
 }
 

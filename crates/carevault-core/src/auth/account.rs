@@ -220,6 +220,7 @@ impl Vault {
         let ops = vec![
             Op::ReplaceTotp { user_id: user.id.clone(), secret: sealed, key_version: i64::from(self.inner.sealer.current_version()?) },
             Op::ReplaceRecoveryCodes { user_id: user.id.clone(), hashes: vec![], now },
+            Op::DeletePasskeys { user_id: user.id.clone(), id: None },
             Op::DeleteUserSessions { user_id: user.id.clone() },
             Op::InsertAlert(alert(SECURITY, "mfa-reset", Some(&user.id), None, None, now)),
         ];

@@ -3,9 +3,11 @@
 
 mod account;
 mod blocklist;
+mod passkey;
 mod policy;
 
 pub use account::MfaReset;
+pub use passkey::{PasskeyChallenge, PasskeyView};
 
 use base64::Engine;
 use carevault_crypto::password;
@@ -371,30 +373,13 @@ impl Vault {
             self.record_failure(ctx, &user, AuditAction::MfaFailed, ops, now).await?;
             return Err(CoreError::InvalidCode);
         };
-        let (roles, _) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
-        let token = new_token();
-        let public_id = hex::encode(carevault_crypto::random_bytes::<8>());
-        let expires_at = now + self.inner.config.session_max_secs * 1_000_000;
-        let full = NewSession {
-            token_hash: token_hash(&token),
-            public_id: public_id.clone(),
-            user_id: user.id.clone(),
-            state: ACTIVE.into(),
-            created_at: now,
-            expires_at,
-            source_ip: ctx.ip_string(),
-        };
-        let ops = vec![
-            Op::AdvanceTotp { user_id: user.id.clone(), step: i64::try_from(step).unwrap_or(i64::MAX) },
-            Op::DeleteSession { token_hash: session.token_hash.clone() },
-            Op::InsertSession(full),
-            Op::SetLoginFailures { user_id: user.id.clone(), failed: 0, locked_until: None },
-            Op::SetLastLogin { user_id: user.id.clone(), now },
-        ];
+        let mut up = self.upgrade_session(ctx, &user.id, &session, now);
+        let mut ops = vec![Op::AdvanceTotp { user_id: user.id.clone(), step: i64::try_from(step).unwrap_or(i64::MAX) }];
+        ops.append(&mut up.ops);
         let ok = Draft::new(now, AuditAction::Login, Outcome::Success)
             .actor_name(user_actor_name(&user.id))
             .source_ip(ctx.ip_string())
-            .session(Some(public_id))
+            .session(Some(up.public_id.clone()))
             .resource("User", Some(&user.id));
         let replay = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied)
             .actor_name(user_actor_name(&user.id))
@@ -410,14 +395,7 @@ impl Vault {
             }
             Err(e) => return Err(e),
         }
-        Ok(SessionGrant {
-            token,
-            user_id: user.id,
-            username: user.username,
-            roles,
-            idle_timeout_secs: self.inner.config.session_idle_secs,
-            expires_at,
-        })
+        self.grant(user, up, now).await
     }
 
     async fn expire(&self, s: &SessionRow, now: i64) -> Result<(), CoreError> {
@@ -509,5 +487,51 @@ impl Vault {
             self.expire(s, now).await?;
         }
         Ok(expired.len())
+    }
+}
+
+/// A second factor just succeeded: the ops that replace the MFA-pending session by a full one
+/// with a new token (OWASP ASVS: new token at authentication), clear the failure count and
+/// record the sign-in.
+pub(super) struct Upgrade {
+    pub token: String,
+    pub public_id: String,
+    pub expires_at: i64,
+    pub ops: Vec<Op>,
+}
+
+impl Vault {
+    pub(super) fn upgrade_session(&self, ctx: &RequestContext, user_id: &str, pending: &SessionRow, now: i64) -> Upgrade {
+        let token = new_token();
+        let public_id = hex::encode(carevault_crypto::random_bytes::<8>());
+        let expires_at = now + self.inner.config.session_max_secs * 1_000_000;
+        let ops = vec![
+            Op::DeleteSession { token_hash: pending.token_hash.clone() },
+            Op::InsertSession(NewSession {
+                token_hash: token_hash(&token),
+                public_id: public_id.clone(),
+                user_id: user_id.to_string(),
+                state: ACTIVE.into(),
+                created_at: now,
+                expires_at,
+                source_ip: ctx.ip_string(),
+            }),
+            Op::SetLoginFailures { user_id: user_id.to_string(), failed: 0, locked_until: None },
+            Op::SetLastLogin { user_id: user_id.to_string(), now },
+        ];
+        Upgrade { token, public_id, expires_at, ops }
+    }
+
+    /// What the client gets once the full session is durable.
+    pub(super) async fn grant(&self, user: UserRow, up: Upgrade, now: i64) -> Result<SessionGrant, CoreError> {
+        let (roles, _) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
+        Ok(SessionGrant {
+            token: up.token,
+            user_id: user.id,
+            username: user.username,
+            roles,
+            idle_timeout_secs: self.inner.config.session_idle_secs,
+            expires_at: up.expires_at,
+        })
     }
 }
