@@ -4,6 +4,7 @@
 //! problem+json.
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +39,16 @@ fn done(r: Result<(), carevault_core::CoreError>) -> Response {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ApiError(e).into_response(),
     }
+}
+
+/// A query string that does not fit gets a problem+json answer, like every other input.
+macro_rules! query {
+    ($q:ident) => {
+        match $q {
+            Ok(Query(q)) => q,
+            Err(e) => return problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", &format!("query string: {}", e.body_text())),
+        }
+    };
 }
 
 /// Authenticates, then runs `$body` with `$a` bound to the actor.
@@ -223,7 +234,13 @@ pub(crate) struct UserFilter {
     user_id: Option<String>,
 }
 
-pub(crate) async fn list_grants(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Query(q): Query<UserFilter>) -> Response {
+pub(crate) async fn list_grants(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    q: Result<Query<UserFilter>, QueryRejection>,
+) -> Response {
+    let q = query!(q);
     with_actor!(st, ctx, headers, |a| ok(st.vault.list_grants(&a, q.user_id.as_deref()).await))
 }
 
@@ -358,8 +375,9 @@ pub(crate) async fn break_glass_queue(
     State(st): State<AppState>,
     Peer(ctx): Peer,
     headers: HeaderMap,
-    Query(q): Query<StateFilter>,
+    q: Result<Query<StateFilter>, QueryRejection>,
 ) -> Response {
+    let q = query!(q);
     with_actor!(st, ctx, headers, |a| ok(st.vault.break_glass_queue(&a, q.state.as_deref().unwrap_or("open")).await))
 }
 
@@ -392,7 +410,13 @@ pub(crate) struct AlertFilter {
     all: Option<bool>,
 }
 
-pub(crate) async fn alerts(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Query(q): Query<AlertFilter>) -> Response {
+pub(crate) async fn alerts(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    q: Result<Query<AlertFilter>, QueryRejection>,
+) -> Response {
+    let q = query!(q);
     with_actor!(st, ctx, headers, |a| ok(st.vault.alerts(&a, &q.category, !q.all.unwrap_or(false)).await))
 }
 
@@ -413,8 +437,9 @@ pub(crate) async fn audit_events(
     State(st): State<AppState>,
     Peer(ctx): Peer,
     headers: HeaderMap,
-    Query(q): Query<AuditFilter>,
+    q: Result<Query<AuditFilter>, QueryRejection>,
 ) -> Response {
+    let q = query!(q);
     with_actor!(st, ctx, headers, |a| ok(st.vault.audit_events(&a, q.after.unwrap_or(0), q.limit.unwrap_or(100)).await))
 }
 

@@ -193,11 +193,34 @@ pub(crate) const OPERATIONS: &[Entry] = &[
     ("get", "/openapi.json", "openapi", "This document", &[], 200),
 ];
 
-fn params(path: &str) -> Vec<Value> {
-    path.split('/')
+/// Query parameters: (method, path, [(name, type, required, allowed values)]).
+type QueryParams = (&'static str, &'static str, &'static [(&'static str, &'static str, bool, &'static [&'static str])]);
+
+const QUERY: &[QueryParams] = &[
+    ("get", "/grants", &[("user_id", S, false, &[])]),
+    ("get", "/break-glass", &[("state", S, false, &["open", "closed"])]),
+    ("get", "/alerts", &[("category", S, true, &["privacy", "security"]), ("all", "boolean", false, &[])]),
+    ("get", "/audit/events", &[("after", I, false, &[]), ("limit", I, false, &[])]),
+];
+
+fn params(method: &str, path: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = path
+        .split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-        .collect()
+        .collect();
+    for (m, p, list) in QUERY {
+        if *m == method && *p == path {
+            for (name, ty, required, values) in *list {
+                let mut schema = json!({"type": ty});
+                if !values.is_empty() {
+                    schema["enum"] = json!(values);
+                }
+                out.push(json!({"name": name, "in": "query", "required": required, "schema": schema}));
+            }
+        }
+    }
+    out
 }
 
 fn problem_ref() -> Value {
@@ -215,10 +238,11 @@ pub(crate) fn build() -> Value {
                 status.to_string(): if *status == 204 { json!({"description": "Done"}) } else {
                     json!({"description": "OK", "content": {"application/json": {"schema": {}}}})
                 },
-                "400": problem_ref(), "401": problem_ref(), "403": problem_ref(), "404": problem_ref(), "429": problem_ref(),
+                "400": problem_ref(), "401": problem_ref(), "403": problem_ref(), "404": problem_ref(), "409": problem_ref(),
+                "413": problem_ref(), "415": problem_ref(), "429": problem_ref(),
             }
         });
-        let p = params(path);
+        let p = params(method, path);
         if !p.is_empty() {
             op["parameters"] = Value::Array(p);
         }

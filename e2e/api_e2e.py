@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""End-to-end test of carevault's access-control API (/api/v1) against the real binary.
+
+    /tmp/e2e-venv/bin/python e2e/api_e2e.py --bin target/debug/carevault
+
+It starts `carevault serve` on a fresh data folder, creates officers and clinicians with
+`carevault user add`, signs them in with password + TOTP (pyotp), and checks, over HTTPS:
+the OpenAPI 3.1 document (validated with openapi-spec-validator), account creation through the
+API, precise problem+json refusals (unknown role, self-elevation, malformed JSON), break-glass
+with step-up, its privacy alert and review, a clinical record (AllergyIntolerance, validated
+with fhir.resources) that needs a care relationship, recovery codes (single use), sessions and
+"sign out everywhere", and that deactivation cuts a live session. Last, schemathesis fuzzes
+every /api/v1 operation with a signed-in administrator: no 5xx, and responses match the
+document. With CAREVAULT_DATABASE_URL set, the server uses that (empty, dedicated) database.
+Prints `N passed, N failed` and exits 1 if anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import fhir_e2e as base
+from fhir_e2e import E2E, Client, expect, short
+from openapi_spec_validator import validate as validate_openapi
+
+PROBLEM = "application/problem+json"
+
+
+def problem(r, status: int, code: str | None = None) -> dict:
+    expect(r.status_code == status, f"expected HTTP {status}, got {short(r)}")
+    expect(r.headers.get("content-type", "").startswith(PROBLEM), f"not problem+json: {short(r)}")
+    body = r.json()
+    if code:
+        expect(body.get("code") == code, f"expected {code}, got {body}")
+    return body
+
+
+class ApiE2E(E2E):
+    def __init__(self, binary: str, keep: bool) -> None:
+        # Sessions here must outlive the slower steps (Argon2id sign-ins, schemathesis).
+        base.IDLE_SECS = 600
+        super().__init__(binary, keep)
+
+    def api(self, c: Client, method: str, path: str, body=None):
+        return c.request(method, path, json=body) if body is not None else c.request(method, path)
+
+    def run(self) -> int:
+        try:
+            self.server.start()
+            self.r.run("server starts and answers over HTTPS", self.server.wait_up)
+        except base.Unusable as e:
+            self.r.fail("server", str(e))
+            return self.finish()
+        for key, role in [("admin", "practice_admin"), ("admin2", "practice_admin"), ("privacy", "privacy_officer"),
+                          ("doc", "physician"), ("front", "front_desk"), ("security", "security_officer")]:
+            self.add_user(key, f"api.{key}", role)
+        c = {k: self.sign_in(k, f"{k} signs in with password + TOTP") for k in list(self.staff)}
+        if any(v is None for v in c.values()):
+            return self.finish()
+        self.test_openapi(c["admin"])
+        newbie = self.test_accounts(c["admin"], c["front"])
+        self.test_break_glass(c)
+        self.test_recovery_and_sessions(c["doc"])
+        if newbie:
+            self.test_deactivation(c["admin"], newbie)
+        self.test_fuzz(c["admin"])
+        code = self.server.stop()
+        self.r.check("server stops on SIGTERM with exit 0", code == 0, f"exit {code}")
+        self.validate_all(at_least=3)
+        self.audit_verify()
+        return self.finish()
+
+    def finish(self) -> int:
+        self.server.stop()
+        for f in self.r.failures:
+            print(f"  - {f}", flush=True)
+        if self.keep or self.r.failed:
+            print(f"kept {self.work} for inspection", flush=True)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+        print(f"{self.r.passed} passed, {self.r.failed} failed", flush=True)
+        return 1 if self.r.failed else 0
+
+    def test_openapi(self, admin: Client) -> None:
+        def t() -> None:
+            r = admin.get("/api/v1/openapi.json")
+            expect(r.status_code == 200, short(r))
+            doc = r.json()
+            expect(doc.get("openapi") == "3.1.0", f"version {doc.get('openapi')}")
+            validate_openapi(doc)
+            for path, ops in doc["paths"].items():
+                for method, op in ops.items():
+                    if path not in ("/health",):
+                        expect("400" in op["responses"] or "401" in op["responses"], f"{method} {path} documents no error")
+        self.r.run("GET /api/v1/openapi.json is a valid OpenAPI 3.1 document (openapi-spec-validator)", t)
+
+    def test_accounts(self, admin: Client, front: Client) -> Client | None:
+        out: dict = {}
+
+        def create() -> None:
+            r = self.api(admin, "POST", "/api/v1/users",
+                         {"username": "api.newbie", "password": "tulip marble orbit canyon", "role": "nurse", "organization_id": "default"})
+            expect(r.status_code == 201, short(r))
+            out.update(r.json())
+            totp = base.pyotp.parse_uri(out["otpauth_uri"])
+            self.staff["newbie"] = base.Staff("api.newbie", "nurse", "tulip marble orbit canyon", totp, out["id"])
+        self.r.run("an administrator creates an account through the API; it gets a TOTP URI", create)
+        nc = self.sign_in("newbie", "the new account signs in with password + TOTP")
+        self.r.run("a common password is refused with its reason", lambda: expect(
+            "commonly used" in problem(self.api(admin, "POST", "/api/v1/users", {"username": "api.weak", "password": "Qwerty123456",
+                                                                            "role": "nurse", "organization_id": "default"}), 400, "CV-INPUT-001")["detail"], "reason"))
+        self.r.run("an unknown role name -> 400 problem+json", lambda: problem(
+            self.api(admin, "POST", "/api/v1/assignments", {"user_id": out.get("id", "x"), "role": "superuser", "organization_id": "default"}), 400, "CV-INPUT-001"))
+        admin_id = self.staff["admin"].user_id
+        self.r.run("assigning a role to oneself -> 403 self-elevation", lambda: problem(
+            self.api(admin, "POST", "/api/v1/assignments", {"user_id": admin_id, "role": "physician", "organization_id": "default"}), 403, "CV-AUTHZ-002"))
+        self.r.run("malformed JSON -> 400 problem+json", lambda: problem(
+            admin.request("POST", "/api/v1/assignments", data=b"{nope", headers={"Content-Type": "application/json"}), 400))
+        self.r.run("a front-desk user cannot list accounts -> 403", lambda: problem(
+            self.api(front, "GET", "/api/v1/users"), 403, "CV-AUTHZ-001"))
+        return nc
+
+    def test_break_glass(self, c: dict) -> None:
+        front, doc, privacy = c["front"], c["doc"], c["privacy"]
+        ids: dict = {}
+
+        def register() -> None:
+            r = front.post_json("/fhir/r4/Patient", {"resourceType": "Patient", "name": [{"family": "Glasshouse", "given": ["Api"]}]})
+            expect(r.status_code == 201, short(r))
+            ids["patient"] = r.json()["id"]
+        self.r.run("front desk registers a patient", register)
+        allergy = {"resourceType": "AllergyIntolerance", "code": {"text": "Latex"},
+                   "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+                   "patient": {"reference": f"Patient/{ids.get('patient', 'x')}"}}
+        self.r.run("a physician without a care relationship cannot record an allergy -> 403", lambda: base.outcome_check(
+            doc.post_json("/fhir/r4/AllergyIntolerance", allergy), 403, "CV-AUTHZ-001"))
+        self.r.run("break-glass with an unknown reason -> 400", lambda: problem(
+            self.api(doc, "POST", f"/api/v1/patients/{ids.get('patient')}/break-glass", {"reason": "curious"}), 400, "CV-INPUT-001"))
+
+        def glass() -> None:
+            who = self.staff["doc"]
+            r = self.api(doc, "POST", "/api/v1/auth/reauth", {"password": who.password, "code": who.totp.at(int(base.time.time()) + 30)})
+            expect(r.status_code == 204, f"reauth: {short(r)}")
+            r = self.api(doc, "POST", f"/api/v1/patients/{ids.get('patient')}/break-glass",
+                         {"reason": "medical-emergency", "reason_text": "collapsed at the desk"})
+            expect(r.status_code == 201, short(r))
+            ids["bg"] = r.json()["id"]
+            r = doc.post_json("/fhir/r4/AllergyIntolerance", allergy)
+            expect(r.status_code == 201, f"allergy under break-glass: {short(r)}")
+        self.r.run("after a fresh sign-in, break-glass opens the patient and the allergy is recorded", glass)
+
+        def review() -> None:
+            r = privacy.get("/api/v1/alerts?category=privacy")
+            expect(r.status_code == 200 and any(a["kind"] == "break-glass" for a in r.json()), short(r))
+            r = privacy.get("/api/v1/break-glass")
+            expect(any(q["id"] == ids.get("bg") and q["reason_text"] == "collapsed at the desk" for q in r.json()), short(r))
+            r = self.api(privacy, "POST", f"/api/v1/break-glass/{ids.get('bg')}/review", {"outcome": "inappropriate"})
+            problem(r, 400, "CV-INPUT-001")
+            r = self.api(privacy, "POST", f"/api/v1/break-glass/{ids.get('bg')}/review", {"outcome": "appropriate"})
+            expect(r.status_code == 204, short(r))
+        self.r.run("the break-glass raises a privacy alert and a review item the officer closes", review)
+
+    def test_recovery_and_sessions(self, doc: Client) -> None:
+        who = self.staff["doc"]
+        codes: list = []
+
+        def generate() -> None:
+            r = doc.request("POST", "/api/v1/account/recovery-codes")
+            expect(r.status_code == 200 and len(r.json()["codes"]) == 10, short(r))
+            codes.extend(r.json()["codes"])
+        self.r.run("ten recovery codes are issued once", generate)
+
+        def use() -> None:
+            for want in (200, 401):
+                c = Client(self.server, self.collector, "doc-recovery")
+                expect(c.login(who).status_code == 200, "login")
+                r = c.request("POST", "/api/v1/auth/mfa/recovery", json={"code": codes[0]})
+                expect(r.status_code == want, f"expected {want}: {short(r)}")
+        self.r.run("a recovery code signs in once; its reuse is refused", use)
+
+        def everywhere() -> None:
+            r = doc.get("/api/v1/account/sessions")
+            expect(r.status_code == 200 and any(s["current"] for s in r.json()), short(r))
+            r = doc.request("POST", "/api/v1/account/sessions/end-all")
+            expect(r.status_code == 204 and "clear-site-data" in {k.lower() for k in r.headers}, short(r))
+            expect(doc.get("/api/v1/auth/session").status_code == 401, "session still alive")
+        self.r.run("sign out everywhere ends the session (and sends Clear-Site-Data)", everywhere)
+
+    def test_deactivation(self, admin: Client, newbie: Client) -> None:
+        def t() -> None:
+            expect(newbie.get("/api/v1/auth/session").status_code == 200, "not signed in")
+            r = admin.request("POST", f"/api/v1/users/{self.staff['newbie'].user_id}/deactivate")
+            expect(r.status_code == 204, short(r))
+            problem(newbie.get("/api/v1/auth/session"), 401)
+        self.r.run("deactivation cuts the account's live session", t)
+
+    def test_fuzz(self, admin: Client) -> None:
+        st = Path(sys.executable).with_name("schemathesis")
+        if not st.exists():
+            self.r.fail("schemathesis", f"not installed next to {sys.executable}")
+            return
+        token = admin.token()
+
+        def t() -> None:
+            cmd = [str(st), "run", f"{self.server.base}/api/v1/openapi.json", "--url", f"{self.server.base}/api/v1",
+                   "--tls-verify", self.server.cert, "-H", f"Cookie: {base.SESSION_COOKIE}={token}",
+                   "--checks", "not_a_server_error,content_type_conformance,response_schema_conformance",
+                   "--max-examples", os.environ.get("E2E_FUZZ_EXAMPLES", "15"), "--seed", "1", "--workers", "1",
+                   "--exclude-path-regex", "^/(auth/logout|account/sessions/end-all|account/password|auth/reauth|auth/login|auth/mfa/.*)$",
+                   "--phases", "examples,coverage,fuzzing"]
+            p = subprocess.run(cmd, capture_output=True, timeout=900, env={**os.environ, "NO_COLOR": "1"})
+            text = (p.stdout + p.stderr).decode(errors="replace")
+            (self.work / "schemathesis.log").write_text(text)
+            expect(p.returncode == 0, f"schemathesis exit {p.returncode}: {text[-2500:]}")
+        self.r.run("schemathesis fuzzes every /api/v1 operation: no 5xx, responses match the document", t)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    return ApiE2E(args.bin, args.keep).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
