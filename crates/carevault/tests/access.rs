@@ -511,3 +511,26 @@ async fn passwords_grants_and_self_elevation() {
     v.revoke_grant(&admin, &g.id).await.expect("revoke");
     assert!(!v.list_grants(&admin, Some(&nurse.id)).await.expect("list")[0].active);
 }
+
+#[tokio::test]
+async fn unused_accounts_are_deactivated_after_the_configured_period() {
+    let tv = TestVault::new().await.expect("vault");
+    let v = &tv.vault;
+    let (_, idle) = tv.staff_in("biller", None).await.expect("idle user");
+    let (sec, _) = tv.staff_in("security_officer", None).await.expect("security");
+    // 89 days: nothing happens.
+    tv.clock.advance_secs(89 * 86_400);
+    assert_eq!(v.deactivate_unused_accounts().await.expect("job"), 0);
+    let (_, recent) = tv.staff_in("nurse", None).await.expect("recent user");
+    tv.clock.advance_secs(2 * 86_400);
+    // 91 days after their last sign-in, the two older accounts (not the recent one) go.
+    assert_eq!(v.deactivate_unused_accounts().await.expect("job"), 2);
+    tv.clock.advance_secs(30);
+    assert!(tv.sign_in(&idle).await.is_err(), "a deactivated account cannot sign in");
+    assert!(tv.sign_in(&recent).await.is_ok(), "the recently used account is untouched");
+    let (sec2, _) = tv.staff_in("security_officer", None).await.expect("security");
+    let alerts = v.alerts(&sec2, "security", true).await.expect("alerts");
+    assert_eq!(alerts.iter().filter(|a| a.kind == "account-inactive").count(), 2);
+    assert!(alerts.iter().any(|a| a.subject_user.as_deref() == Some(idle.id.as_str())));
+    assert!(alerts.iter().any(|a| a.subject_user.as_deref() == Some(sec.user_id().as_str())));
+}
