@@ -348,33 +348,45 @@ impl Vault {
                 return Err(CoreError::Invalid(e));
             }
         };
-        let mut ids: Option<Vec<String>> = None;
+        // Each criterion: the patients holding one of its tokens, with their scope.
+        let mut found: Option<Vec<(String, carevault_store::ScopeCols, i64)>> = None;
         for c in &q.criteria {
             let tokens = self.inner.sealer.tokens(&c.alternatives);
-            let found = self.inner.store.patients_with_any_token(&tokens).await?;
-            ids = Some(match ids {
-                None => found,
-                Some(prev) => prev.into_iter().filter(|i| found.binary_search(i).is_ok()).collect(),
+            let rows = self.inner.store.patients_with_any_token_scoped(&tokens).await?;
+            found = Some(match found {
+                None => rows,
+                Some(prev) => prev.into_iter().filter(|p| rows.binary_search_by(|r| r.0.cmp(&p.0)).is_ok()).collect(),
             });
-            if ids.as_ref().is_some_and(Vec::is_empty) {
+            if found.as_ref().is_some_and(Vec::is_empty) {
                 break;
+            }
+        }
+        let found = found.unwrap_or_default();
+        // Flag categories only for the (few) flagged matches.
+        let flagged: Vec<String> = found.iter().filter(|f| f.2 > 0).map(|f| f.0.clone()).collect();
+        let mut categories: std::collections::HashMap<String, Vec<SensitiveCategory>> = std::collections::HashMap::new();
+        if !flagged.is_empty() {
+            for (pid, access) in self.inner.store.patients_access(&flagged).await? {
+                categories.insert(pid, access.flags.iter().filter_map(|f| SensitiveCategory::parse(f)).collect());
             }
         }
         // Only patients the actor may open appear: in scope, and flagged records only with the
         // category's permission. Break-glass opens a record by id, never through search.
         let mut visible = Vec::new();
         let mut flags_of = std::collections::HashMap::new();
-        for (pid, access) in self.inner.store.patients_access(&ids.unwrap_or_default()).await? {
+        for (pid, scope, _) in found {
             let facts = PatientFacts {
-                id: pid.clone(),
-                scope: access.scope,
-                flags: access.flags.iter().filter_map(|f| SensitiveCategory::parse(f)).collect(),
+                flags: categories.remove(&pid).unwrap_or_default(),
+                id: pid,
+                scope,
                 relationship: false,
                 break_glass: false,
             };
             if authz::check(actor, Operation::PatientSearch, purpose, &Target::Patient(&facts)).is_ok() {
-                flags_of.insert(pid.clone(), facts.flags);
-                visible.push(pid);
+                if !facts.flags.is_empty() {
+                    flags_of.insert(facts.id.clone(), facts.flags);
+                }
+                visible.push(facts.id);
             }
         }
         visible.sort();
