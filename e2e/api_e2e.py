@@ -72,8 +72,14 @@ class ApiE2E(E2E):
         code = self.server.stop()
         self.r.check("server stops on SIGTERM with exit 0", code == 0, f"exit {code}")
         self.validate_all(at_least=3)
+        self.phi_scan()
         self.audit_verify()
         return self.finish()
+
+    def phi_needles(self) -> list[str]:
+        """The synthetic patient, the clinical value and the free-text reasons typed in this run:
+        none may be readable in the data folder, the console or a dump of the database."""
+        return ["glasshouse", "latex allergy note", "collapsed at the desk", "flagged for the vip clinic"]
 
     def finish(self) -> int:
         self.server.stop()
@@ -111,6 +117,21 @@ class ApiE2E(E2E):
             self.staff["newbie"] = base.Staff("api.newbie", "nurse", "tulip marble orbit canyon", totp, out["id"])
         self.r.run("an administrator creates an account through the API; it gets a TOTP URI", create)
         nc = self.sign_in("newbie", "the new account signs in with password + TOTP")
+
+        def grant() -> None:
+            target = self.staff["admin2"].user_id  # revoking ends the holder's sessions: not a user needed later
+            body = {"user_id": target, "permission": "sensitive.vip.access", "organization_id": "default",
+                    "ends_at": int(base.time.time()) + 3600, "reason": "Flagged for the VIP clinic"}
+            r = self.api(admin, "POST", "/api/v1/grants", body)
+            expect(r.status_code == 201 and r.json()["active"], short(r))
+            gid = r.json()["id"]
+            r = admin.get(f"/api/v1/grants?user_id={target}")
+            expect(r.status_code == 200 and any(g["id"] == gid and g["active"] for g in r.json()), short(r))
+            problem(self.api(admin, "POST", "/api/v1/grants", {**body, "ends_at": int(base.time.time()) - 60}), 400, "CV-INPUT-001")
+            problem(self.api(admin, "POST", "/api/v1/grants", {**body, "permission": "patient.everything"}), 400, "CV-INPUT-001")
+            r = admin.request("DELETE", f"/api/v1/grants/{gid}")
+            expect(r.status_code == 204, short(r))
+        self.r.run("a time-bound grant with a reason is given, listed and revoked; past or unknown ones are refused", grant)
         self.r.run("a common password is refused with its reason", lambda: expect(
             "commonly used" in problem(self.api(admin, "POST", "/api/v1/users", {"username": "api.weak", "password": "Qwerty123456",
                                                                             "role": "nurse", "organization_id": "default"}), 400, "CV-INPUT-001")["detail"], "reason"))
@@ -134,7 +155,7 @@ class ApiE2E(E2E):
             expect(r.status_code == 201, short(r))
             ids["patient"] = r.json()["id"]
         self.r.run("front desk registers a patient", register)
-        allergy = {"resourceType": "AllergyIntolerance", "code": {"text": "Latex"},
+        allergy = {"resourceType": "AllergyIntolerance", "code": {"text": "Latex allergy note"},
                    "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
                    "patient": {"reference": f"Patient/{ids.get('patient', 'x')}"}}
         self.r.run("a physician without a care relationship cannot record an allergy -> 403", lambda: base.outcome_check(
