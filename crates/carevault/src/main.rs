@@ -381,7 +381,7 @@ async fn serve(s: config::Settings, kind: InstanceKind) -> anyhow::Result<ExitCo
         let mut text = String::from("carevault DEMO accounts (synthetic data only)\n");
         for a in &accounts {
             text.push_str(&format!(
-                "  {:<16} role {:<11} password {}  TOTP secret {}\n    {}\n",
+                "  {:<16} role {:<16} password {}  TOTP secret {}\n    {}\n",
                 a.user.username,
                 a.user.role.as_str(),
                 a.password,
