@@ -68,7 +68,8 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub config: CoreConfig,
     pub hash_slots: Semaphore,
-    pub ip_failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    /// Per source address: (window start, failures in the window, last failure).
+    pub ip_failures: Mutex<HashMap<IpAddr, (i64, u32, i64)>>,
     pub data_dir: DataDir,
     pub kind: InstanceKind,
     pub created: bool,

@@ -250,12 +250,29 @@ async fn repeated_failures_lock_the_account_and_the_address() {
     assert!(matches!(tv.vault.login(&ctx, "lock.test", PASSWORD).await, Err(CoreError::Throttled { .. })));
     tv.clock.advance_secs(31);
     tv.vault.login(&ctx, "lock.test", PASSWORD).await.expect("lock expired");
-    // Per-address throttle: many failures across usernames from one address.
+    // Per-address backoff: failures across usernames from one address. From 15 on, each
+    // failure doubles the wait before the next attempt.
     let other = carevault_core::RequestContext { source_ip: Some([10, 9, 8, 6].into()) };
-    for i in 0..30 {
-        let _ = tv.vault.login(&other, &format!("ghost{i}"), "whatever password").await;
+    for i in 0..15 {
+        assert!(matches!(tv.vault.login(&other, &format!("ghost{i}"), "whatever password").await, Err(CoreError::InvalidCredentials)));
     }
-    assert!(matches!(tv.vault.login(&other, "lock.test", PASSWORD).await, Err(CoreError::Throttled { .. })));
+    let mut waits = Vec::new();
+    for i in 0..4 {
+        match tv.vault.login(&other, "lock.test", PASSWORD).await {
+            Err(CoreError::Throttled { retry_after_secs }) => waits.push(retry_after_secs),
+            other => panic!("expected a throttle, got {other:?}"),
+        }
+        tv.clock.advance_secs(*waits.last().unwrap_or(&1));
+        let _ = tv.vault.login(&other, &format!("ghost-late{i}"), "whatever password").await;
+    }
+    assert!(waits.windows(2).all(|w| w[1] >= 2 * w[0] - 1), "the wait doubles: {waits:?}");
+    // Another address is not affected, and the storm raised a security alert.
+    let third = carevault_core::RequestContext { source_ip: Some([10, 9, 8, 5].into()) };
+    tv.clock.advance_secs(31);
+    tv.vault.login(&third, "lock.test", PASSWORD).await.expect("other address");
+    let (sec, _) = tv.staff(Role::SecurityOfficer).await.expect("security officer");
+    let alerts = tv.vault.alerts(&sec, "security", true).await.expect("alerts");
+    assert!(alerts.iter().any(|a| a.kind == "sign-in-storm" && a.reference.as_deref() == Some("10.9.8.6")), "{alerts:?}");
 }
 
 #[tokio::test]

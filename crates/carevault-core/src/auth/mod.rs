@@ -215,15 +215,30 @@ impl Vault {
         Ok(())
     }
 
+    /// Per-address backoff: from half the limit on, each further failure doubles the wait
+    /// before the next attempt (1 s, 2 s, 4 s, …); at the limit the address waits for the rest
+    /// of the window.
     fn ip_throttled(&self, ctx: &RequestContext, now: i64) -> Option<i64> {
         let ip = ctx.source_ip?;
         let window = self.inner.config.ip_window_secs * 1_000_000;
         let map = self.inner.ip_failures.lock().ok()?;
-        let (start, count) = map.get(&ip).copied()?;
-        (now - start < window && count >= self.inner.config.ip_failure_limit).then(|| (start + window - now) / 1_000_000 + 1)
+        let (start, count, last) = map.get(&ip).copied()?;
+        if now - start >= window {
+            return None;
+        }
+        let limit = self.inner.config.ip_failure_limit;
+        if count >= limit {
+            return Some((start + window - now) / 1_000_000 + 1);
+        }
+        let soft = (limit / 2).max(1);
+        if count < soft {
+            return None;
+        }
+        let wait = (1_000_000i64 << (count - soft).min(20)).min(window);
+        (now < last + wait).then(|| (last + wait - now) / 1_000_000 + 1)
     }
 
-    /// Counts a failed attempt from the request's address. When the address reaches the limit
+    /// Counts a failed attempt from the request's address. When the address enters the backoff
     /// (a sign-in storm), a security alert is raised, once per window.
     fn ip_failed(&self, ctx: &RequestContext, now: i64) {
         if self.ip_count_failure(ctx, now) {
@@ -235,20 +250,22 @@ impl Vault {
         }
     }
 
-    /// True when this failure is the one that reaches the limit.
+    /// True when this failure is the one that starts the address's backoff.
     fn ip_count_failure(&self, ctx: &RequestContext, now: i64) -> bool {
         let Some(ip) = ctx.source_ip else { return false };
         let window = self.inner.config.ip_window_secs * 1_000_000;
         if let Ok(mut map) = self.inner.ip_failures.lock() {
             if map.len() > 50_000 {
-                map.retain(|_, (start, _)| now - *start < window);
+                map.retain(|_, (start, _, _)| now - *start < window);
             }
-            let e = map.entry(ip).or_insert((now, 0));
+            let e = map.entry(ip).or_insert((now, 0, now));
             if now - e.0 >= window {
-                *e = (now, 0);
+                *e = (now, 0, now);
             }
             e.1 = e.1.saturating_add(1);
-            return e.1 == self.inner.config.ip_failure_limit;
+            e.2 = now;
+            // The storm alert goes out when the address enters the backoff.
+            return e.1 == (self.inner.config.ip_failure_limit / 2).max(1);
         }
         false
     }
