@@ -460,11 +460,8 @@ impl Store {
     pub async fn patient_access(&self, patient_id: &str) -> Result<Option<PatientAccessRow>> {
         let rows = self
             .fetch_all(
-                sqlx::query(
-                    "SELECT organization_id, location_id, department_id, \
-                     (SELECT COUNT(*) FROM patient_flags f WHERE f.patient_id = p.id) AS flags FROM patients p WHERE p.id = $1",
-                )
-                .bind(patient_id),
+                sqlx::query("SELECT organization_id, location_id, department_id, flag_count AS flags FROM patients WHERE id = $1")
+                    .bind(patient_id),
             )
             .await?;
         let Some(r) = rows.first() else { return Ok(None) };
@@ -489,8 +486,7 @@ impl Store {
             let rows = self
                 .fetch_all(
                     sqlx::query(
-                        "SELECT i.patient_id AS id, p.organization_id, p.location_id, p.department_id, \
-                         (SELECT COUNT(*) FROM patient_flags f WHERE f.patient_id = i.patient_id) AS flags \
+                        "SELECT i.patient_id AS id, p.organization_id, p.location_id, p.department_id, p.flag_count AS flags \
                          FROM patient_index i JOIN patients p ON p.id = i.patient_id WHERE i.kind = $1 AND i.token = $2",
                     )
                     .bind(*kind)
@@ -884,6 +880,12 @@ impl WriteTx {
 
     pub async fn replace_patient_flags(&mut self, patient_id: &str, categories: &[String], by: &str, now: i64) -> Result<()> {
         exec!(self, sqlx::query("DELETE FROM patient_flags WHERE patient_id = $1").bind(patient_id))?;
+        exec!(
+            self,
+            sqlx::query("UPDATE patients SET flag_count = $1 WHERE id = $2")
+                .bind(i64::try_from(categories.len()).unwrap_or(i64::MAX))
+                .bind(patient_id)
+        )?;
         for c in categories {
             exec!(
                 self,
