@@ -100,6 +100,17 @@ impl From<AssignmentRow> for AssignmentView {
     }
 }
 
+/// A unit of the organization structure.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnitView {
+    pub kind: String,
+    pub id: String,
+    pub organization_id: Option<String>,
+    pub location_id: Option<String>,
+    pub name: String,
+    pub time_zone: Option<String>,
+}
+
 /// A role (built-in or custom) with its permissions.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RoleView {
@@ -465,6 +476,7 @@ impl Vault {
         name: &str,
         organization_id: Option<&str>,
         location_id: Option<&str>,
+        time_zone: Option<&str>,
     ) -> Result<String, CoreError> {
         let operator = Actor::system("operator");
         let name = name.trim();
@@ -475,8 +487,18 @@ impl Vault {
             "organization" => UnitKind::Organization,
             "location" => UnitKind::Location,
             "department" => UnitKind::Department,
-            _ => return Err(bad("kind", "organization, location or department")),
+            "room" => UnitKind::Room,
+            _ => return Err(bad("kind", "organization, location, department or room")),
         };
+        let time_zone = match (kind, time_zone) {
+            (UnitKind::Location, Some(tz)) => Some(carevault_domain::practice::TimeZoneName::parse("time_zone", tz)?.to_string()),
+            (UnitKind::Location, None) => return Err(bad("time_zone", "a location needs its IANA time zone (e.g. America/Chicago)")),
+            (_, Some(_)) => return Err(bad("time_zone", "only locations have a time zone")),
+            (_, None) => None,
+        };
+        if kind == UnitKind::Room && location_id.is_none() {
+            return Err(bad("location", "a room belongs to a location"));
+        }
         if kind != UnitKind::Organization {
             let org = organization_id.ok_or_else(|| bad("organization", "required"))?;
             if self.inner.store.unit(UnitKind::Organization, org).await?.is_none() {
@@ -493,29 +515,42 @@ impl Vault {
             UnitKind::Organization => "org",
             UnitKind::Location => "loc",
             UnitKind::Department => "dep",
+            UnitKind::Room => "room",
         };
         let id = new_id(prefix);
         let now = self.clock_now();
         let row = UnitRow {
             id: id.clone(),
             organization_id: organization_id.map(str::to_string).filter(|_| kind != UnitKind::Organization),
-            location_id: location_id.map(str::to_string).filter(|_| kind == UnitKind::Department),
+            location_id: location_id.map(str::to_string).filter(|_| matches!(kind, UnitKind::Department | UnitKind::Room)),
             name: name.to_string(),
             created_at: now,
+            time_zone,
         };
         let ev = Draft::new(now, AuditAction::ConfigChange, Outcome::Success).by(&operator).resource(prefix, Some(&id));
         self.inner.writer.write(vec![Op::InsertUnit { kind, row }], vec![ev], None).await?;
         Ok(id)
     }
 
-    /// The organization structure: (kind, row) for every organization, location, department.
-    pub async fn units(&self) -> Result<Vec<(String, String, Option<String>, Option<String>, String)>, CoreError> {
+    /// The organization structure: every organization, location (with its time zone),
+    /// department and room.
+    pub async fn units(&self) -> Result<Vec<UnitView>, CoreError> {
         let mut out = Vec::new();
-        for (kind, name) in
-            [(UnitKind::Organization, "organization"), (UnitKind::Location, "location"), (UnitKind::Department, "department")]
-        {
+        for (kind, name) in [
+            (UnitKind::Organization, "organization"),
+            (UnitKind::Location, "location"),
+            (UnitKind::Department, "department"),
+            (UnitKind::Room, "room"),
+        ] {
             for u in self.inner.store.units(kind).await? {
-                out.push((name.to_string(), u.id, u.organization_id, u.location_id, u.name));
+                out.push(UnitView {
+                    kind: name.to_string(),
+                    id: u.id,
+                    organization_id: u.organization_id,
+                    location_id: u.location_id,
+                    name: u.name,
+                    time_zone: u.time_zone,
+                });
             }
         }
         Ok(out)

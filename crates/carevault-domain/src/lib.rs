@@ -20,6 +20,7 @@ pub mod ids;
 pub mod normalize;
 pub mod patient;
 pub mod permission;
+pub mod practice;
 pub mod search;
 
 pub use audit::{AuditAction, Outcome};

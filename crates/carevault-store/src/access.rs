@@ -28,6 +28,8 @@ pub struct UnitRow {
     pub location_id: Option<String>,
     pub name: String,
     pub created_at: i64,
+    /// Locations only: the IANA time zone.
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,7 @@ pub enum UnitKind {
     Organization,
     Location,
     Department,
+    Room,
 }
 
 impl UnitKind {
@@ -43,6 +46,7 @@ impl UnitKind {
             UnitKind::Organization => "organizations",
             UnitKind::Location => "locations",
             UnitKind::Department => "departments",
+            UnitKind::Room => "rooms",
         }
     }
 }
@@ -52,9 +56,10 @@ impl UnitRow {
         Ok(UnitRow {
             id: get(r, "id")?,
             organization_id: if kind == UnitKind::Organization { None } else { get(r, "organization_id")? },
-            location_id: if kind == UnitKind::Department { get(r, "location_id")? } else { None },
+            location_id: if matches!(kind, UnitKind::Department | UnitKind::Room) { get(r, "location_id")? } else { None },
             name: get(r, "name")?,
             created_at: get(r, "created_at")?,
+            time_zone: if kind == UnitKind::Location { get(r, "time_zone")? } else { None },
         })
     }
 }
@@ -751,11 +756,22 @@ impl WriteTx {
                 .bind(u.id.clone())
                 .bind(u.name.clone())
                 .bind(u.created_at),
-            UnitKind::Location => sqlx::query("INSERT INTO locations (id, organization_id, name, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(u.id.clone())
-                .bind(u.organization_id.clone())
-                .bind(u.name.clone())
-                .bind(u.created_at),
+            UnitKind::Location => {
+                sqlx::query("INSERT INTO locations (id, organization_id, name, created_at, time_zone) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(u.id.clone())
+                    .bind(u.organization_id.clone())
+                    .bind(u.name.clone())
+                    .bind(u.created_at)
+                    .bind(u.time_zone.clone().unwrap_or_else(|| "UTC".into()))
+            }
+            UnitKind::Room => {
+                sqlx::query("INSERT INTO rooms (id, organization_id, location_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(u.id.clone())
+                    .bind(u.organization_id.clone())
+                    .bind(u.location_id.clone())
+                    .bind(u.name.clone())
+                    .bind(u.created_at)
+            }
             UnitKind::Department => {
                 sqlx::query("INSERT INTO departments (id, organization_id, location_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(u.id.clone())

@@ -80,10 +80,11 @@ enum OrgCommand {
         #[command(flatten)]
         data: DataArgs,
     },
-    /// Add an organization, a location (needs --organization) or a department (needs
-    /// --organization, optionally --location). Prints the new id.
+    /// Add an organization, a location (needs --organization and --time-zone), a department
+    /// (needs --organization, optionally --location) or a room (needs --organization and
+    /// --location). Prints the new id.
     Add {
-        /// organization, location or department.
+        /// organization, location, department or room.
         kind: String,
         #[arg(long)]
         name: String,
@@ -91,6 +92,9 @@ enum OrgCommand {
         organization: Option<String>,
         #[arg(long)]
         location: Option<String>,
+        /// IANA time zone of a location (e.g. America/Chicago): appointments are shown in it.
+        #[arg(long)]
+        time_zone: Option<String>,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -251,20 +255,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let vault = open(&s, false, InstanceKind::Production).await?;
             let r = vault.units().await;
             vault.shutdown().await;
-            for (kind, id, org, loc, name) in r? {
-                let parent = [org.map(|o| format!("organization={o}")), loc.map(|l| format!("location={l}"))]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                println!("{kind:<12} {id:<30} {name} {parent}");
+            for u in r? {
+                let parent = [
+                    u.organization_id.map(|o| format!("organization={o}")),
+                    u.location_id.map(|l| format!("location={l}")),
+                    u.time_zone.map(|t| format!("time_zone={t}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+                println!("{:<12} {:<30} {} {parent}", u.kind, u.id, u.name);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Org { command: OrgCommand::Add { kind, name, organization, location, data } } => {
+        Command::Org { command: OrgCommand::Add { kind, name, organization, location, time_zone, data } } => {
             let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
             let vault = open(&s, false, InstanceKind::Production).await?;
-            let r = vault.add_unit(&kind, &name, organization.as_deref(), location.as_deref()).await;
+            let r = vault.add_unit(&kind, &name, organization.as_deref(), location.as_deref(), time_zone.as_deref()).await;
             vault.shutdown().await;
             println!("{}", r?);
             Ok(ExitCode::SUCCESS)

@@ -122,7 +122,7 @@ fn allowed(r: &Result<(), CoreError>) -> bool {
 async fn setup() -> World {
     let tv = TestVault::new().await.expect("vault");
     let v = &tv.vault;
-    let org_b = v.add_unit("organization", "Other Clinic", None, None).await.expect("org b");
+    let org_b = v.add_unit("organization", "Other Clinic", None, None, None).await.expect("org b");
     let (fd_a, _) = tv.staff_in("front_desk", None).await.expect("fd a");
     let (fd_b, _) = tv.staff_in("front_desk", Some(&org_b)).await.expect("fd b");
     let (doc_b, doc_b_staff) = tv.staff_in("physician", Some(&org_b)).await.expect("doc b");

@@ -113,6 +113,50 @@ async fn first_start_then_user_add_prints_json_with_a_totp_uri() {
     }
 }
 
+/// The organization structure from the shell: organizations, locations with a time zone,
+/// departments, rooms; bad input gets a precise message and a non-zero exit.
+#[tokio::test]
+async fn org_commands_build_the_structure_and_refuse_bad_input() {
+    let backend = carevault_testkit::backend().await.expect("backend");
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("path");
+    first_start(&backend, &["serve", "--data-dir", d, "--listen", "127.0.0.1:0"]);
+    let ok = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--data-dir", d]);
+        let o = run(&backend, &a, None);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{args:?}: {err}");
+        out.trim().to_string()
+    };
+    let org = ok(&["org", "add", "organization", "--name", "Lakeside Clinic"]);
+    assert!(org.starts_with("org-"), "{org}");
+    let loc = ok(&["org", "add", "location", "--organization", &org, "--name", "Main Street", "--time-zone", "America/Chicago"]);
+    ok(&["org", "add", "department", "--organization", &org, "--location", &loc, "--name", "Pediatrics"]);
+    ok(&["org", "add", "room", "--organization", &org, "--location", &loc, "--name", "Exam 1"]);
+    let list = ok(&["org", "list"]);
+    assert!(list.contains("time_zone=America/Chicago") && list.contains("Exam 1") && list.contains("Pediatrics"), "{list}");
+    for (args, needle) in [
+        (vec!["org", "add", "location", "--organization", org.as_str(), "--name", "Nowhere"], "time zone"),
+        (
+            vec!["org", "add", "location", "--organization", org.as_str(), "--name", "Mars", "--time-zone", "Mars/Olympus"],
+            "unknown time zone",
+        ),
+        (vec!["org", "add", "room", "--organization", org.as_str(), "--name", "Exam 2"], "belongs to a location"),
+        (vec!["org", "add", "room", "--organization", org.as_str(), "--location", loc.as_str(), "--name", "Exam 1"], "already exists"),
+        (vec!["org", "add", "wing", "--name", "West"], "organization, location, department or room"),
+        (vec!["org", "add", "location", "--organization", "org-nope", "--name", "X", "--time-zone", "UTC"], "not found"),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--data-dir", d]);
+        let o = run(&backend, &a, None);
+        let (_, err) = text(&o);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn audit_verify_command_exit_codes() {
     let tv = TestVault::new().await.expect("vault");
