@@ -65,6 +65,7 @@ class ApiE2E(E2E):
         self.test_openapi(c["admin"])
         newbie = self.test_accounts(c["admin"], c["front"])
         self.test_break_glass(c)
+        self.test_directory(c["admin"], c["front"])
         self.test_recovery_and_sessions(c["doc"])
         if newbie:
             self.test_deactivation(c["admin"], newbie)
@@ -185,6 +186,47 @@ class ApiE2E(E2E):
             r = self.api(privacy, "POST", f"/api/v1/break-glass/{ids.get('bg')}/review", {"outcome": "appropriate"})
             expect(r.status_code == 204, short(r))
         self.r.run("the break-glass raises a privacy alert and a review item the officer closes", review)
+
+    def test_directory(self, admin: Client, front: Client) -> None:
+        ids: dict = {}
+
+        def location() -> None:
+            p = self.server.cli("org", "add", "location", "--organization", "default", "--name", "Main Street", "--time-zone", "America/Chicago")
+            expect(p.returncode == 0, p.stderr.decode(errors="replace"))
+            ids["loc"] = p.stdout.decode().strip()
+            p = self.server.cli("org", "add", "room", "--organization", "default", "--location", ids["loc"], "--name", "Exam 1")
+            expect(p.returncode == 0, p.stderr.decode(errors="replace"))
+            ids["room"] = p.stdout.decode().strip()
+            bad = self.server.cli("org", "add", "location", "--organization", "default", "--name", "Nowhere", "--time-zone", "Mars/Olympus")
+            expect(bad.returncode != 0 and b"unknown time zone" in bad.stderr, "an unknown time zone is refused")
+        self.r.run("locations get an IANA time zone and rooms from the shell, next to the running server", location)
+
+        def practitioner() -> None:
+            body = {"npi": "1245319599", "family": "Ng", "given": "Mei Lin", "organization_id": "default",
+                    "location_ids": [ids.get("loc", "x")], "specialty": "Family medicine", "user_id": self.staff["doc"].user_id}
+            problem(self.api(admin, "POST", "/api/v1/practitioners", {**body, "npi": "1245319598"}), 400, "CV-INPUT-001")
+            problem(self.api(front, "POST", "/api/v1/practitioners", body), 403, "CV-AUTHZ-001")
+            r = self.api(admin, "POST", "/api/v1/practitioners", body)
+            expect(r.status_code == 201, short(r))
+            ids["pr"] = r.json()["id"]
+            problem(self.api(admin, "POST", "/api/v1/practitioners", body), 409)
+        self.r.run("an administrator registers a practitioner with a valid NPI; a bad check digit, a front-desk user and a duplicate are refused", practitioner)
+
+        def fhir() -> None:
+            r = front.get("/fhir/r4/Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|1245319599")
+            expect(r.status_code == 200 and r.json()["total"] == 1, short(r))
+            r = front.get(f"/fhir/r4/Practitioner/{ids.get('pr')}")
+            expect(r.status_code == 200 and r.json()["identifier"][0]["value"] == "1245319599", short(r))
+            r = front.get(f"/fhir/r4/PractitionerRole?practitioner={ids.get('pr')}")
+            expect(r.status_code == 200 and r.json()["total"] == 1, short(r))
+            r = front.get(f"/fhir/r4/Location/{ids.get('loc')}")
+            expect(r.status_code == 200 and r.json()["extension"][0]["valueCode"] == "America/Chicago", short(r))
+            r = front.get(f"/fhir/r4/Location/{ids.get('room')}")
+            expect(r.status_code == 200 and r.json()["partOf"]["reference"] == f"Location/{ids.get('loc')}", short(r))
+            r = front.get("/fhir/r4/Organization/default")
+            expect(r.status_code == 200, short(r))
+            base.outcome_check(front.get("/fhir/r4/Practitioner?name=ng"), 400)
+        self.r.run("the directory reads as FHIR Practitioner, PractitionerRole, Location (time zone, room) and Organization", fhir)
 
     def test_recovery_and_sessions(self, doc: Client) -> None:
         who = self.staff["doc"]

@@ -13,7 +13,7 @@ use crate::error::CoreError;
 pub fn role_permissions(role: Role) -> &'static [Permission] {
     use Permission::*;
     match role {
-        Role::FrontDesk => &[PatientRead, PatientSearch, PatientCreate, PatientUpdate, CareTeamManage],
+        Role::FrontDesk => &[PatientRead, PatientSearch, PatientCreate, PatientUpdate, CareTeamManage, DirectoryRead],
         Role::Nurse => &[
             PatientRead,
             PatientSearch,
@@ -24,6 +24,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SensitiveHivSti,
             SensitiveReproductive,
             BreakGlassUse,
+            DirectoryRead,
         ],
         Role::Physician => &[
             PatientRead,
@@ -39,13 +40,35 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SensitiveHivSti,
             SensitiveReproductive,
             BreakGlassUse,
+            DirectoryRead,
         ],
-        Role::Biller => &[PatientRead, PatientSearch],
-        Role::PracticeAdmin => &[UserRead, UserCreate, UserDeactivate, UserMfaReset, RoleManage, RoleAssign, GrantManage, SessionManage],
-        Role::PrivacyOfficer => {
-            &[PatientRead, PatientSearch, PatientFlagsManage, SensitiveVip, BreakGlassReview, AuditRead, AlertPrivacy, UserRead]
+        Role::Biller => &[PatientRead, PatientSearch, DirectoryRead],
+        Role::PracticeAdmin => &[
+            UserRead,
+            UserCreate,
+            UserDeactivate,
+            UserMfaReset,
+            RoleManage,
+            RoleAssign,
+            GrantManage,
+            SessionManage,
+            DirectoryRead,
+            PractitionerManage,
+        ],
+        Role::PrivacyOfficer => &[
+            PatientRead,
+            PatientSearch,
+            PatientFlagsManage,
+            SensitiveVip,
+            BreakGlassReview,
+            AuditRead,
+            AlertPrivacy,
+            UserRead,
+            DirectoryRead,
+        ],
+        Role::SecurityOfficer => {
+            &[UserRead, UserDeactivate, UserMfaReset, SessionManage, AuditRead, AuditVerify, AlertSecurity, DirectoryRead]
         }
-        Role::SecurityOfficer => &[UserRead, UserDeactivate, UserMfaReset, SessionManage, AuditRead, AuditVerify, AlertSecurity],
         Role::Auditor => &[AuditRead, AuditVerify],
     }
 }

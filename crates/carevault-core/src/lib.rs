@@ -30,6 +30,7 @@ mod clock;
 mod config;
 mod datadir;
 mod demo;
+mod directory;
 mod error;
 mod keys;
 mod patients;
@@ -39,7 +40,7 @@ mod vault;
 
 pub use access::{
     AlertView, AssignmentView, AuditEventView, BreakGlassView, CareTeamMember, GrantRequest, GrantView, RoleView, ScopeInput, SessionView,
-    UserView,
+    UnitView, UserView,
 };
 pub use actor::{Actor, RequestContext};
 pub use allergies::AllergyRecord;
@@ -50,6 +51,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::CoreConfig;
 pub use datadir::DataDir;
 pub use demo::DemoAccount;
+pub use directory::{PractitionerRequest, PractitionerRoleView, PractitionerView};
 pub use error::{CoreError, StartupError};
 pub use patients::{PatientRecord, SearchPage};
 pub use rotation::{KeyStatus, RotationProgress};

@@ -64,6 +64,8 @@ catalogue! {
         RoleAssign => "role.assign", "Assign roles to users within a scope, and remove assignments.";
         GrantManage => "grant.manage", "Give, list and revoke time-bound extra permissions.";
         SessionManage => "session.manage", "See and end other users' sessions.";
+        DirectoryRead => "directory.read", "Read the practice directory: organizations, locations, rooms, practitioners and their roles.";
+        PractitionerManage => "practitioner.manage", "Register practitioners (with their NPI) and the roles they hold at locations.";
         AuditRead => "audit.read", "Read the audit log (who did what, when, to which record).";
         AuditVerify => "audit.verify", "Verify the integrity of the audit log.";
         AlertPrivacy => "alert.privacy", "See and close privacy alerts (break-glass use, access to flagged records).";
@@ -278,6 +280,8 @@ operations! {
     GrantRevoke => "grant.revoke", Some(P::GrantManage), Administrative;
     SessionListUser => "session.list_user", Some(P::SessionManage), Administrative;
     SessionEndUser => "session.end_user", Some(P::SessionManage), Administrative;
+    DirectoryRead => "directory.read", Some(P::DirectoryRead), Administrative;
+    PractitionerCreate => "practitioner.create", Some(P::PractitionerManage), Administrative;
     AuditRead => "audit.read", Some(P::AuditRead), Administrative;
     AuditVerify => "audit.verify", Some(P::AuditVerify), Administrative;
     PrivacyAlerts => "alert.privacy.list", Some(P::AlertPrivacy), Administrative;

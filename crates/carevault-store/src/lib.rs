@@ -7,6 +7,7 @@
 
 mod access;
 pub mod dialect;
+mod directory;
 mod migrate;
 mod rows;
 mod write;
@@ -18,6 +19,7 @@ use sqlx::{AnyPool, Row};
 
 pub use access::*;
 pub use dialect::Backend;
+pub use directory::*;
 pub use rows::*;
 pub use write::WriteTx;
 

@@ -541,3 +541,21 @@ pub(crate) async fn mfa_passkey_finish(State(st): State<AppState>, Peer(ctx): Pe
         Err(e) => ApiError(e).into_response(),
     }
 }
+
+// ----- directory -----
+
+pub(crate) async fn directory(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st
+        .vault
+        .directory(&a)
+        .await
+        .map(|(units, practitioners)| json!({"units": units, "practitioners": practitioners}))))
+}
+
+pub(crate) async fn add_practitioner(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: carevault_core::PractitionerRequest = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match st.vault.add_practitioner(&a, &b).await {
+        Ok(v) => json_response(StatusCode::CREATED, serde_json::to_value(v).unwrap_or_default()),
+        Err(e) => ApiError(e).into_response(),
+    })
+}

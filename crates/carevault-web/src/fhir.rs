@@ -399,3 +399,85 @@ pub(crate) async fn allergy_search(State(st): State<AppState>, Peer(ctx): Peer, 
     let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": recs.len(), "entry": entries});
     Ok(fhir_json(StatusCode::OK, &bundle))
 }
+
+fn searchset(base: &str, resources: Vec<Value>) -> Value {
+    let entries: Vec<Value> = resources
+        .into_iter()
+        .map(|r| {
+            let url = format!("{base}/{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""));
+            json!({"fullUrl": url, "resource": r, "search": {"mode": "match"}})
+        })
+        .collect();
+    json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries})
+}
+
+fn only_params(q: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, InputError> {
+    let params: Vec<(String, String)> = q.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    if let Some((k, _)) = params.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        let _ = k;
+        return Err(InputError::new(
+            IssueCode::NotSupported,
+            Some("query".to_string()),
+            format!("supported search parameters: {}", if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }),
+        ));
+    }
+    Ok(params)
+}
+
+/// `GET /fhir/r4/Practitioner/{id}`: the practice directory.
+pub(crate) async fn practitioner_read(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult {
+    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
+    let p = st.vault.practitioner(&actor, &id).await?;
+    Ok(fhir_json(StatusCode::OK, &p.to_fhir()))
+}
+
+/// `GET /fhir/r4/Practitioner[?identifier=NPI]`.
+pub(crate) async fn practitioner_search(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
+    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
+    let params = only_params(q.as_deref(), &["identifier"])?;
+    let npi = params.first().map(|(_, v)| v.rsplit('|').next().unwrap_or("").to_string());
+    let (_, list) = st.vault.directory(&actor).await?;
+    let found = list.iter().filter(|p| npi.as_ref().is_none_or(|n| &p.npi == n)).map(|p| p.to_fhir()).collect();
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+}
+
+/// `GET /fhir/r4/PractitionerRole[?practitioner=id]`.
+pub(crate) async fn practitioner_role_search(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
+    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
+    let params = only_params(q.as_deref(), &["practitioner"])?;
+    let who = params.first().map(|(_, v)| v.strip_prefix("Practitioner/").unwrap_or(v).to_string());
+    let (_, list) = st.vault.directory(&actor).await?;
+    let found = list.iter().filter(|p| who.as_ref().is_none_or(|w| &p.id == w)).flat_map(|p| p.roles_to_fhir()).collect();
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+}
+
+/// `GET /fhir/r4/Organization/{id}` and `GET /fhir/r4/Location/{id}`.
+pub(crate) async fn organization_read(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult {
+    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
+    Ok(fhir_json(StatusCode::OK, &st.vault.directory_unit(&actor, "Organization", &id).await?.to_fhir()))
+}
+
+pub(crate) async fn location_read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
+    Ok(fhir_json(StatusCode::OK, &st.vault.directory_unit(&actor, "Location", &id).await?.to_fhir()))
+}

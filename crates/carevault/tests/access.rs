@@ -83,6 +83,8 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("grant.revoke", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
         ("session.list_user", ["N", "N", "N", "N", "Y", "N", "Y", "N"]),
         ("session.end_user", ["N", "N", "N", "N", "Y", "N", "Y", "N"]),
+        ("directory.read", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "N"]),
+        ("practitioner.create", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
         ("audit.read", ["N", "N", "N", "N", "N", "Y", "Y", "Y"]),
         ("audit.verify", ["N", "N", "N", "N", "N", "N", "Y", "Y"]),
         ("alert.privacy.list", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
@@ -248,6 +250,17 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
         Operation::GrantRevoke => v.revoke_grant(a, "gr-unknown").await,
         Operation::SessionListUser => unit(v.user_sessions(a, target).await),
         Operation::SessionEndUser => v.end_user_sessions(a, target).await,
+        Operation::DirectoryRead => unit(v.directory(a).await),
+        Operation::PractitionerCreate => {
+            let req = carevault_core::PractitionerRequest {
+                npi: "1234567893".into(),
+                family: "Matrix".into(),
+                given: "Doc".into(),
+                organization_id: org.into(),
+                ..Default::default()
+            };
+            unit(v.add_practitioner(a, &req).await)
+        }
         Operation::AuditRead => unit(v.audit_events(a, 0, 5).await),
         Operation::AuditVerify => unit(v.verify_audit_as(a).await),
         Operation::PrivacyAlerts => unit(v.alerts(a, "privacy", true).await),
@@ -332,6 +345,7 @@ async fn authorization_matrix() {
                             | Operation::GrantList
                             | Operation::SessionListUser
                             | Operation::SessionEndUser
+                            | Operation::PractitionerCreate
                     );
                     if scoped && other {
                         failures.push(format!("{} / {role} / other organization: allowed", op.id()));

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use carevault_crypto::signing::AuditSigner;
 use carevault_store::{
     AlertRow, AllergyRow, AssignmentRow, AuditRow, BreakGlassRow, CareRelationshipRow, CeremonyRow, CheckpointRow, CustomRoleRow, GrantRow,
-    NewSession, PasskeyRow, PatientVersionRow, Store, StoreError, UnitKind, UnitRow, UserRow, WriteTx,
+    NewSession, PasskeyRow, PatientVersionRow, PractitionerRoleRow, PractitionerRow, Store, StoreError, UnitKind, UnitRow, UserRow,
+    WriteTx,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -191,6 +192,10 @@ pub(crate) enum Op {
         now: i64,
     },
     InsertCeremony(Box<CeremonyRow>),
+    InsertPractitioner {
+        row: Box<PractitionerRow>,
+        roles: Vec<PractitionerRoleRow>,
+    },
     /// Consumes a WebAuthn ceremony: a second use fails the job.
     TakeCeremony {
         id: String,
@@ -601,6 +606,12 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
         }
         Op::PasskeyUsed { credential_id, passkey, now } => Ok(tx.passkey_used(credential_id, passkey.as_deref(), *now).await?),
         Op::InsertCeremony(c) => Ok(tx.insert_ceremony(c).await?),
+        Op::InsertPractitioner { row, roles } => tx.insert_practitioner(row, roles).await.map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                OpFailure::Domain(CoreError::Conflict("this NPI or account is already registered as a practitioner".into()))
+            }
+            other => OpFailure::Store(other),
+        }),
         Op::TakeCeremony { id } => {
             if tx.take_ceremony(id).await? {
                 Ok(())
