@@ -21,6 +21,7 @@ pub mod normalize;
 pub mod patient;
 pub mod permission;
 pub mod practice;
+pub mod schedule;
 pub mod search;
 
 pub use audit::{AuditAction, Outcome};

@@ -1,0 +1,259 @@
+//! Free-slot computation: weekly availability in a location's wall-clock time, turned into UTC
+//! slots across daylight-saving changes, minus closures (holidays, leave) and busy time
+//! (existing appointments). Pure: the store and the booking rules live elsewhere.
+//!
+//! Appointments are stored in UTC and shown in the location's zone. A wall-clock time that does
+//! not exist (the hour skipped in spring) starts no slot, and no slot spans a change of offset,
+//! so every slot lasts exactly its nominal duration.
+
+use jiff::civil::{Date, DateTime, Time};
+use jiff::tz::TimeZone;
+
+use crate::error::InputError;
+use crate::practice::TimeZoneName;
+
+/// One weekly opening window in local time: `weekday` 1 = Monday … 7 = Sunday, minutes after
+/// local midnight, `start < end <= 1440`. Breaks are the gaps between windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WeeklyWindow {
+    pub weekday: u8,
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+/// A half-open interval of Unix microseconds (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Interval {
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Interval {
+    pub fn overlaps(&self, other: &Interval) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+/// What to compute slots for.
+#[derive(Debug, Clone)]
+pub struct SlotQuery<'a> {
+    pub windows: &'a [WeeklyWindow],
+    pub time_zone: &'a TimeZoneName,
+    /// First local date, and how many days (at most 62).
+    pub from: Date,
+    pub days: u16,
+    pub duration_minutes: u16,
+    /// Holidays, leave: no slot overlaps these.
+    pub closed: &'a [Interval],
+    /// Existing appointments of the provider or room.
+    pub busy: &'a [Interval],
+    /// No slot starts before this instant (now).
+    pub not_before: i64,
+}
+
+pub fn check_windows(windows: &[WeeklyWindow]) -> Result<(), InputError> {
+    for (i, w) in windows.iter().enumerate() {
+        let path = format!("windows[{i}]");
+        if !(1..=7).contains(&w.weekday) {
+            return Err(InputError::value(&path, "weekday is 1 (Monday) to 7 (Sunday)"));
+        }
+        if w.start_minute >= w.end_minute || w.end_minute > 1440 {
+            return Err(InputError::value(&path, "a window starts before it ends, within the day (minutes 0 to 1440)"));
+        }
+        for (j, o) in windows.iter().enumerate().skip(i + 1) {
+            if o.weekday == w.weekday && w.start_minute < o.end_minute && o.start_minute < w.end_minute {
+                return Err(InputError::value(&format!("windows[{j}]"), "overlaps another window of the same day"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn micros(ts: jiff::Timestamp) -> i64 {
+    ts.as_microsecond()
+}
+
+/// The UTC instant of a local wall-clock time, or `None` when the time is skipped (spring
+/// forward). A repeated time (fall back) is its first occurrence.
+fn instant(tz: &TimeZone, date: Date, minute: u16) -> Option<i64> {
+    let dt = if minute >= 1440 {
+        DateTime::from_parts(date.tomorrow().ok()?, Time::midnight())
+    } else {
+        let t = Time::new(i8::try_from(minute / 60).ok()?, i8::try_from(minute % 60).ok()?, 0, 0).ok()?;
+        DateTime::from_parts(date, t)
+    };
+    let amb = tz.to_ambiguous_timestamp(dt);
+    if matches!(amb.offset(), jiff::tz::AmbiguousOffset::Gap { .. }) {
+        return None;
+    }
+    amb.earlier().ok().map(micros)
+}
+
+/// Free slots, in time order.
+pub fn free_slots(q: &SlotQuery<'_>) -> Result<Vec<Interval>, InputError> {
+    check_windows(q.windows)?;
+    if !(5..=480).contains(&q.duration_minutes) {
+        return Err(InputError::value("duration", "5 to 480 minutes"));
+    }
+    if q.days == 0 || q.days > 62 {
+        return Err(InputError::value("days", "1 to 62 days"));
+    }
+    let tz = TimeZone::get(q.time_zone.as_str()).map_err(|_| InputError::value("time_zone", "unknown time zone"))?;
+    let nominal = i64::from(q.duration_minutes) * 60_000_000;
+    let mut out = Vec::new();
+    let mut date = q.from;
+    for _ in 0..q.days {
+        let weekday = u8::try_from(date.weekday().to_monday_one_offset()).unwrap_or(0);
+        let mut windows: Vec<&WeeklyWindow> = q.windows.iter().filter(|w| w.weekday == weekday).collect();
+        windows.sort_by_key(|w| w.start_minute);
+        for w in windows {
+            let mut m = w.start_minute;
+            while m + q.duration_minutes <= w.end_minute {
+                let (Some(start), Some(end)) = (instant(&tz, date, m), instant(&tz, date, m + q.duration_minutes)) else {
+                    m += q.duration_minutes;
+                    continue;
+                };
+                let slot = Interval { start, end };
+                let fits = end - start == nominal
+                    && start >= q.not_before
+                    && !q.closed.iter().any(|c| c.overlaps(&slot))
+                    && !q.busy.iter().any(|b| b.overlaps(&slot));
+                if fits {
+                    out.push(slot);
+                }
+                m += q.duration_minutes;
+            }
+        }
+        date = match date.tomorrow() {
+            Ok(d) => d,
+            Err(_) => break,
+        };
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tz(name: &str) -> TimeZoneName {
+        TimeZoneName::parse("tz", name).expect("zone")
+    }
+
+    fn utc(s: &str) -> i64 {
+        s.parse::<jiff::Timestamp>().expect("timestamp").as_microsecond()
+    }
+
+    fn query<'a>(windows: &'a [WeeklyWindow], zone: &'a TimeZoneName, from: Date, days: u16, minutes: u16) -> SlotQuery<'a> {
+        SlotQuery { windows, time_zone: zone, from, days, duration_minutes: minutes, closed: &[], busy: &[], not_before: i64::MIN }
+    }
+
+    #[test]
+    fn a_morning_in_winter_and_in_summer() {
+        let chicago = tz("America/Chicago");
+        let w = [WeeklyWindow { weekday: 1, start_minute: 9 * 60, end_minute: 12 * 60 }];
+        let jan = free_slots(&query(&w, &chicago, Date::new(2026, 1, 5).expect("monday"), 1, 30)).expect("slots");
+        assert_eq!(jan.len(), 6);
+        assert_eq!(jan[0].start, utc("2026-01-05T15:00:00Z"), "09:00 CST is 15:00 UTC");
+        let jul = free_slots(&query(&w, &chicago, Date::new(2026, 7, 6).expect("monday"), 1, 30)).expect("slots");
+        assert_eq!(jul[0].start, utc("2026-07-06T14:00:00Z"), "09:00 CDT is 14:00 UTC");
+        // Other weekdays have no window.
+        assert!(free_slots(&query(&w, &chicago, Date::new(2026, 1, 6).expect("tuesday"), 1, 30)).expect("slots").is_empty());
+    }
+
+    #[test]
+    fn spring_forward_skips_the_missing_hour() {
+        // 2026-03-08, America/Chicago: 02:00 CST jumps to 03:00 CDT.
+        let chicago = tz("America/Chicago");
+        let w = [WeeklyWindow { weekday: 7, start_minute: 60, end_minute: 4 * 60 }];
+        let s = free_slots(&query(&w, &chicago, Date::new(2026, 3, 8).expect("sunday"), 1, 60)).expect("slots");
+        let starts: Vec<i64> = s.iter().map(|i| i.start).collect();
+        // 01:00 CST (07:00Z) lasts until 02:00, which does not exist: skipped; 02:00 does not
+        // exist; 03:00 CDT (08:00Z).
+        assert_eq!(starts, vec![utc("2026-03-08T08:00:00Z")]);
+        assert!(s.iter().all(|i| i.end - i.start == 3_600_000_000));
+    }
+
+    #[test]
+    fn fall_back_never_gives_a_slot_across_the_change() {
+        // 2026-11-01, America/Chicago: 02:00 CDT falls back to 01:00 CST.
+        let chicago = tz("America/Chicago");
+        let w = [WeeklyWindow { weekday: 7, start_minute: 0, end_minute: 3 * 60 }];
+        let s = free_slots(&query(&w, &chicago, Date::new(2026, 11, 1).expect("sunday"), 1, 60)).expect("slots");
+        let starts: Vec<i64> = s.iter().map(|i| i.start).collect();
+        // 00:00 CDT (05:00Z) to 01:00 CDT (06:00Z); 01:00 to 02:00 would last two hours: skipped;
+        // 02:00 CST (08:00Z) to 03:00 CST (09:00Z).
+        assert_eq!(starts, vec![utc("2026-11-01T05:00:00Z"), utc("2026-11-01T08:00:00Z")]);
+        assert!(s.iter().all(|i| i.end - i.start == 3_600_000_000));
+        // The weekday after the change is back to one slot per hour at the new offset.
+        let next = free_slots(&query(&w, &chicago, Date::new(2026, 11, 8).expect("sunday"), 1, 60)).expect("slots");
+        assert_eq!(next.len(), 3);
+        assert_eq!(next[0].start, utc("2026-11-08T06:00:00Z"));
+    }
+
+    #[test]
+    fn busy_closed_and_past_time_are_removed() {
+        let berlin = tz("Europe/Berlin");
+        let w = [
+            WeeklyWindow { weekday: 2, start_minute: 8 * 60, end_minute: 10 * 60 },
+            WeeklyWindow { weekday: 2, start_minute: 11 * 60, end_minute: 12 * 60 },
+        ];
+        let day = Date::new(2026, 2, 3).expect("tuesday");
+        let all = free_slots(&query(&w, &berlin, day, 1, 30)).expect("slots");
+        assert_eq!(all.len(), 6, "the break 10:00-11:00 has no slot");
+        let busy = [Interval { start: utc("2026-02-03T07:15:00Z"), end: utc("2026-02-03T07:45:00Z") }];
+        let q = SlotQuery { busy: &busy, ..query(&w, &berlin, day, 1, 30) };
+        assert_eq!(free_slots(&q).expect("slots").len(), 4, "08:00 and 08:30 overlap the busy time");
+        let closed = [Interval { start: utc("2026-02-03T00:00:00Z"), end: utc("2026-02-04T00:00:00Z") }];
+        let q = SlotQuery { closed: &closed, ..query(&w, &berlin, day, 1, 30) };
+        assert!(free_slots(&q).expect("slots").is_empty(), "a holiday closes the day");
+        let q = SlotQuery { not_before: utc("2026-02-03T09:00:00Z"), ..query(&w, &berlin, day, 1, 30) };
+        assert_eq!(free_slots(&q).expect("slots").len(), 2, "only the 11:00 window is still ahead");
+    }
+
+    #[test]
+    fn bad_input_is_refused_precisely() {
+        let utc_zone = tz("UTC");
+        let day = Date::new(2026, 2, 3).expect("day");
+        let bad = |w: &[WeeklyWindow], minutes: u16, days: u16| free_slots(&query(w, &utc_zone, day, days, minutes)).expect_err("bad").path;
+        let ok = [WeeklyWindow { weekday: 1, start_minute: 0, end_minute: 60 }];
+        assert_eq!(bad(&[WeeklyWindow { weekday: 0, start_minute: 0, end_minute: 60 }], 30, 1).as_deref(), Some("windows[0]"));
+        assert_eq!(bad(&[WeeklyWindow { weekday: 1, start_minute: 60, end_minute: 60 }], 30, 1).as_deref(), Some("windows[0]"));
+        assert_eq!(bad(&[WeeklyWindow { weekday: 1, start_minute: 0, end_minute: 1441 }], 30, 1).as_deref(), Some("windows[0]"));
+        let overlapping = [ok[0], WeeklyWindow { weekday: 1, start_minute: 30, end_minute: 90 }];
+        assert_eq!(bad(&overlapping, 30, 1).as_deref(), Some("windows[1]"));
+        assert_eq!(bad(&ok, 0, 1).as_deref(), Some("duration"));
+        assert_eq!(bad(&ok, 30, 0).as_deref(), Some("days"));
+        assert_eq!(bad(&ok, 30, 63).as_deref(), Some("days"));
+    }
+
+    proptest::proptest! {
+        /// Whatever the zone, date and windows: every slot lasts exactly its duration, starts at a
+        /// wall-clock time inside a window of its local weekday, and slots never overlap.
+        #[test]
+        fn slots_are_exact_and_disjoint(
+            zone in proptest::sample::select(vec!["America/Chicago", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]),
+            day in 0i64..730,
+            start in 0u16..1380,
+            len in 5u16..600,
+            minutes in proptest::sample::select(vec![10u16, 15, 20, 30, 45, 60]),
+        ) {
+            let zone = tz(zone);
+            let end = (start + len).min(1440);
+            let windows: Vec<WeeklyWindow> = (1..=7).map(|d| WeeklyWindow { weekday: d, start_minute: start, end_minute: end }).collect();
+            let from = Date::new(2026, 1, 1).expect("date").checked_add(jiff::Span::new().days(day)).expect("date");
+            let slots = free_slots(&query(&windows, &zone, from, 3, minutes)).expect("slots");
+            let tzz = TimeZone::get(zone.as_str()).expect("zone");
+            for w in slots.windows(2) {
+                proptest::prop_assert!(w[0].end <= w[1].start);
+            }
+            for s in &slots {
+                proptest::prop_assert_eq!(s.end - s.start, i64::from(minutes) * 60_000_000);
+                let local = tzz.to_datetime(jiff::Timestamp::from_microsecond(s.start).expect("ts"));
+                let m = u16::try_from(i32::from(local.hour()) * 60 + i32::from(local.minute())).expect("minute");
+                proptest::prop_assert!(m >= start && m + minutes <= end, "{m} not in {start}..{end}");
+            }
+        }
+    }
+}
