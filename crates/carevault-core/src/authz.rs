@@ -13,7 +13,17 @@ use crate::error::CoreError;
 pub fn role_permissions(role: Role) -> &'static [Permission] {
     use Permission::*;
     match role {
-        Role::FrontDesk => &[PatientRead, PatientSearch, PatientCreate, PatientUpdate, CareTeamManage, DirectoryRead],
+        Role::FrontDesk => &[
+            PatientRead,
+            PatientSearch,
+            PatientCreate,
+            PatientUpdate,
+            CareTeamManage,
+            DirectoryRead,
+            ScheduleManage,
+            ScheduleRead,
+            AppointmentBook,
+        ],
         Role::Nurse => &[
             PatientRead,
             PatientSearch,
@@ -25,6 +35,8 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SensitiveReproductive,
             BreakGlassUse,
             DirectoryRead,
+            ScheduleRead,
+            AppointmentBook,
         ],
         Role::Physician => &[
             PatientRead,
@@ -41,6 +53,8 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SensitiveReproductive,
             BreakGlassUse,
             DirectoryRead,
+            ScheduleRead,
+            AppointmentBook,
         ],
         Role::Biller => &[PatientRead, PatientSearch, DirectoryRead],
         Role::PracticeAdmin => &[
@@ -54,6 +68,8 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SessionManage,
             DirectoryRead,
             PractitionerManage,
+            ScheduleManage,
+            ScheduleRead,
         ],
         Role::PrivacyOfficer => &[
             PatientRead,

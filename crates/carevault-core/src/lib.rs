@@ -35,6 +35,7 @@ mod error;
 mod keys;
 mod patients;
 mod rotation;
+mod schedule;
 mod sealing;
 mod vault;
 
@@ -55,6 +56,7 @@ pub use directory::{PractitionerRequest, PractitionerRoleView, PractitionerView}
 pub use error::{CoreError, StartupError};
 pub use patients::{PatientRecord, SearchPage};
 pub use rotation::{KeyStatus, RotationProgress};
+pub use schedule::AppointmentView;
 pub use vault::{verify_audit_at, InstanceKind, OpenOptions, Vault};
 
 /// Formats Unix microseconds as an RFC 3339 instant (UTC, millisecond precision).

@@ -66,6 +66,9 @@ catalogue! {
         SessionManage => "session.manage", "See and end other users' sessions.";
         DirectoryRead => "directory.read", "Read the practice directory: organizations, locations, rooms, practitioners and their roles.";
         PractitionerManage => "practitioner.manage", "Register practitioners (with their NPI) and the roles they hold at locations.";
+        ScheduleManage => "schedule.manage", "Set practitioners' weekly availability at locations.";
+        ScheduleRead => "schedule.read", "See practitioners' free slots (no patient data).";
+        AppointmentBook => "appointment.book", "Book an appointment for a patient in a free slot.";
         AuditRead => "audit.read", "Read the audit log (who did what, when, to which record).";
         AuditVerify => "audit.verify", "Verify the integrity of the audit log.";
         AlertPrivacy => "alert.privacy", "See and close privacy alerts (break-glass use, access to flagged records).";
@@ -282,6 +285,9 @@ operations! {
     SessionEndUser => "session.end_user", Some(P::SessionManage), Administrative;
     DirectoryRead => "directory.read", Some(P::DirectoryRead), Administrative;
     PractitionerCreate => "practitioner.create", Some(P::PractitionerManage), Administrative;
+    AvailabilitySet => "schedule.availability.set", Some(P::ScheduleManage), Administrative;
+    SlotSearch => "schedule.slots", Some(P::ScheduleRead), Administrative;
+    AppointmentBook => "appointment.book", Some(P::AppointmentBook), Demographic;
     AuditRead => "audit.read", Some(P::AuditRead), Administrative;
     AuditVerify => "audit.verify", Some(P::AuditVerify), Administrative;
     PrivacyAlerts => "alert.privacy.list", Some(P::AlertPrivacy), Administrative;

@@ -6,7 +6,8 @@
 //! not exist (the hour skipped in spring) starts no slot, and no slot spans a change of offset,
 //! so every slot lasts exactly its nominal duration.
 
-use jiff::civil::{Date, DateTime, Time};
+pub use jiff::civil::Date;
+use jiff::civil::{DateTime, Time};
 use jiff::tz::TimeZone;
 
 use crate::error::InputError;
@@ -87,6 +88,23 @@ fn instant(tz: &TimeZone, date: Date, minute: u16) -> Option<i64> {
         return None;
     }
     amb.earlier().ok().map(micros)
+}
+
+/// A local calendar date given as `YYYY-MM-DD`.
+pub fn parse_date(path: &str, s: &str) -> Result<Date, InputError> {
+    s.trim().parse::<Date>().map_err(|_| InputError::value(path, "a date YYYY-MM-DD"))
+}
+
+/// The local date, in `tz`, of an instant (Unix microseconds).
+pub fn local_date(tz: &TimeZoneName, micros: i64) -> Option<Date> {
+    let zone = TimeZone::get(tz.as_str()).ok()?;
+    Some(zone.to_datetime(jiff::Timestamp::from_microsecond(micros).ok()?).date())
+}
+
+/// The instant local midnight of `date` begins in `tz` (the first one, if it repeats).
+pub fn local_midnight(tz: &TimeZoneName, date: Date) -> Option<i64> {
+    let zone = TimeZone::get(tz.as_str()).ok()?;
+    zone.to_ambiguous_timestamp(date.to_datetime(Time::midnight())).compatible().ok().map(micros)
 }
 
 /// Free slots, in time order.

@@ -61,6 +61,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (4, "flag_count", include_str!("../migrations/sqlite/0004_flag_count.sql")),
             (5, "rooms_time_zones", include_str!("../migrations/sqlite/0005_rooms_time_zones.sql")),
             (6, "practitioners", include_str!("../migrations/sqlite/0006_practitioners.sql")),
+            (7, "scheduling", include_str!("../migrations/sqlite/0007_scheduling.sql")),
         ],
         Backend::Postgres => &[
             (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -69,6 +70,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (4, "flag_count", include_str!("../migrations/postgres/0004_flag_count.sql")),
             (5, "rooms_time_zones", include_str!("../migrations/postgres/0005_rooms_time_zones.sql")),
             (6, "practitioners", include_str!("../migrations/postgres/0006_practitioners.sql")),
+            (7, "scheduling", include_str!("../migrations/postgres/0007_scheduling.sql")),
         ],
     }
 }

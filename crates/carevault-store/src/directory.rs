@@ -58,7 +58,79 @@ impl PractitionerRoleRow {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvailabilityRow {
+    pub id: String,
+    pub practitioner_id: String,
+    pub location_id: String,
+    pub weekday: i64,
+    pub start_minute: i64,
+    pub end_minute: i64,
+    pub created_at: i64,
+}
+
+impl AvailabilityRow {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(AvailabilityRow {
+            id: get(r, "id")?,
+            practitioner_id: get(r, "practitioner_id")?,
+            location_id: get(r, "location_id")?,
+            weekday: get(r, "weekday")?,
+            start_minute: get(r, "start_minute")?,
+            end_minute: get(r, "end_minute")?,
+            created_at: get(r, "created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppointmentRow {
+    pub id: String,
+    pub patient_id: String,
+    pub practitioner_id: String,
+    pub location_id: String,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub status: String,
+    pub created_at: i64,
+}
+
+impl AppointmentRow {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(AppointmentRow {
+            id: get(r, "id")?,
+            patient_id: get(r, "patient_id")?,
+            practitioner_id: get(r, "practitioner_id")?,
+            location_id: get(r, "location_id")?,
+            start_at: get(r, "start_at")?,
+            end_at: get(r, "end_at")?,
+            status: get(r, "status")?,
+            created_at: get(r, "created_at")?,
+        })
+    }
+}
+
+/// Appointment states that hold their time (the others free it).
+pub const LIVE_APPOINTMENT: &str = "status NOT IN ('cancelled', 'noshow', 'entered-in-error')";
+
 impl Store {
+    pub async fn availability(&self, practitioner_id: &str, location_id: &str) -> Result<Vec<AvailabilityRow>> {
+        let rows = sqlx::query("SELECT * FROM availability WHERE practitioner_id = $1 AND location_id = $2 ORDER BY weekday, start_minute")
+            .bind(practitioner_id)
+            .bind(location_id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(AvailabilityRow::from_row).collect()
+    }
+
+    /// Live appointments of a practitioner overlapping [from, to).
+    pub async fn appointments_between(&self, practitioner_id: &str, from: i64, to: i64) -> Result<Vec<AppointmentRow>> {
+        let sql = format!("SELECT * FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND end_at > $2 AND {LIVE_APPOINTMENT} ORDER BY start_at");
+        let rows = sqlx::query(&sql).bind(practitioner_id).bind(from).bind(to).fetch_all(&self.read).await.map_err(classify)?;
+        rows.iter().map(AppointmentRow::from_row).collect()
+    }
+
     pub async fn practitioners(&self) -> Result<Vec<PractitionerRow>> {
         let rows = sqlx::query("SELECT * FROM practitioners ORDER BY family, given, id").fetch_all(&self.read).await.map_err(classify)?;
         rows.iter().map(PractitionerRow::from_row).collect()
@@ -85,6 +157,68 @@ impl Store {
 }
 
 impl WriteTx {
+    /// Replaces a practitioner's weekly availability at a location.
+    pub async fn replace_availability(&mut self, practitioner_id: &str, location_id: &str, rows: &[AvailabilityRow]) -> Result<()> {
+        sqlx::query("DELETE FROM availability WHERE practitioner_id = $1 AND location_id = $2")
+            .bind(practitioner_id)
+            .bind(location_id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        for a in rows {
+            sqlx::query(
+                "INSERT INTO availability (id, practitioner_id, location_id, weekday, start_minute, end_minute, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(a.id.clone())
+            .bind(a.practitioner_id.clone())
+            .bind(a.location_id.clone())
+            .bind(a.weekday)
+            .bind(a.start_minute)
+            .bind(a.end_minute)
+            .bind(a.created_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts an appointment unless a live appointment of the same practitioner overlaps it;
+    /// false (and nothing written) when one does. Runs inside the serialized write
+    /// transaction, so two concurrent bookings of one slot cannot both pass.
+    pub async fn book_appointment(&mut self, a: &AppointmentRow) -> Result<bool> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND end_at > $2 AND {LIVE_APPOINTMENT}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(a.practitioner_id.clone())
+            .bind(a.start_at)
+            .bind(a.end_at)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        if get::<i64>(&row, "n")? > 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO appointments (id, patient_id, practitioner_id, location_id, start_at, end_at, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(a.id.clone())
+        .bind(a.patient_id.clone())
+        .bind(a.practitioner_id.clone())
+        .bind(a.location_id.clone())
+        .bind(a.start_at)
+        .bind(a.end_at)
+        .bind(a.status.clone())
+        .bind(a.created_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(classify)?;
+        Ok(true)
+    }
+
     pub async fn insert_practitioner(&mut self, p: &PractitionerRow, roles: &[PractitionerRoleRow]) -> Result<()> {
         sqlx::query("INSERT INTO practitioners (id, user_id, npi, family, given, active, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(p.id.clone())

@@ -64,6 +64,7 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("allergy.read", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
         ("allergy.list", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
         ("break_glass.open", [N5, GLASS, GLASS, N5, N5, N5, N5, N5]),
+        ("appointment.book", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
         //                    fd   nurse phys  biller admin privacy security auditor
         ("patient.create", ["Y", "N", "Y", "N", "N", "N", "N", "N"]),
         ("break_glass.queue", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
@@ -85,6 +86,8 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("session.end_user", ["N", "N", "N", "N", "Y", "N", "Y", "N"]),
         ("directory.read", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "N"]),
         ("practitioner.create", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("schedule.availability.set", ["Y", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("schedule.slots", ["Y", "Y", "Y", "N", "Y", "N", "N", "N"]),
         ("audit.read", ["N", "N", "N", "N", "N", "Y", "Y", "Y"]),
         ("audit.verify", ["N", "N", "N", "N", "N", "N", "Y", "Y"]),
         ("alert.privacy.list", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
@@ -115,6 +118,9 @@ struct World {
     assignment: String,
     fd_a: Actor,
     doc_a: Actor,
+    /// (location, practitioner) of each organization, with availability every day.
+    place_a: (String, String),
+    place_b: (String, String),
 }
 
 fn allowed(r: &Result<(), CoreError>) -> bool {
@@ -175,7 +181,45 @@ async fn setup() -> World {
         .id;
     let allergies: [String; 5] = allergies.try_into().expect("5");
     let patients: [String; 5] = patients.try_into().expect("5");
-    World { tv, org_b, patients, allergies, bodies, targets, privacy_alert, security_alert, review, assignment, fd_a, doc_a }
+    let place_a = place(&tv, &admin, "default").await;
+    let (admin_b, _) = tv.staff_in("practice_admin", Some(&org_b)).await.expect("admin b");
+    let place_b = place(&tv, &admin_b, &org_b).await;
+    World {
+        tv,
+        org_b,
+        patients,
+        allergies,
+        bodies,
+        targets,
+        privacy_alert,
+        security_alert,
+        review,
+        assignment,
+        fd_a,
+        doc_a,
+        place_a,
+        place_b,
+    }
+}
+
+/// A location (UTC) with a practitioner available all day, every day.
+async fn place(tv: &TestVault, admin: &Actor, org: &str) -> (String, String) {
+    let v = &tv.vault;
+    let loc = v.add_unit("location", &format!("Clinic {org}"), Some(org), None, Some("UTC")).await.expect("location");
+    let npi = if org == "default" { "1245319599" } else { "1003000126" };
+    let req = carevault_core::PractitionerRequest {
+        npi: npi.into(),
+        family: "Slot".into(),
+        given: "Keeper".into(),
+        organization_id: org.into(),
+        location_ids: vec![loc.clone()],
+        ..Default::default()
+    };
+    let pr = v.add_practitioner(admin, &req).await.expect("practitioner").id;
+    let windows: Vec<carevault_domain::schedule::WeeklyWindow> =
+        (1..=7).map(|d| carevault_domain::schedule::WeeklyWindow { weekday: d, start_minute: 0, end_minute: 1440 }).collect();
+    v.set_availability(admin, &pr, &loc, &windows).await.expect("availability");
+    (loc, pr)
 }
 
 /// Runs one operation as `a` against scenario `s` (a patient index, or for the others: 0 =
@@ -217,6 +261,23 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
         Operation::AllergyRead => unit(v.read_allergy(a, pur, &w.allergies[s]).await),
         Operation::AllergyList => unit(v.patient_allergies(a, pur, pid).await),
         Operation::BreakGlassOpen => unit(v.break_glass(a, pid, "medical-emergency", "").await),
+        Operation::AppointmentBook => {
+            let (loc, pr) = &w.place_a;
+            // Tomorrow 09:00 UTC: a free slot the first time, a conflict afterwards.
+            let day = 86_400_000_000i64;
+            let start = (w.tv.clock.now_micros() / day + 1) * day + 9 * 3_600_000_000;
+            unit(v.book_appointment(a, pur, pid, pr, loc, start, 30).await)
+        }
+        Operation::AvailabilitySet => {
+            let (loc, pr) = if s == ORG2 { &w.place_b } else { &w.place_a };
+            let windows: Vec<carevault_domain::schedule::WeeklyWindow> =
+                (1..=7).map(|d| carevault_domain::schedule::WeeklyWindow { weekday: d, start_minute: 0, end_minute: 1440 }).collect();
+            v.set_availability(a, pr, loc, &windows).await
+        }
+        Operation::SlotSearch => {
+            let (loc, pr) = if s == ORG2 { &w.place_b } else { &w.place_a };
+            unit(v.free_slots(a, pr, loc, "2030-01-07", 1, 30).await)
+        }
         Operation::BreakGlassQueue => unit(v.break_glass_queue(a, "open").await),
         Operation::BreakGlassClose => v.close_break_glass_review(a, &w.review, "appropriate", "").await,
         Operation::UserList => unit(v.list_users(a).await),
@@ -311,7 +372,11 @@ async fn authorization_matrix() {
         actors.push(a);
     }
     let mut failures = Vec::new();
-    for op in Operation::ALL {
+    // Break-glass itself runs last: once opened (scenario "flag"), it would open that patient
+    // for the operations after it.
+    let mut ops: Vec<Operation> = Operation::ALL.to_vec();
+    ops.sort_by_key(|o| *o == Operation::BreakGlassOpen);
+    for op in &ops {
         let cells = &table[op.id()];
         for (i, role) in Role::ALL.iter().enumerate() {
             let a = &actors[i];
@@ -346,6 +411,8 @@ async fn authorization_matrix() {
                             | Operation::SessionListUser
                             | Operation::SessionEndUser
                             | Operation::PractitionerCreate
+                            | Operation::AvailabilitySet
+                            | Operation::SlotSearch
                     );
                     if scoped && other {
                         failures.push(format!("{} / {role} / other organization: allowed", op.id()));

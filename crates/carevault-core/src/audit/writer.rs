@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use carevault_crypto::signing::AuditSigner;
 use carevault_store::{
-    AlertRow, AllergyRow, AssignmentRow, AuditRow, BreakGlassRow, CareRelationshipRow, CeremonyRow, CheckpointRow, CustomRoleRow, GrantRow,
-    NewSession, PasskeyRow, PatientVersionRow, PractitionerRoleRow, PractitionerRow, Store, StoreError, UnitKind, UnitRow, UserRow,
-    WriteTx,
+    AlertRow, AllergyRow, AppointmentRow, AssignmentRow, AuditRow, AvailabilityRow, BreakGlassRow, CareRelationshipRow, CeremonyRow,
+    CheckpointRow, CustomRoleRow, GrantRow, NewSession, PasskeyRow, PatientVersionRow, PractitionerRoleRow, PractitionerRow, Store,
+    StoreError, UnitKind, UnitRow, UserRow, WriteTx,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -196,6 +196,13 @@ pub(crate) enum Op {
         row: Box<PractitionerRow>,
         roles: Vec<PractitionerRoleRow>,
     },
+    ReplaceAvailability {
+        practitioner_id: String,
+        location_id: String,
+        rows: Vec<AvailabilityRow>,
+    },
+    /// Fails the job with a conflict when a live appointment of the practitioner overlaps.
+    BookAppointment(Box<AppointmentRow>),
     /// Consumes a WebAuthn ceremony: a second use fails the job.
     TakeCeremony {
         id: String,
@@ -606,6 +613,16 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
         }
         Op::PasskeyUsed { credential_id, passkey, now } => Ok(tx.passkey_used(credential_id, passkey.as_deref(), *now).await?),
         Op::InsertCeremony(c) => Ok(tx.insert_ceremony(c).await?),
+        Op::ReplaceAvailability { practitioner_id, location_id, rows } => {
+            Ok(tx.replace_availability(practitioner_id, location_id, rows).await?)
+        }
+        Op::BookAppointment(a) => {
+            if tx.book_appointment(a).await? {
+                Ok(())
+            } else {
+                Err(OpFailure::Domain(CoreError::Conflict("the slot is already booked".into())))
+            }
+        }
         Op::InsertPractitioner { row, roles } => tx.insert_practitioner(row, roles).await.map_err(|e| match e {
             StoreError::Conflict(_) => {
                 OpFailure::Domain(CoreError::Conflict("this NPI or account is already registered as a practitioner".into()))

@@ -1,0 +1,248 @@
+//! Scheduling through the chokepoint: practitioners' weekly availability, free slots and
+//! booking. A booking is checked against the free slots (not in the past, inside availability)
+//! and then, inside the serialized write transaction, against every live appointment of the
+//! practitioner, so concurrent requests for one slot cannot both succeed.
+
+use carevault_domain::practice::TimeZoneName;
+use carevault_domain::schedule::{
+    check_windows, free_slots, local_date, local_midnight, parse_date, Date, Interval, SlotQuery, WeeklyWindow,
+};
+use carevault_domain::{AuditAction, InputError, Operation, Outcome, PurposeOfUse};
+use carevault_store::{AppointmentRow, AvailabilityRow, UnitKind};
+
+use crate::actor::Actor;
+use crate::audit::writer::Op;
+use crate::audit::Draft;
+use crate::authz::Target;
+use crate::error::CoreError;
+use crate::vault::Vault;
+
+/// A booked appointment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AppointmentView {
+    pub id: String,
+    pub patient_id: String,
+    pub practitioner_id: String,
+    pub location_id: String,
+    /// Unix microseconds (UTC).
+    pub start: i64,
+    pub end: i64,
+    pub status: String,
+}
+
+fn bad(path: &str, message: &str) -> CoreError {
+    CoreError::Invalid(InputError::value(path, message))
+}
+
+impl Vault {
+    /// The location's organization and time zone, and that the practitioner works there.
+    async fn practice_place(&self, practitioner_id: &str, location_id: &str) -> Result<(String, TimeZoneName), CoreError> {
+        let Some(loc) = self.inner.store.unit(UnitKind::Location, location_id).await? else {
+            return Err(CoreError::NotFound { resource: format!("Location/{}", crate::audit::audit_safe_id(location_id)) });
+        };
+        let org = loc.organization_id.unwrap_or_default();
+        let works_there = self
+            .inner
+            .store
+            .practitioner_roles(Some(practitioner_id))
+            .await?
+            .iter()
+            .any(|r| r.organization_id == org && r.location_id.as_deref().is_none_or(|l| l == location_id));
+        if !works_there {
+            return Err(CoreError::NotFound { resource: "a role of this practitioner at this location".into() });
+        }
+        let tz = TimeZoneName::parse("time_zone", loc.time_zone.as_deref().unwrap_or("UTC")).map_err(CoreError::Invalid)?;
+        Ok((org, tz))
+    }
+
+    fn schedule_purpose(actor: &Actor) -> PurposeOfUse {
+        if actor.privileges.purposes().contains(&PurposeOfUse::Operations) {
+            PurposeOfUse::Operations
+        } else {
+            actor.default_purpose()
+        }
+    }
+
+    /// Replaces a practitioner's weekly availability at a location.
+    pub async fn set_availability(
+        &self,
+        actor: &Actor,
+        practitioner_id: &str,
+        location_id: &str,
+        windows: &[WeeklyWindow],
+    ) -> Result<(), CoreError> {
+        let purpose = Self::schedule_purpose(actor);
+        self.gate(actor, Operation::AvailabilitySet, purpose, &Target::Anywhere, ("Schedule", None)).await?;
+        let (org, _) = self.practice_place(practitioner_id, location_id).await?;
+        self.gate(actor, Operation::AvailabilitySet, purpose, &Target::Organization(&org), ("Schedule", None)).await?;
+        check_windows(windows)?;
+        let now = self.inner.clock.now_micros();
+        let rows = windows
+            .iter()
+            .map(|w| AvailabilityRow {
+                id: hex::encode(carevault_crypto::random_bytes::<12>()),
+                practitioner_id: practitioner_id.into(),
+                location_id: location_id.into(),
+                weekday: i64::from(w.weekday),
+                start_minute: i64::from(w.start_minute),
+                end_minute: i64::from(w.end_minute),
+                created_at: now,
+            })
+            .collect();
+        let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource("Schedule", None).purpose(purpose);
+        let op = Op::ReplaceAvailability { practitioner_id: practitioner_id.into(), location_id: location_id.into(), rows };
+        self.inner.writer.write(vec![op], vec![ev], None).await?;
+        Ok(())
+    }
+
+    async fn slots_for(
+        &self,
+        practitioner_id: &str,
+        location_id: &str,
+        tz: &TimeZoneName,
+        from: Date,
+        days: u16,
+        minutes: u16,
+    ) -> Result<Vec<Interval>, CoreError> {
+        let windows: Vec<WeeklyWindow> = self
+            .inner
+            .store
+            .availability(practitioner_id, location_id)
+            .await?
+            .iter()
+            .map(|a| WeeklyWindow {
+                weekday: u8::try_from(a.weekday).unwrap_or(0),
+                start_minute: u16::try_from(a.start_minute).unwrap_or(0),
+                end_minute: u16::try_from(a.end_minute).unwrap_or(0),
+            })
+            .collect();
+        // Busy time: every live appointment of the practitioner within the days asked (with a
+        // day of margin on both sides for zone offsets).
+        let day = 86_400_000_000i64;
+        let start = local_midnight(tz, from).unwrap_or(0);
+        let busy: Vec<Interval> = self
+            .inner
+            .store
+            .appointments_between(practitioner_id, start - day, start + (i64::from(days) + 1) * day)
+            .await?
+            .iter()
+            .map(|a| Interval { start: a.start_at, end: a.end_at })
+            .collect();
+        let now = self.inner.clock.now_micros();
+        Ok(free_slots(&SlotQuery {
+            windows: &windows,
+            time_zone: tz,
+            from,
+            days,
+            duration_minutes: minutes,
+            closed: &[],
+            busy: &busy,
+            not_before: now,
+        })?)
+    }
+
+    /// Free slots of a practitioner at a location from local date `from` (YYYY-MM-DD).
+    pub async fn free_slots(
+        &self,
+        actor: &Actor,
+        practitioner_id: &str,
+        location_id: &str,
+        from: &str,
+        days: u16,
+        minutes: u16,
+    ) -> Result<Vec<Interval>, CoreError> {
+        let purpose = Self::schedule_purpose(actor);
+        self.gate(actor, Operation::SlotSearch, purpose, &Target::Anywhere, ("Slot", None)).await?;
+        let (org, tz) = self.practice_place(practitioner_id, location_id).await?;
+        self.gate(actor, Operation::SlotSearch, purpose, &Target::Organization(&org), ("Slot", None)).await?;
+        let from = parse_date("from", from)?;
+        self.slots_for(practitioner_id, location_id, &tz, from, days, minutes).await
+    }
+
+    /// Books `minutes` from `start` (Unix microseconds) for a patient. The time must be a free
+    /// slot; a concurrent booking of the same time loses with a conflict.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn book_appointment(
+        &self,
+        actor: &Actor,
+        purpose: PurposeOfUse,
+        patient_id: &str,
+        practitioner_id: &str,
+        location_id: &str,
+        start: i64,
+        minutes: u16,
+    ) -> Result<AppointmentView, CoreError> {
+        let (_, allowed) =
+            self.gate_patient(actor, Operation::AppointmentBook, purpose, AuditAction::Create, "Appointment", patient_id).await?;
+        let now = self.inner.clock.now_micros();
+        let refuse = |e: CoreError| async move {
+            let d = Draft::new(now, AuditAction::Create, e.outcome())
+                .by(actor)
+                .resource("Appointment", None)
+                .patient(patient_id)
+                .purpose(purpose);
+            match self.inner.writer.append(d).await {
+                Ok(_) => e,
+                Err(w) => w,
+            }
+        };
+        let (_, tz) = match self.practice_place(practitioner_id, location_id).await {
+            Ok(p) => p,
+            Err(e) => return Err(refuse(e).await),
+        };
+        if start <= now {
+            return Err(refuse(bad("start", "an appointment cannot be booked in the past")).await);
+        }
+        let local_date = match local_date(&tz, start) {
+            Some(d) => d,
+            None => return Err(refuse(bad("start", "not a valid instant")).await),
+        };
+        let slots = match self.slots_for(practitioner_id, location_id, &tz, local_date, 1, minutes).await {
+            Ok(s) => s,
+            Err(e) => return Err(refuse(e).await),
+        };
+        let end = start + i64::from(minutes) * 60_000_000;
+        if !slots.iter().any(|s| s.start == start && s.end == end) {
+            // Either outside availability or already taken (seen before the transaction).
+            let taken = !self.inner.store.appointments_between(practitioner_id, start, end).await?.is_empty();
+            let e = if taken {
+                CoreError::Conflict("the slot is already booked".into())
+            } else {
+                bad("start", "not a free slot of this practitioner at this location")
+            };
+            return Err(refuse(e).await);
+        }
+        let id = hex::encode(carevault_crypto::random_bytes::<16>());
+        let row = AppointmentRow {
+            id: id.clone(),
+            patient_id: patient_id.into(),
+            practitioner_id: practitioner_id.into(),
+            location_id: location_id.into(),
+            start_at: start,
+            end_at: end,
+            status: "booked".into(),
+            created_at: now,
+        };
+        let ev = Draft::new(now, AuditAction::Create, Outcome::Success)
+            .by(actor)
+            .resource("Appointment", Some(&id))
+            .patient(patient_id)
+            .purpose(purpose)
+            .review(&allowed);
+        let lost = Draft::new(now, AuditAction::Create, Outcome::Conflict)
+            .by(actor)
+            .resource("Appointment", None)
+            .patient(patient_id)
+            .purpose(purpose);
+        self.inner.writer.write(vec![Op::BookAppointment(Box::new(row.clone()))], vec![ev], Some(lost)).await?;
+        Ok(AppointmentView {
+            id,
+            patient_id: row.patient_id,
+            practitioner_id: row.practitioner_id,
+            location_id: row.location_id,
+            start,
+            end,
+            status: row.status,
+        })
+    }
+}
