@@ -80,7 +80,7 @@ class ApiE2E(E2E):
     def phi_needles(self) -> list[str]:
         """The synthetic patient, the clinical value and the free-text reasons typed in this run:
         none may be readable in the data folder, the console or a dump of the database."""
-        return ["glasshouse", "latex allergy note", "collapsed at the desk", "flagged for the vip clinic"]
+        return ["glasshouse", "slotwell", "latex allergy note", "collapsed at the desk", "flagged for the vip clinic"]
 
     def finish(self) -> int:
         self.server.stop()
@@ -227,6 +227,48 @@ class ApiE2E(E2E):
             expect(r.status_code == 200, short(r))
             base.outcome_check(front.get("/fhir/r4/Practitioner?name=ng"), 400)
         self.r.run("the directory reads as FHIR Practitioner, PractitionerRole, Location (time zone, room) and Organization", fhir)
+
+        def schedule() -> None:
+            windows = [{"weekday": d, "start_minute": 8 * 60, "end_minute": 17 * 60} for d in range(1, 8)]
+            r = admin.request("PUT", f"/api/v1/practitioners/{ids.get('pr')}/availability", json={"location_id": ids.get("loc"), "windows": windows})
+            expect(r.status_code == 204, short(r))
+            problem(admin.request("PUT", f"/api/v1/practitioners/{ids.get('pr')}/availability",
+                                  json={"location_id": ids.get("loc"), "windows": [{"weekday": 9, "start_minute": 0, "end_minute": 60}]}), 400)
+            sched = f"{ids.get('pr')}.{ids.get('loc')}"
+            r = front.get(f"/fhir/r4/Schedule/{sched}")
+            expect(r.status_code == 200, short(r))
+            day = (base.time.gmtime(base.time.time() + 7 * 86400))
+            ids["date"] = base.time.strftime("%Y-%m-%d", day)
+            r = front.get(f"/fhir/r4/Slot?schedule=Schedule/{sched}&start={ids['date']}&duration=30")
+            expect(r.status_code == 200 and r.json()["total"] == 18, f"18 half-hour slots from 08:00 to 17:00: {short(r)}")
+            ids["slot"] = r.json()["entry"][0]["resource"]
+        self.r.run("availability over the API; FHIR Schedule and the day's free Slots in the location's time zone", schedule)
+
+        def fhirpy_books() -> None:
+            from fhirpy import SyncFHIRClient
+            token = front.token()
+            client = SyncFHIRClient(f"{self.server.base}/fhir/r4", extra_headers={"Cookie": f"{base.SESSION_COOKIE}={token}"},
+                                    requests_config={"verify": self.server.cert})
+            patient = client.resource("Patient", name=[{"family": "Slotwell", "given": ["Fhirpy"]}])
+            patient.save()
+            slot = ids["slot"]
+            appt = client.resource("Appointment", status="booked", start=slot["start"], end=slot["end"], participant=[
+                {"actor": {"reference": f"Patient/{patient['id']}"}, "status": "accepted"},
+                {"actor": {"reference": f"Practitioner/{ids.get('pr')}"}, "status": "accepted"},
+                {"actor": {"reference": f"Location/{ids.get('loc')}"}, "status": "accepted"}])
+            appt.save()
+            expect(bool(appt.get("id")), "no id assigned")
+            again = client.reference("Appointment", appt["id"]).to_resource()
+            expect(again["status"] == "booked" and again["start"].startswith(slot["start"][:16]), f"read back: {dict(again)}")
+            ids["appt"] = appt["id"]
+            # The same slot again: a conflict, precisely.
+            r = front.post_json("/fhir/r4/Appointment", {k: v for k, v in appt.serialize().items() if k not in ("id", "meta", "minutesDuration")})
+            base.outcome_check(r, 409)
+            r = front.get(f"/fhir/r4/Appointment/{appt['id']}")
+            expect(r.status_code == 200, short(r))
+            r = front.get(f"/fhir/r4/Slot?schedule=Schedule/{ids.get('pr')}.{ids.get('loc')}&start={ids['date']}&duration=30")
+            expect(r.json()["total"] == 17, f"the booked slot is no longer free: {short(r)}")
+        self.r.run("a real FHIR client (fhirpy) registers a patient, books a free slot and reads the appointment back", fhirpy_books)
 
     def test_recovery_and_sessions(self, doc: Client) -> None:
         who = self.staff["doc"]

@@ -23,6 +23,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             ScheduleManage,
             ScheduleRead,
             AppointmentBook,
+            AppointmentRead,
         ],
         Role::Nurse => &[
             PatientRead,
@@ -37,6 +38,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             DirectoryRead,
             ScheduleRead,
             AppointmentBook,
+            AppointmentRead,
         ],
         Role::Physician => &[
             PatientRead,
@@ -55,8 +57,9 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             DirectoryRead,
             ScheduleRead,
             AppointmentBook,
+            AppointmentRead,
         ],
-        Role::Biller => &[PatientRead, PatientSearch, DirectoryRead],
+        Role::Biller => &[PatientRead, PatientSearch, DirectoryRead, AppointmentRead],
         Role::PracticeAdmin => &[
             UserRead,
             UserCreate,

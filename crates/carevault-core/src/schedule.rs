@@ -245,4 +245,56 @@ impl Vault {
             status: row.status,
         })
     }
+
+    /// Reads one appointment (who, with whom, where, when): a demographic operation on its
+    /// patient, audited.
+    pub async fn read_appointment(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<AppointmentView, CoreError> {
+        let row = if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) { self.inner.store.appointment(id).await? } else { None };
+        let Some(row) = row else {
+            self.gate(actor, Operation::AppointmentRead, purpose, &Target::Anywhere, ("Appointment", None)).await?;
+            let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Read, Outcome::NotFound)
+                .by(actor)
+                .resource("Appointment", None)
+                .purpose(purpose);
+            self.inner.writer.append(d).await?;
+            return Err(CoreError::NotFound { resource: format!("Appointment/{}", crate::audit::audit_safe_id(id)) });
+        };
+        let (_, allowed) =
+            self.gate_patient(actor, Operation::AppointmentRead, purpose, AuditAction::Read, "Appointment", &row.patient_id).await?;
+        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Read, Outcome::Success)
+            .by(actor)
+            .resource("Appointment", Some(id))
+            .patient(&row.patient_id)
+            .purpose(purpose)
+            .review(&allowed);
+        self.inner.writer.append(d).await?;
+        Ok(AppointmentView {
+            id: row.id,
+            patient_id: row.patient_id,
+            practitioner_id: row.practitioner_id,
+            location_id: row.location_id,
+            start: row.start_at,
+            end: row.end_at,
+            status: row.status,
+        })
+    }
+}
+
+impl AppointmentView {
+    /// FHIR R4 Appointment.
+    pub fn to_fhir(&self) -> serde_json::Value {
+        serde_json::json!({
+            "resourceType": "Appointment",
+            "id": self.id,
+            "status": self.status,
+            "start": crate::format_instant(self.start),
+            "end": crate::format_instant(self.end),
+            "minutesDuration": (self.end - self.start) / 60_000_000,
+            "participant": [
+                {"actor": {"reference": format!("Patient/{}", self.patient_id)}, "status": "accepted"},
+                {"actor": {"reference": format!("Practitioner/{}", self.practitioner_id)}, "status": "accepted"},
+                {"actor": {"reference": format!("Location/{}", self.location_id)}, "status": "accepted"},
+            ],
+        })
+    }
 }

@@ -69,6 +69,7 @@ catalogue! {
         ScheduleManage => "schedule.manage", "Set practitioners' weekly availability at locations.";
         ScheduleRead => "schedule.read", "See practitioners' free slots (no patient data).";
         AppointmentBook => "appointment.book", "Book an appointment for a patient in a free slot.";
+        AppointmentRead => "appointment.read", "See appointments, including whose they are.";
         AuditRead => "audit.read", "Read the audit log (who did what, when, to which record).";
         AuditVerify => "audit.verify", "Verify the integrity of the audit log.";
         AlertPrivacy => "alert.privacy", "See and close privacy alerts (break-glass use, access to flagged records).";
@@ -288,6 +289,7 @@ operations! {
     AvailabilitySet => "schedule.availability.set", Some(P::ScheduleManage), Administrative;
     SlotSearch => "schedule.slots", Some(P::ScheduleRead), Administrative;
     AppointmentBook => "appointment.book", Some(P::AppointmentBook), Demographic;
+    AppointmentRead => "appointment.read", Some(P::AppointmentRead), Demographic;
     AuditRead => "audit.read", Some(P::AuditRead), Administrative;
     AuditVerify => "audit.verify", Some(P::AuditVerify), Administrative;
     PrivacyAlerts => "alert.privacy.list", Some(P::AlertPrivacy), Administrative;

@@ -107,6 +107,111 @@ pub fn local_midnight(tz: &TimeZoneName, date: Date) -> Option<i64> {
     zone.to_ambiguous_timestamp(date.to_datetime(Time::midnight())).compatible().ok().map(micros)
 }
 
+/// A booking request parsed from a FHIR Appointment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppointmentRequest {
+    pub patient_id: String,
+    pub practitioner_id: String,
+    pub location_id: String,
+    /// Unix microseconds.
+    pub start: i64,
+    pub minutes: u16,
+}
+
+fn reference_id<'a>(v: &'a serde_json::Value, path: &str, kind: &str) -> Result<Option<&'a str>, InputError> {
+    let Some(r) = v.get("reference") else { return Ok(None) };
+    let r = r.as_str().ok_or_else(|| InputError::new(crate::error::IssueCode::Structure, Some(path.to_string()), "a string"))?;
+    match r.split_once('/') {
+        Some((k, id)) if k == kind => {
+            let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if ok {
+                Ok(Some(id))
+            } else {
+                Err(InputError::value(path, "not a valid id"))
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Parses the FHIR Appointment a client posts to book: status `booked`, `start` and `end` with
+/// a time zone, and one Patient, one Practitioner and one Location participant.
+pub fn parse_appointment(body: &[u8]) -> Result<AppointmentRequest, InputError> {
+    use crate::error::IssueCode;
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| InputError::new(IssueCode::Structure, None, "the body is not valid JSON"))?;
+    let obj = v.as_object().ok_or_else(|| InputError::new(IssueCode::Structure, None, "the body must be a JSON object"))?;
+    if obj.get("resourceType").and_then(|t| t.as_str()) != Some("Appointment") {
+        return Err(InputError::value("Appointment.resourceType", "must be Appointment"));
+    }
+    for k in obj.keys() {
+        if !matches!(k.as_str(), "resourceType" | "meta" | "text" | "status" | "start" | "end" | "minutesDuration" | "participant") {
+            return Err(InputError::new(
+                IssueCode::NotSupported,
+                Some(format!("Appointment.{}", crate::patient::safe_key(k))),
+                "this element is not supported",
+            ));
+        }
+    }
+    if obj.get("status").and_then(|s| s.as_str()) != Some("booked") {
+        return Err(InputError::value("Appointment.status", "a new appointment is booked"));
+    }
+    let instant = |name: &str| -> Result<i64, InputError> {
+        let path = format!("Appointment.{name}");
+        let s =
+            obj.get(name).and_then(|s| s.as_str()).ok_or_else(|| InputError::new(IssueCode::Required, Some(path.clone()), "required"))?;
+        s.parse::<jiff::Timestamp>()
+            .map(|t| t.as_microsecond())
+            .map_err(|_| InputError::value(&path, "an instant with a time zone, e.g. 2027-03-14T08:00:00Z"))
+    };
+    let start = instant("start")?;
+    let end = instant("end")?;
+    let span = end - start;
+    if span <= 0 || span % 60_000_000 != 0 || !(5..=480).contains(&(span / 60_000_000)) {
+        return Err(InputError::value("Appointment.end", "after start, by 5 to 480 whole minutes"));
+    }
+    let minutes = u16::try_from(span / 60_000_000).map_err(|_| InputError::value("Appointment.end", "too long"))?;
+    if let Some(d) = obj.get("minutesDuration") {
+        if d.as_i64() != Some(i64::from(minutes)) {
+            return Err(InputError::value("Appointment.minutesDuration", "must equal end - start"));
+        }
+    }
+    let parts = obj.get("participant").and_then(|p| p.as_array()).ok_or_else(|| {
+        InputError::new(IssueCode::Required, Some("Appointment.participant".into()), "a Patient, a Practitioner and a Location participant")
+    })?;
+    let (mut patient, mut practitioner, mut location) = (None, None, None);
+    for (i, p) in parts.iter().enumerate() {
+        let path = format!("Appointment.participant[{i}].actor");
+        let actor = p.get("actor").ok_or_else(|| InputError::new(IssueCode::Required, Some(path.clone()), "required"))?;
+        let found = [("Patient", &mut patient), ("Practitioner", &mut practitioner), ("Location", &mut location)];
+        let mut matched = false;
+        for (kind, slot) in found {
+            if let Some(id) = reference_id(actor, &format!("{path}.reference"), kind)? {
+                if slot.is_some() {
+                    return Err(InputError::value(&path, format!("only one {kind} participant")));
+                }
+                *slot = Some(id.to_string());
+                matched = true;
+            }
+        }
+        if !matched {
+            return Err(InputError::value(&path, "a reference to Patient/, Practitioner/ or Location/"));
+        }
+    }
+    let need = |v: Option<String>, kind: &str| {
+        v.ok_or_else(|| {
+            InputError::new(IssueCode::Required, Some("Appointment.participant".into()), format!("a {kind} participant is required"))
+        })
+    };
+    Ok(AppointmentRequest {
+        patient_id: need(patient, "Patient")?,
+        practitioner_id: need(practitioner, "Practitioner")?,
+        location_id: need(location, "Location")?,
+        start,
+        minutes,
+    })
+}
+
 /// Free slots, in time order.
 pub fn free_slots(q: &SlotQuery<'_>) -> Result<Vec<Interval>, InputError> {
     check_windows(q.windows)?;
@@ -228,6 +333,81 @@ mod tests {
         assert!(free_slots(&q).expect("slots").is_empty(), "a holiday closes the day");
         let q = SlotQuery { not_before: utc("2026-02-03T09:00:00Z"), ..query(&w, &berlin, day, 1, 30) };
         assert_eq!(free_slots(&q).expect("slots").len(), 2, "only the 11:00 window is still ahead");
+    }
+
+    #[test]
+    fn appointment_bodies() {
+        let ok = serde_json::json!({"resourceType": "Appointment", "status": "booked",
+            "start": "2027-03-14T03:00:00-05:00", "end": "2027-03-14T08:30:00Z",
+            "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"},
+                            {"actor": {"reference": "Practitioner/pr1"}, "status": "accepted"},
+                            {"actor": {"reference": "Location/loc-1"}, "status": "accepted"}]});
+        let r = parse_appointment(ok.to_string().as_bytes()).expect("ok");
+        assert_eq!((r.patient_id.as_str(), r.minutes, r.start), ("p1", 30, utc("2027-03-14T08:00:00Z")));
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (serde_json::json!({"resourceType": "Patient"}), "Appointment.resourceType"),
+            (
+                {
+                    let mut v = ok.clone();
+                    v["status"] = "cancelled".into();
+                    v
+                },
+                "Appointment.status",
+            ),
+            (
+                {
+                    let mut v = ok.clone();
+                    v["end"] = "2027-03-14T08:00:00Z".into();
+                    v
+                },
+                "Appointment.end",
+            ),
+            (
+                {
+                    let mut v = ok.clone();
+                    v["start"] = "2027-03-14 08:00".into();
+                    v
+                },
+                "Appointment.start",
+            ),
+            (
+                {
+                    let mut v = ok.clone();
+                    v["minutesDuration"] = 45.into();
+                    v
+                },
+                "Appointment.minutesDuration",
+            ),
+            (
+                {
+                    let mut v = ok.clone();
+                    v["reasonCode"] = serde_json::json!([]);
+                    v
+                },
+                "Appointment.reasonCode",
+            ),
+            (
+                {
+                    let mut v = ok.clone();
+                    v["participant"] = serde_json::json!([{"actor": {"reference": "Patient/p1"}}]);
+                    v
+                },
+                "Appointment.participant",
+            ),
+            (
+                {
+                    let mut v = ok.clone();
+                    v["participant"][0]["actor"]["reference"] = "Group/g1".into();
+                    v
+                },
+                "Appointment.participant[0].actor",
+            ),
+        ];
+        for (body, path) in cases {
+            let e = parse_appointment(body.to_string().as_bytes()).expect_err(path);
+            assert_eq!(e.path.as_deref(), Some(path), "{e:?}");
+        }
+        assert!(parse_appointment(b"{").is_err());
     }
 
     #[test]

@@ -124,6 +124,11 @@ impl Store {
         rows.iter().map(AvailabilityRow::from_row).collect()
     }
 
+    pub async fn appointment(&self, id: &str) -> Result<Option<AppointmentRow>> {
+        let row = sqlx::query("SELECT * FROM appointments WHERE id = $1").bind(id).fetch_optional(&self.read).await.map_err(classify)?;
+        row.as_ref().map(AppointmentRow::from_row).transpose()
+    }
+
     /// Live appointments of a practitioner overlapping [from, to).
     pub async fn appointments_between(&self, practitioner_id: &str, from: i64, to: i64) -> Result<Vec<AppointmentRow>> {
         let sql = format!("SELECT * FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND end_at > $2 AND {LIVE_APPOINTMENT} ORDER BY start_at");

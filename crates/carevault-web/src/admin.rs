@@ -559,3 +559,22 @@ pub(crate) async fn add_practitioner(State(st): State<AppState>, Peer(ctx): Peer
         Err(e) => ApiError(e).into_response(),
     })
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AvailabilityBody {
+    location_id: String,
+    windows: Vec<carevault_domain::schedule::WeeklyWindow>,
+}
+
+/// `PUT /api/v1/practitioners/{id}/availability`: the weekly windows at one location.
+pub(crate) async fn set_availability(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: AvailabilityBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| done(st.vault.set_availability(&a, &id, &b.location_id, &b.windows).await))
+}

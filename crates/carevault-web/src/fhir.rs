@@ -481,3 +481,74 @@ pub(crate) async fn location_read(State(st): State<AppState>, Peer(ctx): Peer, h
     let (actor, _) = authenticate(&st, &ctx, &headers).await?;
     Ok(fhir_json(StatusCode::OK, &st.vault.directory_unit(&actor, "Location", &id).await?.to_fhir()))
 }
+
+/// A Schedule's id joins its practitioner and location: `{practitioner}.{location}`.
+fn schedule_parts(id: &str) -> Result<(&str, &str), InputError> {
+    id.split_once('.').ok_or_else(|| InputError::value("Schedule.id", "a schedule id is {practitioner}.{location}"))
+}
+
+/// `GET /fhir/r4/Schedule/{practitioner}.{location}`.
+pub(crate) async fn schedule_read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
+    let (pr, loc) = schedule_parts(&id)?;
+    let p = st.vault.practitioner(&actor, pr).await?;
+    if !p.roles.iter().any(|r| r.location_id.as_deref().is_none_or(|l| l == loc)) {
+        return Err(carevault_core::CoreError::NotFound { resource: "Schedule".into() }.into());
+    }
+    st.vault.directory_unit(&actor, "Location", loc).await?;
+    let body = json!({"resourceType": "Schedule", "id": id, "active": true,
+        "actor": [{"reference": format!("Practitioner/{pr}")}, {"reference": format!("Location/{loc}")}]});
+    Ok(fhir_json(StatusCode::OK, &body))
+}
+
+/// `GET /fhir/r4/Slot?schedule=Schedule/{id}&start=YYYY-MM-DD[&duration=minutes]`: free slots of
+/// one local day.
+pub(crate) async fn slot_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
+    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
+    let params = only_params(q.as_deref(), &["schedule", "start", "duration"])?;
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let schedule = get("schedule").map(|s| s.strip_prefix("Schedule/").unwrap_or(s).to_string());
+    let (Some(schedule), Some(date)) = (schedule, get("start")) else {
+        return Err(InputError::new(IssueCode::Required, Some("query".to_string()), "schedule and start (a date) are required").into());
+    };
+    let minutes: u16 = match get("duration") {
+        None => 30,
+        Some(d) => d.parse().map_err(|_| InputError::value("duration", "whole minutes"))?,
+    };
+    let (pr, loc) = schedule_parts(&schedule)?;
+    let slots = st.vault.free_slots(&actor, pr, loc, date, 1, minutes).await?;
+    let resources = slots
+        .iter()
+        .map(|s| {
+            json!({"resourceType": "Slot", "schedule": {"reference": format!("Schedule/{schedule}")}, "status": "free",
+                "start": carevault_core::format_instant(s.start), "end": carevault_core::format_instant(s.end)})
+        })
+        .collect();
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), resources)))
+}
+
+/// `POST /fhir/r4/Appointment`: books a free slot.
+pub(crate) async fn appointment_create(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let bytes = match body_bytes(&st, &actor, AuditAction::Create, None, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    let req = carevault_domain::schedule::parse_appointment(&bytes)?;
+    let a = st.vault.book_appointment(&actor, p, &req.patient_id, &req.practitioner_id, &req.location_id, req.start, req.minutes).await?;
+    let mut r = fhir_json(StatusCode::CREATED, &a.to_fhir());
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/Appointment/{}", base_url(&st, &headers), a.id)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
+}
+
+pub(crate) async fn appointment_read(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    Ok(fhir_json(StatusCode::OK, &st.vault.read_appointment(&actor, p, &id).await?.to_fhir()))
+}

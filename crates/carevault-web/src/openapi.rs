@@ -212,6 +212,14 @@ pub(crate) const OPERATIONS: &[Entry] = &[
         ],
         201,
     ),
+    (
+        "put",
+        "/practitioners/{id}/availability",
+        "setAvailability",
+        "Replaces a practitioner's weekly availability at a location (wall-clock minutes in its time zone)",
+        &[("location_id", S, true), ("windows", "array-of-objects", true)],
+        204,
+    ),
     ("get", "/audit/events", "auditEvents", "Audit records after a sequence number (?after=&limit=)", &[], 200),
     ("get", "/audit/verify", "auditVerify", "Verifies the audit chain", &[], 200),
     ("get", "/openapi.json", "openapi", "This document", &[], 200),
@@ -273,7 +281,11 @@ pub(crate) fn build() -> Value {
         if !fields.is_empty() {
             let mut props = Map::new();
             for (name, ty, _) in *fields {
-                let schema = if *ty == A { json!({"type": "array", "items": {"type": "string"}}) } else { json!({"type": ty}) };
+                let schema = match *ty {
+                    A => json!({"type": "array", "items": {"type": "string"}}),
+                    "array-of-objects" => json!({"type": "array", "items": {"type": "object"}}),
+                    _ => json!({"type": ty}),
+                };
                 props.insert((*name).to_string(), schema);
             }
             let required: Vec<&str> = fields.iter().filter(|f| f.2).map(|f| f.0).collect();

@@ -119,6 +119,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/PractitionerRole", get(crate::fhir::practitioner_role_search))
         .route("/Organization/{id}", get(crate::fhir::organization_read))
         .route("/Location/{id}", get(crate::fhir::location_read))
+        .route("/Schedule/{id}", get(crate::fhir::schedule_read))
+        .route("/Slot", get(crate::fhir::slot_search))
+        .route("/Appointment", post(crate::fhir::appointment_create))
+        .route("/Appointment/{id}", get(crate::fhir::appointment_read))
         .fallback(crate::fhir::fallback);
     let api = Router::new()
         .route("/auth/login", post(crate::api::login))
@@ -162,6 +166,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/audit/events", get(crate::admin::audit_events))
         .route("/directory", get(crate::admin::directory))
         .route("/practitioners", post(crate::admin::add_practitioner))
+        .route("/practitioners/{id}/availability", put(crate::admin::set_availability))
         .route("/audit/verify", get(crate::admin::audit_verify))
         .route("/openapi.json", get(crate::openapi::document))
         .route("/health", get(crate::api::health))

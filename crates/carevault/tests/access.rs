@@ -65,6 +65,7 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("allergy.list", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
         ("break_glass.open", [N5, GLASS, GLASS, N5, N5, N5, N5, N5]),
         ("appointment.book", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("appointment.read", [DEMO, DEMO_BG, DEMO_BG, DEMO, N5, N5, N5, N5]),
         //                    fd   nurse phys  biller admin privacy security auditor
         ("patient.create", ["Y", "N", "Y", "N", "N", "N", "N", "N"]),
         ("break_glass.queue", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
@@ -121,6 +122,8 @@ struct World {
     /// (location, practitioner) of each organization, with availability every day.
     place_a: (String, String),
     place_b: (String, String),
+    /// One appointment per scenario patient.
+    appointments: Vec<String>,
 }
 
 fn allowed(r: &Result<(), CoreError>) -> bool {
@@ -184,6 +187,13 @@ async fn setup() -> World {
     let place_a = place(&tv, &admin, "default").await;
     let (admin_b, _) = tv.staff_in("practice_admin", Some(&org_b)).await.expect("admin b");
     let place_b = place(&tv, &admin_b, &org_b).await;
+    let day = 86_400_000_000i64;
+    let mut appointments = Vec::new();
+    for (i, pid) in patients.iter().enumerate() {
+        let (who, (loc, pr)) = if i == ORG2 { (&fd_b, &place_b) } else { (&doc_a, &place_a) };
+        let start = (tv.clock.now_micros() / day + 3) * day + (9 * 60 + 30 * i as i64) * 60_000_000;
+        appointments.push(v.book_appointment(who, who.default_purpose(), pid, pr, loc, start, 30).await.expect("appointment").id);
+    }
     World {
         tv,
         org_b,
@@ -199,6 +209,7 @@ async fn setup() -> World {
         doc_a,
         place_a,
         place_b,
+        appointments,
     }
 }
 
@@ -268,6 +279,7 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
             let start = (w.tv.clock.now_micros() / day + 1) * day + 9 * 3_600_000_000;
             unit(v.book_appointment(a, pur, pid, pr, loc, start, 30).await)
         }
+        Operation::AppointmentRead => unit(v.read_appointment(a, pur, &w.appointments[s]).await),
         Operation::AvailabilitySet => {
             let (loc, pr) = if s == ORG2 { &w.place_b } else { &w.place_a };
             let windows: Vec<carevault_domain::schedule::WeeklyWindow> =
