@@ -268,7 +268,13 @@ class ApiE2E(E2E):
             expect(r.status_code == 200, short(r))
             r = front.get(f"/fhir/r4/Slot?schedule=Schedule/{ids.get('pr')}.{ids.get('loc')}&start={ids['date']}&duration=30")
             expect(r.json()["total"] == 17, f"the booked slot is no longer free: {short(r)}")
-        self.r.run("a real FHIR client (fhirpy) registers a patient, books a free slot and reads the appointment back", fhirpy_books)
+            r = front.request("POST", f"/api/v1/appointments/{appt['id']}/status", json={"status": "arrived"})
+            expect(r.status_code == 204, f"check-in: {short(r)}")
+            problem(front.request("POST", f"/api/v1/appointments/{appt['id']}/status", json={"status": "cancelled"}), 400)
+            problem(front.request("POST", f"/api/v1/appointments/{appt['id']}/status", json={"status": "booked"}), 409)
+            r = front.get(f"/api/v1/appointments/{appt['id']}/history")
+            expect(r.status_code == 200 and [(h["from"], h["to"]) for h in r.json()] == [("booked", "arrived")], short(r))
+        self.r.run("a real FHIR client (fhirpy) registers a patient, books a free slot and reads the appointment back; check-in and its history", fhirpy_books)
 
     def test_recovery_and_sessions(self, doc: Client) -> None:
         who = self.staff["doc"]

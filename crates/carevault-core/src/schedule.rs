@@ -280,6 +280,78 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Moves an appointment along its status flow (check-in, in room, fulfilled, cancelled with
+    /// a reason, no-show). Every change is kept; a cancelled or no-show appointment frees its
+    /// time.
+    pub async fn set_appointment_status(
+        &self,
+        actor: &Actor,
+        purpose: PurposeOfUse,
+        id: &str,
+        to: &str,
+        reason: Option<&str>,
+    ) -> Result<(), CoreError> {
+        use carevault_domain::schedule::{transition_allowed, CANCEL_REASONS, STATUSES};
+        let row = if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) { self.inner.store.appointment(id).await? } else { None };
+        let Some(row) = row else {
+            self.gate(actor, Operation::AppointmentStatus, purpose, &Target::Anywhere, ("Appointment", None)).await?;
+            return Err(CoreError::NotFound { resource: format!("Appointment/{}", crate::audit::audit_safe_id(id)) });
+        };
+        let (_, allowed) =
+            self.gate_patient(actor, Operation::AppointmentStatus, purpose, AuditAction::Update, "Appointment", &row.patient_id).await?;
+        let now = self.inner.clock.now_micros();
+        let checked = if !STATUSES.contains(&to) {
+            Err(bad("status", "one of booked, arrived, checked-in, fulfilled, cancelled, noshow"))
+        } else if to == "cancelled" && !reason.is_some_and(|r| CANCEL_REASONS.contains(&r)) {
+            Err(bad("reason", "a cancellation needs a reason: pat, prov, maint or oth"))
+        } else if to != "cancelled" && reason.is_some() {
+            Err(bad("reason", "only a cancellation has a reason"))
+        } else if !transition_allowed(&row.status, to) {
+            Err(CoreError::Conflict(format!("an appointment cannot go from {} to {to}", row.status)))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = checked {
+            let d = Draft::new(now, AuditAction::Update, e.outcome())
+                .by(actor)
+                .resource("Appointment", Some(id))
+                .patient(&row.patient_id)
+                .purpose(purpose);
+            self.inner.writer.append(d).await?;
+            return Err(e);
+        }
+        let ev = Draft::new(now, AuditAction::Update, Outcome::Success)
+            .by(actor)
+            .resource("Appointment", Some(id))
+            .patient(&row.patient_id)
+            .purpose(purpose)
+            .review(&allowed);
+        let lost = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource("Appointment", Some(id)).purpose(purpose);
+        let op = Op::AppointmentStatus {
+            id: id.into(),
+            from: row.status.clone(),
+            to: to.into(),
+            reason: reason.map(str::to_string),
+            actor: actor.audit_name(),
+            at: now,
+        };
+        self.inner.writer.write(vec![op], vec![ev], Some(lost)).await?;
+        Ok(())
+    }
+
+    /// The status history of an appointment (reading it is reading the appointment).
+    pub async fn appointment_history(
+        &self,
+        actor: &Actor,
+        purpose: PurposeOfUse,
+        id: &str,
+    ) -> Result<Vec<(i64, String, String, Option<String>)>, CoreError> {
+        self.read_appointment(actor, purpose, id).await?;
+        Ok(self.inner.store.appointment_history(id).await?.into_iter().map(|(at, f, t, r, _)| (at, f, t, r)).collect())
+    }
+}
+
 impl AppointmentView {
     /// FHIR R4 Appointment.
     pub fn to_fhir(&self) -> serde_json::Value {

@@ -107,6 +107,21 @@ pub fn local_midnight(tz: &TimeZoneName, date: Date) -> Option<i64> {
     zone.to_ambiguous_timestamp(date.to_datetime(Time::midnight())).compatible().ok().map(micros)
 }
 
+/// Appointment statuses (FHIR `AppointmentStatus` codes) and the moves allowed between them.
+pub const STATUSES: &[&str] = &["booked", "arrived", "checked-in", "fulfilled", "cancelled", "noshow"];
+
+/// Whether an appointment may go from `from` to `to`: booked → arrived → checked-in (in the
+/// room) → fulfilled; booked or arrived → cancelled; booked → no-show.
+pub fn transition_allowed(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("booked", "arrived" | "cancelled" | "noshow") | ("arrived", "checked-in" | "cancelled") | ("checked-in", "fulfilled")
+    )
+}
+
+/// Why an appointment was cancelled (HL7 appointment-cancellation-reason, a subset).
+pub const CANCEL_REASONS: &[&str] = &["pat", "prov", "maint", "oth"];
+
 /// A booking request parsed from a FHIR Appointment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppointmentRequest {
@@ -333,6 +348,20 @@ mod tests {
         assert!(free_slots(&q).expect("slots").is_empty(), "a holiday closes the day");
         let q = SlotQuery { not_before: utc("2026-02-03T09:00:00Z"), ..query(&w, &berlin, day, 1, 30) };
         assert_eq!(free_slots(&q).expect("slots").len(), 2, "only the 11:00 window is still ahead");
+    }
+
+    #[test]
+    fn status_flow() {
+        assert!(transition_allowed("booked", "arrived"));
+        assert!(transition_allowed("arrived", "checked-in"));
+        assert!(transition_allowed("checked-in", "fulfilled"));
+        assert!(transition_allowed("booked", "cancelled"));
+        assert!(transition_allowed("booked", "noshow"));
+        for (a, b) in
+            [("fulfilled", "cancelled"), ("cancelled", "booked"), ("noshow", "arrived"), ("booked", "fulfilled"), ("arrived", "noshow")]
+        {
+            assert!(!transition_allowed(a, b), "{a} -> {b}");
+        }
     }
 
     #[test]

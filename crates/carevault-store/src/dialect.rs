@@ -62,6 +62,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (5, "rooms_time_zones", include_str!("../migrations/sqlite/0005_rooms_time_zones.sql")),
             (6, "practitioners", include_str!("../migrations/sqlite/0006_practitioners.sql")),
             (7, "scheduling", include_str!("../migrations/sqlite/0007_scheduling.sql")),
+            (8, "appointment_history", include_str!("../migrations/sqlite/0008_appointment_history.sql")),
         ],
         Backend::Postgres => &[
             (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -71,6 +72,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (5, "rooms_time_zones", include_str!("../migrations/postgres/0005_rooms_time_zones.sql")),
             (6, "practitioners", include_str!("../migrations/postgres/0006_practitioners.sql")),
             (7, "scheduling", include_str!("../migrations/postgres/0007_scheduling.sql")),
+            (8, "appointment_history", include_str!("../migrations/postgres/0008_appointment_history.sql")),
         ],
     }
 }

@@ -129,6 +129,20 @@ impl Store {
         row.as_ref().map(AppointmentRow::from_row).transpose()
     }
 
+    /// The status changes of an appointment: (at, from, to, reason, actor), oldest first.
+    pub async fn appointment_history(&self, id: &str) -> Result<Vec<(i64, String, String, Option<String>, String)>> {
+        let rows = sqlx::query(
+            "SELECT at, from_status, to_status, reason, actor FROM appointment_history WHERE appointment_id = $1 ORDER BY at, id",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|r| Ok((get(r, "at")?, get(r, "from_status")?, get(r, "to_status")?, get(r, "reason")?, get(r, "actor")?)))
+            .collect()
+    }
+
     /// Live appointments of a practitioner overlapping [from, to).
     pub async fn appointments_between(&self, practitioner_id: &str, from: i64, to: i64) -> Result<Vec<AppointmentRow>> {
         let sql = format!("SELECT * FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND end_at > $2 AND {LIVE_APPOINTMENT} ORDER BY start_at");
@@ -218,6 +232,43 @@ impl WriteTx {
         .bind(a.end_at)
         .bind(a.status.clone())
         .bind(a.created_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(classify)?;
+        Ok(true)
+    }
+
+    /// Moves an appointment from `from` to `to` and records the change; false when its status
+    /// is no longer `from` (a concurrent change won).
+    pub async fn change_appointment_status(
+        &mut self,
+        id: &str,
+        from: &str,
+        to: &str,
+        reason: Option<&str>,
+        actor: &str,
+        at: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query("UPDATE appointments SET status = $1 WHERE id = $2 AND status = $3")
+            .bind(to)
+            .bind(id)
+            .bind(from)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO appointment_history (id, appointment_id, at, from_status, to_status, reason, actor) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(format!("{id}-{at}-{to}"))
+        .bind(id)
+        .bind(at)
+        .bind(from)
+        .bind(to)
+        .bind(reason.map(str::to_string))
+        .bind(actor)
         .execute(&mut *self.tx)
         .await
         .map_err(classify)?;

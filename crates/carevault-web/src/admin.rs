@@ -578,3 +578,44 @@ pub(crate) async fn set_availability(
     let b: AvailabilityBody = body!(headers, body);
     with_actor!(st, ctx, headers, |a| done(st.vault.set_availability(&a, &id, &b.location_id, &b.windows).await))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatusBody {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/appointments/{id}/status`: check in, in room, fulfilled, cancelled (with a
+/// reason), no-show.
+pub(crate) async fn appointment_status(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: StatusBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => done(st.vault.set_appointment_status(&a, p, &id, &b.status, b.reason.as_deref()).await),
+        Err(r) => r,
+    })
+}
+
+/// `GET /api/v1/appointments/{id}/history`: every status change.
+pub(crate) async fn appointment_history(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => ok(st.vault.appointment_history(&a, p, &id).await.map(|h| {
+            h.into_iter()
+                .map(|(at, from, to, reason)| json!({"at": carevault_core::format_instant(at), "from": from, "to": to, "reason": reason}))
+                .collect::<Vec<_>>()
+        })),
+        Err(r) => r,
+    })
+}

@@ -118,3 +118,32 @@ async fn slots_and_bookings_across_the_spring_forward() {
     assert_eq!(later[0].start, utc("2027-03-21T05:00:00Z"));
     assert_eq!(later.len(), 4);
 }
+
+#[tokio::test]
+async fn status_flow_cancel_frees_the_slot_and_history_is_kept() {
+    let (tv, fd, loc, pr, patient) = setup("UTC", &every_day(8 * 60, 12 * 60)).await;
+    let v = &tv.vault;
+    let p = fd.default_purpose();
+    let day = 86_400_000_000i64;
+    let start = (carevault_core::Clock::now_micros(&*tv.clock) / day + 1) * day + 9 * 3_600_000_000;
+    let a = v.book_appointment(&fd, p, &patient, &pr, &loc, start, 30).await.expect("book");
+    // Fulfilled straight from booked: refused; a cancellation needs a reason from the list.
+    assert!(matches!(v.set_appointment_status(&fd, p, &a.id, "fulfilled", None).await, Err(CoreError::Conflict(_))));
+    assert!(matches!(v.set_appointment_status(&fd, p, &a.id, "cancelled", None).await, Err(CoreError::Invalid(_))));
+    assert!(matches!(v.set_appointment_status(&fd, p, &a.id, "cancelled", Some("because")).await, Err(CoreError::Invalid(_))));
+    assert!(matches!(v.set_appointment_status(&fd, p, &a.id, "teleported", None).await, Err(CoreError::Invalid(_))));
+    v.set_appointment_status(&fd, p, &a.id, "cancelled", Some("pat")).await.expect("cancel");
+    // The time is free again and can be booked.
+    let b = v.book_appointment(&fd, p, &patient, &pr, &loc, start, 30).await.expect("rebook the freed slot");
+    for s in ["arrived", "checked-in", "fulfilled"] {
+        v.set_appointment_status(&fd, p, &b.id, s, None).await.expect(s);
+    }
+    assert!(matches!(v.set_appointment_status(&fd, p, &b.id, "cancelled", Some("pat")).await, Err(CoreError::Conflict(_))));
+    let h = v.appointment_history(&fd, p, &a.id).await.expect("history");
+    assert_eq!(
+        h.iter().map(|x| (x.1.as_str(), x.2.as_str(), x.3.as_deref())).collect::<Vec<_>>(),
+        vec![("booked", "cancelled", Some("pat"))]
+    );
+    assert_eq!(v.appointment_history(&fd, p, &b.id).await.expect("history").len(), 3);
+    assert_eq!(v.read_appointment(&fd, p, &b.id).await.expect("read").status, "fulfilled");
+}

@@ -203,6 +203,14 @@ pub(crate) enum Op {
     },
     /// Fails the job with a conflict when a live appointment of the practitioner overlaps.
     BookAppointment(Box<AppointmentRow>),
+    AppointmentStatus {
+        id: String,
+        from: String,
+        to: String,
+        reason: Option<String>,
+        actor: String,
+        at: i64,
+    },
     /// Consumes a WebAuthn ceremony: a second use fails the job.
     TakeCeremony {
         id: String,
@@ -615,6 +623,13 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
         Op::InsertCeremony(c) => Ok(tx.insert_ceremony(c).await?),
         Op::ReplaceAvailability { practitioner_id, location_id, rows } => {
             Ok(tx.replace_availability(practitioner_id, location_id, rows).await?)
+        }
+        Op::AppointmentStatus { id, from, to, reason, actor, at } => {
+            if tx.change_appointment_status(id, from, to, reason.as_deref(), actor, *at).await? {
+                Ok(())
+            } else {
+                Err(OpFailure::Domain(CoreError::Conflict("the appointment changed meanwhile; reload it".into())))
+            }
         }
         Op::BookAppointment(a) => {
             if tx.book_appointment(a).await? {
