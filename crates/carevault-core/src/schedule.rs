@@ -128,6 +128,14 @@ impl Vault {
             .iter()
             .map(|a| Interval { start: a.start_at, end: a.end_at })
             .collect();
+        let closed: Vec<Interval> = self
+            .inner
+            .store
+            .closures(location_id, practitioner_id, start - day, start + (i64::from(days) + 1) * day)
+            .await?
+            .into_iter()
+            .map(|(start, end)| Interval { start, end })
+            .collect();
         let now = self.inner.clock.now_micros();
         Ok(free_slots(&SlotQuery {
             windows: &windows,
@@ -135,10 +143,60 @@ impl Vault {
             from,
             days,
             duration_minutes: minutes,
-            closed: &[],
+            closed: &closed,
             busy: &busy,
             not_before: now,
         })?)
+    }
+
+    /// Closes a location (a holiday: no practitioner) or one practitioner there (leave) for the
+    /// local dates `from` to `to`, inclusive. Existing appointments stay; no new slot is offered.
+    pub async fn add_closure(
+        &self,
+        actor: &Actor,
+        location_id: &str,
+        practitioner_id: Option<&str>,
+        from: &str,
+        to: &str,
+        kind: &str,
+    ) -> Result<String, CoreError> {
+        let purpose = Self::schedule_purpose(actor);
+        self.gate(actor, Operation::ClosureAdd, purpose, &Target::Anywhere, ("Schedule", None)).await?;
+        let Some(loc) = self.inner.store.unit(UnitKind::Location, location_id).await? else {
+            return Err(CoreError::NotFound { resource: format!("Location/{}", crate::audit::audit_safe_id(location_id)) });
+        };
+        let org = loc.organization_id.clone().unwrap_or_default();
+        self.gate(actor, Operation::ClosureAdd, purpose, &Target::Organization(&org), ("Schedule", None)).await?;
+        if let Some(pr) = practitioner_id {
+            self.practice_place(pr, location_id).await?;
+        }
+        let kind_ok = matches!((kind, practitioner_id), ("holiday", None) | ("leave", Some(_)));
+        if !kind_ok {
+            return Err(bad("kind", "a holiday closes the location (no practitioner); leave is one practitioner's"));
+        }
+        let tz = TimeZoneName::parse("time_zone", loc.time_zone.as_deref().unwrap_or("UTC")).map_err(CoreError::Invalid)?;
+        let (from, to) = (parse_date("from", from)?, parse_date("to", to)?);
+        if to < from || (to - from).get_days() > 366 {
+            return Err(bad("to", "on or after from, at most a year later"));
+        }
+        let end_day = to.tomorrow().map_err(|_| bad("to", "out of range"))?;
+        let (Some(start), Some(end)) = (local_midnight(&tz, from), local_midnight(&tz, end_day)) else {
+            return Err(bad("from", "out of range"));
+        };
+        let now = self.inner.clock.now_micros();
+        let id = hex::encode(carevault_crypto::random_bytes::<12>());
+        let ev = Draft::new(now, AuditAction::Create, Outcome::Success).by(actor).resource("Schedule", None).purpose(purpose);
+        let op = Op::InsertClosure {
+            id: id.clone(),
+            location_id: location_id.into(),
+            practitioner_id: practitioner_id.map(str::to_string),
+            kind: kind.into(),
+            start,
+            end,
+            now,
+        };
+        self.inner.writer.write(vec![op], vec![ev], None).await?;
+        Ok(id)
     }
 
     /// Free slots of a practitioner at a location from local date `from` (YYYY-MM-DD).

@@ -66,7 +66,7 @@ catalogue! {
         SessionManage => "session.manage", "See and end other users' sessions.";
         DirectoryRead => "directory.read", "Read the practice directory: organizations, locations, rooms, practitioners and their roles.";
         PractitionerManage => "practitioner.manage", "Register practitioners (with their NPI) and the roles they hold at locations.";
-        ScheduleManage => "schedule.manage", "Set practitioners' weekly availability at locations.";
+        ScheduleManage => "schedule.manage", "Set practitioners' weekly availability at locations, and closures (holidays, leave).";
         ScheduleRead => "schedule.read", "See practitioners' free slots (no patient data).";
         AppointmentBook => "appointment.book", "Book an appointment for a patient in a free slot, check the patient in, cancel, mark no-show.";
         AppointmentRead => "appointment.read", "See appointments, including whose they are.";
@@ -287,6 +287,7 @@ operations! {
     DirectoryRead => "directory.read", Some(P::DirectoryRead), Administrative;
     PractitionerCreate => "practitioner.create", Some(P::PractitionerManage), Administrative;
     AvailabilitySet => "schedule.availability.set", Some(P::ScheduleManage), Administrative;
+    ClosureAdd => "schedule.closure.add", Some(P::ScheduleManage), Administrative;
     SlotSearch => "schedule.slots", Some(P::ScheduleRead), Administrative;
     AppointmentBook => "appointment.book", Some(P::AppointmentBook), Demographic;
     AppointmentRead => "appointment.read", Some(P::AppointmentRead), Demographic;

@@ -63,6 +63,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (6, "practitioners", include_str!("../migrations/sqlite/0006_practitioners.sql")),
             (7, "scheduling", include_str!("../migrations/sqlite/0007_scheduling.sql")),
             (8, "appointment_history", include_str!("../migrations/sqlite/0008_appointment_history.sql")),
+            (9, "closures", include_str!("../migrations/sqlite/0009_closures.sql")),
         ],
         Backend::Postgres => &[
             (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -73,6 +74,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (6, "practitioners", include_str!("../migrations/postgres/0006_practitioners.sql")),
             (7, "scheduling", include_str!("../migrations/postgres/0007_scheduling.sql")),
             (8, "appointment_history", include_str!("../migrations/postgres/0008_appointment_history.sql")),
+            (9, "closures", include_str!("../migrations/postgres/0009_closures.sql")),
         ],
     }
 }

@@ -129,6 +129,23 @@ impl Store {
         row.as_ref().map(AppointmentRow::from_row).transpose()
     }
 
+    /// Closures of a location that apply to `practitioner_id` (the location's own, and the
+    /// practitioner's leave there) overlapping [from, to): (start, end) pairs.
+    pub async fn closures(&self, location_id: &str, practitioner_id: &str, from: i64, to: i64) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT start_at, end_at FROM closures WHERE location_id = $1 AND (practitioner_id IS NULL OR practitioner_id = $2) \
+             AND start_at < $4 AND end_at > $3 ORDER BY start_at",
+        )
+        .bind(location_id)
+        .bind(practitioner_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.read)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(|r| Ok((get(r, "start_at")?, get(r, "end_at")?))).collect()
+    }
+
     /// The status changes of an appointment: (at, from, to, reason, actor), oldest first.
     pub async fn appointment_history(&self, id: &str) -> Result<Vec<(i64, String, String, Option<String>, String)>> {
         let rows = sqlx::query(
@@ -236,6 +253,31 @@ impl WriteTx {
         .await
         .map_err(classify)?;
         Ok(true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_closure(
+        &mut self,
+        id: &str,
+        location_id: &str,
+        practitioner_id: Option<&str>,
+        kind: &str,
+        start: i64,
+        end: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO closures (id, location_id, practitioner_id, kind, start_at, end_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(id)
+            .bind(location_id)
+            .bind(practitioner_id.map(str::to_string))
+            .bind(kind)
+            .bind(start)
+            .bind(end)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     /// Moves an appointment from `from` to `to` and records the change; false when its status

@@ -619,3 +619,28 @@ pub(crate) async fn appointment_history(
         Err(r) => r,
     })
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClosureBody {
+    #[serde(default)]
+    practitioner_id: Option<String>,
+    from: String,
+    to: String,
+    kind: String,
+}
+
+/// `POST /api/v1/locations/{id}/closures`: a holiday of the location or a practitioner's leave.
+pub(crate) async fn add_closure(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: ClosureBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match st.vault.add_closure(&a, &id, b.practitioner_id.as_deref(), &b.from, &b.to, &b.kind).await {
+        Ok(cid) => json_response(StatusCode::CREATED, json!({"id": cid})),
+        Err(e) => ApiError(e).into_response(),
+    })
+}

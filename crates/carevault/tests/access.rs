@@ -89,6 +89,7 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("directory.read", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "N"]),
         ("practitioner.create", ["N", "N", "N", "N", "Y", "N", "N", "N"]),
         ("schedule.availability.set", ["Y", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("schedule.closure.add", ["Y", "N", "N", "N", "Y", "N", "N", "N"]),
         ("schedule.slots", ["Y", "Y", "Y", "N", "Y", "N", "N", "N"]),
         ("audit.read", ["N", "N", "N", "N", "N", "Y", "Y", "Y"]),
         ("audit.verify", ["N", "N", "N", "N", "N", "N", "Y", "Y"]),
@@ -289,6 +290,10 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
                 (1..=7).map(|d| carevault_domain::schedule::WeeklyWindow { weekday: d, start_minute: 0, end_minute: 1440 }).collect();
             v.set_availability(a, pr, loc, &windows).await
         }
+        Operation::ClosureAdd => {
+            let (loc, _) = if s == ORG2 { &w.place_b } else { &w.place_a };
+            unit(v.add_closure(a, loc, None, "2031-12-25", "2031-12-25", "holiday").await)
+        }
         Operation::SlotSearch => {
             let (loc, pr) = if s == ORG2 { &w.place_b } else { &w.place_a };
             unit(v.free_slots(a, pr, loc, "2030-01-07", 1, 30).await)
@@ -427,6 +432,7 @@ async fn authorization_matrix() {
                             | Operation::SessionEndUser
                             | Operation::PractitionerCreate
                             | Operation::AvailabilitySet
+                            | Operation::ClosureAdd
                             | Operation::SlotSearch
                     );
                     if scoped && other {

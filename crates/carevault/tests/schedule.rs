@@ -147,3 +147,30 @@ async fn status_flow_cancel_frees_the_slot_and_history_is_kept() {
     assert_eq!(v.appointment_history(&fd, p, &b.id).await.expect("history").len(), 3);
     assert_eq!(v.read_appointment(&fd, p, &b.id).await.expect("read").status, "fulfilled");
 }
+
+#[tokio::test]
+async fn holidays_and_leave_remove_slots() {
+    let (tv, fd, loc, pr, patient) = setup("Europe/Berlin", &every_day(8 * 60, 10 * 60)).await;
+    let v = &tv.vault;
+    assert_eq!(v.free_slots(&fd, &pr, &loc, "2031-12-24", 3, 30).await.expect("slots").len(), 12);
+    // A holiday closes the location for the whole local day (in Berlin's time zone).
+    v.add_closure(&fd, &loc, None, "2031-12-25", "2031-12-25", "holiday").await.expect("holiday");
+    let slots = v.free_slots(&fd, &pr, &loc, "2031-12-24", 3, 30).await.expect("slots");
+    assert_eq!(slots.len(), 8);
+    assert!(slots.iter().all(|s| carevault_domain::schedule::local_date(
+        &carevault_domain::practice::TimeZoneName::parse("tz", "Europe/Berlin").expect("tz"),
+        s.start
+    )
+    .expect("date")
+    .to_string()
+        != "2031-12-25"));
+    // Leave closes one practitioner's days; booking into it is refused.
+    v.add_closure(&fd, &loc, Some(&pr), "2031-12-26", "2031-12-26", "leave").await.expect("leave");
+    assert_eq!(v.free_slots(&fd, &pr, &loc, "2031-12-24", 3, 30).await.expect("slots").len(), 4);
+    let on_leave = utc("2031-12-26T08:00:00Z");
+    assert!(matches!(v.book_appointment(&fd, fd.default_purpose(), &patient, &pr, &loc, on_leave, 30).await, Err(CoreError::Invalid(_))));
+    // Bad input: a holiday for one practitioner, leave without one, reversed dates.
+    assert!(matches!(v.add_closure(&fd, &loc, Some(&pr), "2031-12-27", "2031-12-27", "holiday").await, Err(CoreError::Invalid(_))));
+    assert!(matches!(v.add_closure(&fd, &loc, None, "2031-12-27", "2031-12-27", "leave").await, Err(CoreError::Invalid(_))));
+    assert!(matches!(v.add_closure(&fd, &loc, None, "2031-12-28", "2031-12-27", "holiday").await, Err(CoreError::Invalid(_))));
+}

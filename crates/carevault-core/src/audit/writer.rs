@@ -211,6 +211,15 @@ pub(crate) enum Op {
         actor: String,
         at: i64,
     },
+    InsertClosure {
+        id: String,
+        location_id: String,
+        practitioner_id: Option<String>,
+        kind: String,
+        start: i64,
+        end: i64,
+        now: i64,
+    },
     /// Consumes a WebAuthn ceremony: a second use fails the job.
     TakeCeremony {
         id: String,
@@ -623,6 +632,9 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
         Op::InsertCeremony(c) => Ok(tx.insert_ceremony(c).await?),
         Op::ReplaceAvailability { practitioner_id, location_id, rows } => {
             Ok(tx.replace_availability(practitioner_id, location_id, rows).await?)
+        }
+        Op::InsertClosure { id, location_id, practitioner_id, kind, start, end, now } => {
+            Ok(tx.insert_closure(id, location_id, practitioner_id.as_deref(), kind, *start, *end, *now).await?)
         }
         Op::AppointmentStatus { id, from, to, reason, actor, at } => {
             if tx.change_appointment_status(id, from, to, reason.as_deref(), actor, *at).await? {
