@@ -398,6 +398,97 @@ impl Vault {
         Ok(())
     }
 
+    /// Moves a booked appointment to another free slot of the same practitioner and location,
+    /// in one transaction: the old one is cancelled (reason `rescheduled`), the new one booked,
+    /// and each history points at the other.
+    pub async fn reschedule_appointment(
+        &self,
+        actor: &Actor,
+        purpose: PurposeOfUse,
+        id: &str,
+        new_start: i64,
+    ) -> Result<AppointmentView, CoreError> {
+        let row = if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) { self.inner.store.appointment(id).await? } else { None };
+        let Some(row) = row else {
+            self.gate(actor, Operation::AppointmentReschedule, purpose, &Target::Anywhere, ("Appointment", None)).await?;
+            return Err(CoreError::NotFound { resource: format!("Appointment/{}", crate::audit::audit_safe_id(id)) });
+        };
+        let (_, allowed) = self
+            .gate_patient(actor, Operation::AppointmentReschedule, purpose, AuditAction::Update, "Appointment", &row.patient_id)
+            .await?;
+        let now = self.inner.clock.now_micros();
+        let minutes = u16::try_from((row.end_at - row.start_at) / 60_000_000).unwrap_or(0);
+        let pid = row.patient_id.as_str();
+        let refuse = |e: CoreError| async move {
+            let d =
+                Draft::new(now, AuditAction::Update, e.outcome()).by(actor).resource("Appointment", Some(id)).patient(pid).purpose(purpose);
+            match self.inner.writer.append(d).await {
+                Ok(_) => e,
+                Err(w) => w,
+            }
+        };
+        if row.status != "booked" {
+            return Err(
+                refuse(CoreError::Conflict(format!("only a booked appointment can be rescheduled (this one is {})", row.status))).await
+            );
+        }
+        let (_, tz) = self.practice_place(&row.practitioner_id, &row.location_id).await?;
+        let Some(date) = local_date(&tz, new_start).filter(|_| new_start > now) else {
+            return Err(refuse(bad("start", "a future instant")).await);
+        };
+        let end = new_start + i64::from(minutes) * 60_000_000;
+        let slots = self.slots_for(&row.practitioner_id, &row.location_id, &tz, date, 1, minutes).await?;
+        if !slots.iter().any(|s| s.start == new_start && s.end == end) {
+            return Err(refuse(bad("start", "not a free slot of this practitioner at this location")).await);
+        }
+        let new_id = hex::encode(carevault_crypto::random_bytes::<16>());
+        let new_row = AppointmentRow {
+            id: new_id.clone(),
+            start_at: new_start,
+            end_at: end,
+            status: "booked".into(),
+            created_at: now,
+            ..row.clone()
+        };
+        let who = actor.audit_name();
+        let ops = vec![
+            Op::AppointmentStatus {
+                id: row.id.clone(),
+                from: "booked".into(),
+                to: "cancelled".into(),
+                reason: Some(format!("rescheduled:{new_id}")),
+                actor: who.clone(),
+                at: now,
+            },
+            Op::BookAppointment(Box::new(new_row.clone())),
+            Op::NoteAppointmentHistory {
+                id: new_id.clone(),
+                from: format!("rescheduled:{}", row.id),
+                to: "booked".into(),
+                reason: None,
+                actor: who,
+                at: now,
+            },
+        ];
+        let ev = Draft::new(now, AuditAction::Update, Outcome::Success)
+            .by(actor)
+            .resource("Appointment", Some(id))
+            .patient(&row.patient_id)
+            .purpose(purpose)
+            .review(&allowed);
+        let lost = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource("Appointment", Some(id)).purpose(purpose);
+        self.inner.writer.write(ops, vec![ev], Some(lost)).await?;
+        Ok(AppointmentView {
+            id: new_id,
+            patient_id: new_row.patient_id,
+            practitioner_id: new_row.practitioner_id,
+            location_id: new_row.location_id,
+            start: new_start,
+            end,
+            status: new_row.status,
+        })
+    }
+
     /// The status history of an appointment (reading it is reading the appointment).
     pub async fn appointment_history(
         &self,

@@ -68,7 +68,7 @@ catalogue! {
         PractitionerManage => "practitioner.manage", "Register practitioners (with their NPI) and the roles they hold at locations.";
         ScheduleManage => "schedule.manage", "Set practitioners' weekly availability at locations, and closures (holidays, leave).";
         ScheduleRead => "schedule.read", "See practitioners' free slots (no patient data).";
-        AppointmentBook => "appointment.book", "Book an appointment for a patient in a free slot, check the patient in, cancel, mark no-show.";
+        AppointmentBook => "appointment.book", "Book an appointment for a patient in a free slot, reschedule it, check the patient in, cancel, mark no-show.";
         AppointmentRead => "appointment.read", "See appointments, including whose they are.";
         AuditRead => "audit.read", "Read the audit log (who did what, when, to which record).";
         AuditVerify => "audit.verify", "Verify the integrity of the audit log.";
@@ -292,6 +292,7 @@ operations! {
     AppointmentBook => "appointment.book", Some(P::AppointmentBook), Demographic;
     AppointmentRead => "appointment.read", Some(P::AppointmentRead), Demographic;
     AppointmentStatus => "appointment.status", Some(P::AppointmentBook), Demographic;
+    AppointmentReschedule => "appointment.reschedule", Some(P::AppointmentBook), Demographic;
     AuditRead => "audit.read", Some(P::AuditRead), Administrative;
     AuditVerify => "audit.verify", Some(P::AuditVerify), Administrative;
     PrivacyAlerts => "alert.privacy.list", Some(P::AlertPrivacy), Administrative;

@@ -90,6 +90,14 @@ fn instant(tz: &TimeZone, date: Date, minute: u16) -> Option<i64> {
     amb.earlier().ok().map(micros)
 }
 
+/// An instant with a time zone (RFC 3339), as Unix microseconds.
+pub fn parse_instant(path: &str, s: &str) -> Result<i64, InputError> {
+    s.trim()
+        .parse::<jiff::Timestamp>()
+        .map(micros)
+        .map_err(|_| InputError::value(path, "an instant with a time zone, e.g. 2027-03-14T08:00:00Z"))
+}
+
 /// A local calendar date given as `YYYY-MM-DD`.
 pub fn parse_date(path: &str, s: &str) -> Result<Date, InputError> {
     s.trim().parse::<Date>().map_err(|_| InputError::value(path, "a date YYYY-MM-DD"))

@@ -223,6 +223,33 @@ impl WriteTx {
     /// Inserts an appointment unless a live appointment of the same practitioner overlaps it;
     /// false (and nothing written) when one does. Runs inside the serialized write
     /// transaction, so two concurrent bookings of one slot cannot both pass.
+    /// Records a history line without a status change of its own (a rescheduled appointment's
+    /// origin).
+    pub async fn note_appointment_history(
+        &mut self,
+        id: &str,
+        from: &str,
+        to: &str,
+        reason: Option<&str>,
+        actor: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO appointment_history (id, appointment_id, at, from_status, to_status, reason, actor) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(format!("{id}-{at}-{from}"))
+        .bind(id)
+        .bind(at)
+        .bind(from)
+        .bind(to)
+        .bind(reason.map(str::to_string))
+        .bind(actor)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
     pub async fn book_appointment(&mut self, a: &AppointmentRow) -> Result<bool> {
         let sql = format!(
             "SELECT COUNT(*) AS n FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND end_at > $2 AND {LIVE_APPOINTMENT}"

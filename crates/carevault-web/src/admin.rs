@@ -644,3 +644,32 @@ pub(crate) async fn add_closure(
         Err(e) => ApiError(e).into_response(),
     })
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RescheduleBody {
+    /// An instant with a time zone (RFC 3339).
+    start: String,
+}
+
+/// `POST /api/v1/appointments/{id}/reschedule`: moves a booked appointment to another free slot.
+pub(crate) async fn reschedule(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: RescheduleBody = body!(headers, body);
+    let start = match carevault_domain::schedule::parse_instant("start", &b.start) {
+        Ok(s) => s,
+        Err(e) => return ApiError(carevault_core::CoreError::Invalid(e)).into_response(),
+    };
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => match st.vault.reschedule_appointment(&a, p, &id, start).await {
+            Ok(v) => json_response(StatusCode::CREATED, serde_json::to_value(v).unwrap_or_default()),
+            Err(e) => ApiError(e).into_response(),
+        },
+        Err(r) => r,
+    })
+}

@@ -228,6 +228,14 @@ pub(crate) const OPERATIONS: &[Entry] = &[
         &[("status", S, true), ("reason", S, false)],
         204,
     ),
+    (
+        "post",
+        "/appointments/{id}/reschedule",
+        "reschedule",
+        "Moves a booked appointment to another free slot; the history links both",
+        &[("start", S, true)],
+        201,
+    ),
     ("get", "/appointments/{id}/history", "appointmentHistory", "Every status change of an appointment", &[], 200),
     (
         "post",

@@ -169,6 +169,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/practitioners/{id}/availability", put(crate::admin::set_availability))
         .route("/locations/{id}/closures", post(crate::admin::add_closure))
         .route("/appointments/{id}/status", post(crate::admin::appointment_status))
+        .route("/appointments/{id}/reschedule", post(crate::admin::reschedule))
         .route("/appointments/{id}/history", get(crate::admin::appointment_history))
         .route("/audit/verify", get(crate::admin::audit_verify))
         .route("/openapi.json", get(crate::openapi::document))

@@ -67,6 +67,7 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("appointment.book", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
         ("appointment.read", [DEMO, DEMO_BG, DEMO_BG, DEMO, N5, N5, N5, N5]),
         ("appointment.status", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("appointment.reschedule", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
         //                    fd   nurse phys  biller admin privacy security auditor
         ("patient.create", ["Y", "N", "Y", "N", "N", "N", "N", "N"]),
         ("break_glass.queue", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
@@ -284,6 +285,10 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
         Operation::AppointmentRead => unit(v.read_appointment(a, pur, &w.appointments[s]).await),
         // Check-in the first time, a conflict (not a refusal) afterwards.
         Operation::AppointmentStatus => v.set_appointment_status(a, pur, &w.appointments[s], "arrived", None).await,
+        // The appointment was checked in above: a conflict (not a refusal) for those allowed.
+        Operation::AppointmentReschedule => {
+            unit(v.reschedule_appointment(a, pur, &w.appointments[s], w.tv.clock.now_micros() + 10 * 86_400_000_000).await)
+        }
         Operation::AvailabilitySet => {
             let (loc, pr) = if s == ORG2 { &w.place_b } else { &w.place_a };
             let windows: Vec<carevault_domain::schedule::WeeklyWindow> =

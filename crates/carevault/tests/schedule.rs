@@ -174,3 +174,29 @@ async fn holidays_and_leave_remove_slots() {
     assert!(matches!(v.add_closure(&fd, &loc, None, "2031-12-27", "2031-12-27", "leave").await, Err(CoreError::Invalid(_))));
     assert!(matches!(v.add_closure(&fd, &loc, None, "2031-12-28", "2031-12-27", "holiday").await, Err(CoreError::Invalid(_))));
 }
+
+#[tokio::test]
+async fn rescheduling_moves_the_booking_and_keeps_both_histories() {
+    let (tv, fd, loc, pr, patient) = setup("UTC", &every_day(8 * 60, 12 * 60)).await;
+    let v = &tv.vault;
+    let p = fd.default_purpose();
+    let day = 86_400_000_000i64;
+    let start = (carevault_core::Clock::now_micros(&*tv.clock) / day + 1) * day + 9 * 3_600_000_000;
+    let a = v.book_appointment(&fd, p, &patient, &pr, &loc, start, 30).await.expect("book");
+    // Not a slot (outside availability) and into the past: refused, nothing changes.
+    assert!(matches!(v.reschedule_appointment(&fd, p, &a.id, start + 5 * 3_600_000_000).await, Err(CoreError::Invalid(_))));
+    assert!(matches!(v.reschedule_appointment(&fd, p, &a.id, start - 2 * day).await, Err(CoreError::Invalid(_))));
+    assert_eq!(v.read_appointment(&fd, p, &a.id).await.expect("read").status, "booked");
+    let b = v.reschedule_appointment(&fd, p, &a.id, start + day).await.expect("reschedule");
+    assert_eq!(b.start, start + day);
+    assert_eq!(v.read_appointment(&fd, p, &a.id).await.expect("old").status, "cancelled");
+    let old = v.appointment_history(&fd, p, &a.id).await.expect("history");
+    assert_eq!(old.last().and_then(|h| h.3.clone()), Some(format!("rescheduled:{}", b.id)));
+    let new = v.appointment_history(&fd, p, &b.id).await.expect("history");
+    assert_eq!(new[0].1, format!("rescheduled:{}", a.id));
+    // The old time is free again; the new one is taken.
+    v.book_appointment(&fd, p, &patient, &pr, &loc, start, 30).await.expect("old time free");
+    assert!(matches!(v.book_appointment(&fd, p, &patient, &pr, &loc, start + day, 30).await, Err(CoreError::Conflict(_))));
+    // A cancelled appointment cannot be moved.
+    assert!(matches!(v.reschedule_appointment(&fd, p, &a.id, start + 2 * day).await, Err(CoreError::Conflict(_))));
+}

@@ -211,6 +211,14 @@ pub(crate) enum Op {
         actor: String,
         at: i64,
     },
+    NoteAppointmentHistory {
+        id: String,
+        from: String,
+        to: String,
+        reason: Option<String>,
+        actor: String,
+        at: i64,
+    },
     InsertClosure {
         id: String,
         location_id: String,
@@ -632,6 +640,9 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
         Op::InsertCeremony(c) => Ok(tx.insert_ceremony(c).await?),
         Op::ReplaceAvailability { practitioner_id, location_id, rows } => {
             Ok(tx.replace_availability(practitioner_id, location_id, rows).await?)
+        }
+        Op::NoteAppointmentHistory { id, from, to, reason, actor, at } => {
+            Ok(tx.note_appointment_history(id, from, to, reason.as_deref(), actor, *at).await?)
         }
         Op::InsertClosure { id, location_id, practitioner_id, kind, start, end, now } => {
             Ok(tx.insert_closure(id, location_id, practitioner_id.as_deref(), kind, *start, *end, *now).await?)
