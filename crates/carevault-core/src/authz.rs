@@ -58,6 +58,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             ScheduleRead,
             AppointmentBook,
             AppointmentRead,
+            AppointmentOverbook,
         ],
         Role::Biller => &[PatientRead, PatientSearch, DirectoryRead, AppointmentRead],
         Role::PracticeAdmin => &[

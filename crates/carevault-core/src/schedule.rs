@@ -95,8 +95,10 @@ impl Vault {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn slots_for(
         &self,
+        ignore_busy: bool,
         practitioner_id: &str,
         location_id: &str,
         tz: &TimeZoneName,
@@ -144,7 +146,7 @@ impl Vault {
             days,
             duration_minutes: minutes,
             closed: &closed,
-            busy: &busy,
+            busy: if ignore_busy { &[] } else { &busy },
             not_before: now,
         })?)
     }
@@ -214,7 +216,7 @@ impl Vault {
         let (org, tz) = self.practice_place(practitioner_id, location_id).await?;
         self.gate(actor, Operation::SlotSearch, purpose, &Target::Organization(&org), ("Slot", None)).await?;
         let from = parse_date("from", from)?;
-        self.slots_for(practitioner_id, location_id, &tz, from, days, minutes).await
+        self.slots_for(false, practitioner_id, location_id, &tz, from, days, minutes).await
     }
 
     /// Books `minutes` from `start` (Unix microseconds) for a patient. The time must be a free
@@ -230,8 +232,36 @@ impl Vault {
         start: i64,
         minutes: u16,
     ) -> Result<AppointmentView, CoreError> {
-        let (_, allowed) =
-            self.gate_patient(actor, Operation::AppointmentBook, purpose, AuditAction::Create, "Appointment", patient_id).await?;
+        self.book_inner(actor, purpose, (patient_id, practitioner_id, location_id), start, minutes, false).await
+    }
+
+    /// Overbooks: the time must lie inside the practitioner's availability (a slot, taken or
+    /// not); needs `appointment.overbook`. The audit record says so.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn overbook_appointment(
+        &self,
+        actor: &Actor,
+        purpose: PurposeOfUse,
+        patient_id: &str,
+        practitioner_id: &str,
+        location_id: &str,
+        start: i64,
+        minutes: u16,
+    ) -> Result<AppointmentView, CoreError> {
+        self.book_inner(actor, purpose, (patient_id, practitioner_id, location_id), start, minutes, true).await
+    }
+
+    async fn book_inner(
+        &self,
+        actor: &Actor,
+        purpose: PurposeOfUse,
+        (patient_id, practitioner_id, location_id): (&str, &str, &str),
+        start: i64,
+        minutes: u16,
+        overbook: bool,
+    ) -> Result<AppointmentView, CoreError> {
+        let op = if overbook { Operation::AppointmentOverbook } else { Operation::AppointmentBook };
+        let (_, allowed) = self.gate_patient(actor, op, purpose, AuditAction::Create, "Appointment", patient_id).await?;
         let now = self.inner.clock.now_micros();
         let refuse = |e: CoreError| async move {
             let d = Draft::new(now, AuditAction::Create, e.outcome())
@@ -255,7 +285,7 @@ impl Vault {
             Some(d) => d,
             None => return Err(refuse(bad("start", "not a valid instant")).await),
         };
-        let slots = match self.slots_for(practitioner_id, location_id, &tz, local_date, 1, minutes).await {
+        let slots = match self.slots_for(overbook, practitioner_id, location_id, &tz, local_date, 1, minutes).await {
             Ok(s) => s,
             Err(e) => return Err(refuse(e).await),
         };
@@ -292,7 +322,16 @@ impl Vault {
             .resource("Appointment", None)
             .patient(patient_id)
             .purpose(purpose);
-        self.inner.writer.write(vec![Op::BookAppointment(Box::new(row.clone()))], vec![ev], Some(lost)).await?;
+        let ev = if overbook {
+            let sealed = self.inner.sealer.seal_details(&ev.event_id, br#"{"overbooked":true}"#)?;
+            ev.details(sealed)
+        } else {
+            ev
+        };
+        self.inner
+            .writer
+            .write(vec![Op::BookAppointment { row: Box::new(row.clone()), allow_overlap: overbook }], vec![ev], Some(lost))
+            .await?;
         Ok(AppointmentView {
             id,
             patient_id: row.patient_id,
@@ -437,7 +476,7 @@ impl Vault {
             return Err(refuse(bad("start", "a future instant")).await);
         };
         let end = new_start + i64::from(minutes) * 60_000_000;
-        let slots = self.slots_for(&row.practitioner_id, &row.location_id, &tz, date, 1, minutes).await?;
+        let slots = self.slots_for(false, &row.practitioner_id, &row.location_id, &tz, date, 1, minutes).await?;
         if !slots.iter().any(|s| s.start == new_start && s.end == end) {
             return Err(refuse(bad("start", "not a free slot of this practitioner at this location")).await);
         }
@@ -460,7 +499,7 @@ impl Vault {
                 actor: who.clone(),
                 at: now,
             },
-            Op::BookAppointment(Box::new(new_row.clone())),
+            Op::BookAppointment { row: Box::new(new_row.clone()), allow_overlap: false },
             Op::NoteAppointmentHistory {
                 id: new_id.clone(),
                 from: format!("rescheduled:{}", row.id),

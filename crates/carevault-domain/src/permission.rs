@@ -70,6 +70,7 @@ catalogue! {
         ScheduleRead => "schedule.read", "See practitioners' free slots (no patient data).";
         AppointmentBook => "appointment.book", "Book an appointment for a patient in a free slot, reschedule it, check the patient in, cancel, mark no-show.";
         AppointmentRead => "appointment.read", "See appointments, including whose they are.";
+        AppointmentOverbook => "appointment.overbook", "Book inside availability even when the time is already taken (overbooking).";
         AuditRead => "audit.read", "Read the audit log (who did what, when, to which record).";
         AuditVerify => "audit.verify", "Verify the integrity of the audit log.";
         AlertPrivacy => "alert.privacy", "See and close privacy alerts (break-glass use, access to flagged records).";
@@ -293,6 +294,7 @@ operations! {
     AppointmentRead => "appointment.read", Some(P::AppointmentRead), Demographic;
     AppointmentStatus => "appointment.status", Some(P::AppointmentBook), Demographic;
     AppointmentReschedule => "appointment.reschedule", Some(P::AppointmentBook), Demographic;
+    AppointmentOverbook => "appointment.overbook", Some(P::AppointmentOverbook), Demographic;
     AuditRead => "audit.read", Some(P::AuditRead), Administrative;
     AuditVerify => "audit.verify", Some(P::AuditVerify), Administrative;
     PrivacyAlerts => "alert.privacy.list", Some(P::AlertPrivacy), Administrative;

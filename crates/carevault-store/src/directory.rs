@@ -250,7 +250,7 @@ impl WriteTx {
         Ok(())
     }
 
-    pub async fn book_appointment(&mut self, a: &AppointmentRow) -> Result<bool> {
+    pub async fn book_appointment(&mut self, a: &AppointmentRow, allow_overlap: bool) -> Result<bool> {
         let sql = format!(
             "SELECT COUNT(*) AS n FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND end_at > $2 AND {LIVE_APPOINTMENT}"
         );
@@ -261,7 +261,7 @@ impl WriteTx {
             .fetch_one(&mut *self.tx)
             .await
             .map_err(classify)?;
-        if get::<i64>(&row, "n")? > 0 {
+        if get::<i64>(&row, "n")? > 0 && !allow_overlap {
             return Ok(false);
         }
         sqlx::query(

@@ -673,3 +673,31 @@ pub(crate) async fn reschedule(
         Err(r) => r,
     })
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OverbookBody {
+    patient_id: String,
+    practitioner_id: String,
+    location_id: String,
+    /// An instant with a time zone (RFC 3339).
+    start: String,
+    minutes: u16,
+}
+
+/// `POST /api/v1/appointments/overbook`: books inside availability even if the time is taken
+/// (`appointment.overbook`).
+pub(crate) async fn overbook(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: OverbookBody = body!(headers, body);
+    let start = match carevault_domain::schedule::parse_instant("start", &b.start) {
+        Ok(s) => s,
+        Err(e) => return ApiError(carevault_core::CoreError::Invalid(e)).into_response(),
+    };
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => match st.vault.overbook_appointment(&a, p, &b.patient_id, &b.practitioner_id, &b.location_id, start, b.minutes).await {
+            Ok(v) => json_response(StatusCode::CREATED, serde_json::to_value(v).unwrap_or_default()),
+            Err(e) => ApiError(e).into_response(),
+        },
+        Err(r) => r,
+    })
+}

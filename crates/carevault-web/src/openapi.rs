@@ -236,6 +236,14 @@ pub(crate) const OPERATIONS: &[Entry] = &[
         &[("start", S, true)],
         201,
     ),
+    (
+        "post",
+        "/appointments/overbook",
+        "overbook",
+        "Books inside availability even when the time is taken (appointment.overbook)",
+        &[("patient_id", S, true), ("practitioner_id", S, true), ("location_id", S, true), ("start", S, true), ("minutes", I, true)],
+        201,
+    ),
     ("get", "/appointments/{id}/history", "appointmentHistory", "Every status change of an appointment", &[], 200),
     (
         "post",

@@ -168,6 +168,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/practitioners", post(crate::admin::add_practitioner))
         .route("/practitioners/{id}/availability", put(crate::admin::set_availability))
         .route("/locations/{id}/closures", post(crate::admin::add_closure))
+        .route("/appointments/overbook", post(crate::admin::overbook))
         .route("/appointments/{id}/status", post(crate::admin::appointment_status))
         .route("/appointments/{id}/reschedule", post(crate::admin::reschedule))
         .route("/appointments/{id}/history", get(crate::admin::appointment_history))

@@ -68,6 +68,7 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("appointment.read", [DEMO, DEMO_BG, DEMO_BG, DEMO, N5, N5, N5, N5]),
         ("appointment.status", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
         ("appointment.reschedule", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("appointment.overbook", [N5, N5, DEMO_BG, N5, N5, N5, N5, N5]),
         //                    fd   nurse phys  biller admin privacy security auditor
         ("patient.create", ["Y", "N", "Y", "N", "N", "N", "N", "N"]),
         ("break_glass.queue", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
@@ -288,6 +289,12 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
         // The appointment was checked in above: a conflict (not a refusal) for those allowed.
         Operation::AppointmentReschedule => {
             unit(v.reschedule_appointment(a, pur, &w.appointments[s], w.tv.clock.now_micros() + 10 * 86_400_000_000).await)
+        }
+        Operation::AppointmentOverbook => {
+            let (loc, pr) = &w.place_a;
+            let day = 86_400_000_000i64;
+            let start = (w.tv.clock.now_micros() / day + 1) * day + 9 * 3_600_000_000;
+            unit(v.overbook_appointment(a, pur, pid, pr, loc, start, 30).await)
         }
         Operation::AvailabilitySet => {
             let (loc, pr) = if s == ORG2 { &w.place_b } else { &w.place_a };

@@ -200,3 +200,26 @@ async fn rescheduling_moves_the_booking_and_keeps_both_histories() {
     // A cancelled appointment cannot be moved.
     assert!(matches!(v.reschedule_appointment(&fd, p, &a.id, start + 2 * day).await, Err(CoreError::Conflict(_))));
 }
+
+#[tokio::test]
+async fn overbooking_needs_its_own_permission_and_stays_inside_availability() {
+    let (tv, fd, loc, pr, patient) = setup("UTC", &every_day(8 * 60, 12 * 60)).await;
+    let v = &tv.vault;
+    let (doc, _) = tv.staff(Role::Physician).await.expect("physician");
+    let day = 86_400_000_000i64;
+    let start = (carevault_core::Clock::now_micros(&*tv.clock) / day + 1) * day + 9 * 3_600_000_000;
+    v.book_appointment(&fd, fd.default_purpose(), &patient, &pr, &loc, start, 30).await.expect("book");
+    // The front desk may not overbook; a physician may, inside availability only.
+    assert!(matches!(
+        v.overbook_appointment(&fd, fd.default_purpose(), &patient, &pr, &loc, start, 30).await,
+        Err(CoreError::Forbidden { .. })
+    ));
+    let extra = v.overbook_appointment(&doc, doc.default_purpose(), &patient, &pr, &loc, start, 30).await.expect("overbook");
+    assert_eq!(extra.start, start);
+    assert!(matches!(
+        v.overbook_appointment(&doc, doc.default_purpose(), &patient, &pr, &loc, start + 5 * 3_600_000_000, 30).await,
+        Err(CoreError::Invalid(_))
+    ));
+    // Ordinary booking of that time is still refused.
+    assert!(matches!(v.book_appointment(&fd, fd.default_purpose(), &patient, &pr, &loc, start, 30).await, Err(CoreError::Conflict(_))));
+}

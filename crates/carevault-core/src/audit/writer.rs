@@ -202,7 +202,10 @@ pub(crate) enum Op {
         rows: Vec<AvailabilityRow>,
     },
     /// Fails the job with a conflict when a live appointment of the practitioner overlaps.
-    BookAppointment(Box<AppointmentRow>),
+    BookAppointment {
+        row: Box<AppointmentRow>,
+        allow_overlap: bool,
+    },
     AppointmentStatus {
         id: String,
         from: String,
@@ -654,8 +657,8 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
                 Err(OpFailure::Domain(CoreError::Conflict("the appointment changed meanwhile; reload it".into())))
             }
         }
-        Op::BookAppointment(a) => {
-            if tx.book_appointment(a).await? {
+        Op::BookAppointment { row, allow_overlap } => {
+            if tx.book_appointment(row, *allow_overlap).await? {
                 Ok(())
             } else {
                 Err(OpFailure::Domain(CoreError::Conflict("the slot is already booked".into())))
