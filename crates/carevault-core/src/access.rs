@@ -1082,10 +1082,12 @@ impl Vault {
         if !matches!(relation, "assigned-provider" | "care-team") {
             return Err(refuse(bad("relation", "assigned-provider or care-team")).await);
         }
-        if !actor.is_system() && user_id == actor.user_id.as_str() && relation == "assigned-provider" && !allowed.marks.is_empty() {
+        // A relationship opens clinical data: nobody creates their own (break-glass is the
+        // audited, reviewed way in).
+        if !actor.is_system() && user_id == actor.user_id.as_str() {
             return Err(refuse(CoreError::Refused {
                 reason: "self-elevation",
-                message: "you cannot add yourself to a flagged patient's team".into(),
+                message: "you cannot add yourself to a patient's care team; ask a colleague, or use break-glass in an emergency".into(),
             })
             .await);
         }
@@ -1268,7 +1270,14 @@ impl Vault {
         if !matches!(state, "open" | "closed") {
             return Err(bad("state", "open or closed"));
         }
-        let rows = self.inner.store.break_glass_by_state(state, 500).await?;
+        // Only the break-glass uses on patients of the organizations the officer reviews for.
+        let orgs = actor.privileges.organizations_with(Permission::BreakGlassReview);
+        let mut rows = Vec::new();
+        for r in self.inner.store.break_glass_by_state(state, 500).await? {
+            if actor.is_system() || self.patient_org(&r.patient_id).await?.is_some_and(|o| orgs.contains(&o)) {
+                rows.push(r);
+            }
+        }
         let ids: Vec<String> = rows.iter().map(|r| r.patient_id.clone()).collect();
         let d = Draft::new(self.clock_now(), AuditAction::Read, Outcome::Success)
             .by(actor)
@@ -1297,6 +1306,8 @@ impl Vault {
         let Some(row) = self.inner.store.break_glass(id).await? else {
             return Err(refuse(CoreError::NotFound { resource: "break-glass review".into() }).await);
         };
+        let org = self.patient_org(&row.patient_id).await?.unwrap_or_default();
+        self.gate(actor, Operation::BreakGlassClose, purpose, &Target::Organization(&org), ("BreakGlass", Some(id))).await?;
         if row.user_id == actor.user_id.as_str() {
             return Err(refuse(CoreError::Refused {
                 reason: "self-review",
@@ -1333,17 +1344,48 @@ impl Vault {
         self.gate(actor, op, purpose, &Target::Anywhere, ("Alert", None)).await?;
         let d = Draft::new(self.clock_now(), AuditAction::Read, Outcome::Success).by(actor).resource("Alert", None).purpose(purpose);
         self.inner.writer.append(d).await?;
-        Ok(self.inner.store.alerts(category, open_only, 1000).await?.into_iter().map(Into::into).collect())
+        let perm = if op == Operation::PrivacyAlerts { Permission::AlertPrivacy } else { Permission::AlertSecurity };
+        let orgs = actor.privileges.organizations_with(perm);
+        let mut out = Vec::new();
+        for a in self.inner.store.alerts(category, open_only, 1000).await? {
+            // Alerts about a patient or an account belong to its organization; a sign-in storm
+            // from an address belongs to the installation.
+            let visible = actor.is_system() || self.alert_org(&a).await?.is_none_or(|o| orgs.contains(&o));
+            if visible {
+                out.push(a.into());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn patient_org(&self, patient_id: &str) -> Result<Option<String>, CoreError> {
+        Ok(self.inner.store.patient_access(patient_id).await?.map(|a| a.scope.organization_id))
+    }
+
+    async fn alert_org(&self, a: &AlertRow) -> Result<Option<String>, CoreError> {
+        if let Some(p) = &a.patient_id {
+            return Ok(Some(self.patient_org(p).await?.unwrap_or_default()));
+        }
+        if let Some(u) = &a.subject_user {
+            return Ok(Some(self.inner.store.user_by_id(u).await?.map(|u| u.organization_id).unwrap_or_default()));
+        }
+        Ok(None)
     }
 
     pub async fn close_alert(&self, actor: &Actor, id: &str) -> Result<(), CoreError> {
         let purpose = Self::admin_purpose(actor);
-        let category = self.inner.store.alert(id).await?.map(|a| a.category);
+        let alert = self.inner.store.alert(id).await?;
+        let category = alert.as_ref().map(|a| a.category.clone());
         let op = match category.as_deref() {
             Some(SECURITY) => Operation::SecurityAlertClose,
             _ => Operation::PrivacyAlertClose,
         };
         self.gate(actor, op, purpose, &Target::Anywhere, ("Alert", Some(id))).await?;
+        if let Some(a) = &alert {
+            if let Some(org) = self.alert_org(a).await? {
+                self.gate(actor, op, purpose, &Target::Organization(&org), ("Alert", Some(id))).await?;
+            }
+        }
         let now = self.clock_now();
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource("Alert", Some(id)).purpose(purpose);
         let fail = Draft::new(now, AuditAction::Update, Outcome::NotFound).by(actor).resource("Alert", Some(id)).purpose(purpose);

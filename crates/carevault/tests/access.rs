@@ -648,3 +648,36 @@ async fn unused_accounts_are_deactivated_after_the_configured_period() {
     assert!(alerts.iter().any(|a| a.subject_user.as_deref() == Some(idle.id.as_str())));
     assert!(alerts.iter().any(|a| a.subject_user.as_deref() == Some(sec.user_id().as_str())));
 }
+
+/// Officers see and close only their own organization's break-glass reviews and alerts, and
+/// nobody creates their own care relationship.
+#[tokio::test]
+async fn officers_stay_in_their_organization_and_relationships_are_not_self_made() {
+    let tv = TestVault::new().await.expect("vault");
+    let v = &tv.vault;
+    let org_b = v.add_unit("organization", "Other Clinic", None, None, None).await.expect("org b");
+    let (fd, _) = tv.staff_in("front_desk", None).await.expect("fd");
+    let (doc, _) = tv.staff_in("physician", None).await.expect("doc");
+    let (privacy_a, _) = tv.staff_in("privacy_officer", None).await.expect("privacy a");
+    let (privacy_b, _) = tv.staff_in("privacy_officer", Some(&org_b)).await.expect("privacy b");
+    let pid = v.create_patient(&fd, fd.default_purpose(), &patient("Elsewhere")).await.expect("patient").id.to_string();
+    // A physician cannot make their own relationship; break-glass is the way in.
+    let me = doc.user_id().to_string();
+    assert!(matches!(
+        v.add_care_team_member(&doc, doc.default_purpose(), &pid, &me, "care-team", None).await,
+        Err(CoreError::Refused { reason: "self-elevation", .. })
+    ));
+    assert!(matches!(v.patient_allergies(&doc, doc.default_purpose(), &pid).await, Err(CoreError::Forbidden { .. })));
+    let bg = v.break_glass(&doc, &pid, "medical-emergency", "collapsed").await.expect("glass");
+    // The other clinic's officer sees neither the review nor the alert, and cannot close them.
+    assert!(v.break_glass_queue(&privacy_b, "open").await.expect("queue").is_empty());
+    assert!(v.alerts(&privacy_b, "privacy", true).await.expect("alerts").is_empty());
+    assert!(matches!(v.close_break_glass_review(&privacy_b, &bg.id, "appropriate", "").await, Err(CoreError::Forbidden { .. })));
+    let alert = v.alerts(&privacy_a, "privacy", true).await.expect("alerts");
+    assert_eq!(alert.len(), 1);
+    assert!(matches!(v.close_alert(&privacy_b, &alert[0].id).await, Err(CoreError::Forbidden { .. })));
+    // The own clinic's officer does both.
+    assert_eq!(v.break_glass_queue(&privacy_a, "open").await.expect("queue").len(), 1);
+    v.close_break_glass_review(&privacy_a, &bg.id, "appropriate", "").await.expect("close review");
+    v.close_alert(&privacy_a, &alert[0].id).await.expect("close alert");
+}
