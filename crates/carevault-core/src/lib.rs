@@ -26,6 +26,7 @@ mod allergies;
 mod audit;
 mod auth;
 mod authz;
+mod booking;
 mod clock;
 mod config;
 mod datadir;
@@ -48,6 +49,7 @@ pub use allergies::AllergyRecord;
 pub use audit::verify::{VerifyFailure, VerifyReport};
 pub use auth::{LoginStep, MfaReset, NewUser, PasskeyChallenge, PasskeyView, SessionGrant};
 pub use authz::{role_permissions, role_purposes, DenyReason, Privileges};
+pub use booking::{AppointmentQuery, AppointmentTypeView, WaitlistRequest, WaitlistView};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::CoreConfig;
 pub use datadir::DataDir;
@@ -56,7 +58,7 @@ pub use directory::{PractitionerRequest, PractitionerRoleView, PractitionerView}
 pub use error::{CoreError, StartupError};
 pub use patients::{PatientRecord, SearchPage};
 pub use rotation::{KeyStatus, RotationProgress};
-pub use schedule::AppointmentView;
+pub use schedule::{AppointmentView, BookRequest};
 pub use vault::{verify_audit_at, InstanceKind, OpenOptions, Vault};
 
 /// Formats Unix microseconds as an RFC 3339 instant (UTC, millisecond precision).

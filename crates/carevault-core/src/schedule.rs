@@ -28,6 +28,39 @@ pub struct AppointmentView {
     pub start: i64,
     pub end: i64,
     pub status: String,
+    pub room_id: Option<String>,
+    pub type_id: Option<String>,
+    pub series_id: Option<String>,
+}
+
+impl From<AppointmentRow> for AppointmentView {
+    fn from(r: AppointmentRow) -> Self {
+        AppointmentView {
+            id: r.id,
+            patient_id: r.patient_id,
+            practitioner_id: r.practitioner_id,
+            location_id: r.location_id,
+            start: r.start_at,
+            end: r.end_at,
+            status: r.status,
+            room_id: r.room_id,
+            type_id: r.type_id,
+            series_id: r.series_id,
+        }
+    }
+}
+
+/// What to book: a patient with a practitioner at a location from `start` (Unix microseconds),
+/// for `minutes` or the appointment type's duration, optionally holding a room.
+#[derive(Debug, Clone, Default)]
+pub struct BookRequest {
+    pub patient_id: String,
+    pub practitioner_id: String,
+    pub location_id: String,
+    pub start: i64,
+    pub minutes: Option<u16>,
+    pub type_id: Option<String>,
+    pub room_id: Option<String>,
 }
 
 fn bad(path: &str, message: &str) -> CoreError {
@@ -36,7 +69,7 @@ fn bad(path: &str, message: &str) -> CoreError {
 
 impl Vault {
     /// The location's organization and time zone, and that the practitioner works there.
-    async fn practice_place(&self, practitioner_id: &str, location_id: &str) -> Result<(String, TimeZoneName), CoreError> {
+    pub(crate) async fn practice_place(&self, practitioner_id: &str, location_id: &str) -> Result<(String, TimeZoneName), CoreError> {
         let Some(loc) = self.inner.store.unit(UnitKind::Location, location_id).await? else {
             return Err(CoreError::NotFound { resource: format!("Location/{}", crate::audit::audit_safe_id(location_id)) });
         };
@@ -55,7 +88,7 @@ impl Vault {
         Ok((org, tz))
     }
 
-    fn schedule_purpose(actor: &Actor) -> PurposeOfUse {
+    pub(crate) fn schedule_purpose(actor: &Actor) -> PurposeOfUse {
         if actor.privileges.purposes().contains(&PurposeOfUse::Operations) {
             PurposeOfUse::Operations
         } else {
@@ -96,7 +129,7 @@ impl Vault {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn slots_for(
+    pub(crate) async fn slots_for(
         &self,
         ignore_busy: bool,
         practitioner_id: &str,
@@ -232,7 +265,15 @@ impl Vault {
         start: i64,
         minutes: u16,
     ) -> Result<AppointmentView, CoreError> {
-        self.book_inner(actor, purpose, (patient_id, practitioner_id, location_id), start, minutes, false).await
+        let req = BookRequest {
+            patient_id: patient_id.into(),
+            practitioner_id: practitioner_id.into(),
+            location_id: location_id.into(),
+            start,
+            minutes: Some(minutes),
+            ..Default::default()
+        };
+        self.book(actor, purpose, &req, false).await
     }
 
     /// Overbooks: the time must lie inside the practitioner's availability (a slot, taken or
@@ -248,72 +289,36 @@ impl Vault {
         start: i64,
         minutes: u16,
     ) -> Result<AppointmentView, CoreError> {
-        self.book_inner(actor, purpose, (patient_id, practitioner_id, location_id), start, minutes, true).await
-    }
-
-    async fn book_inner(
-        &self,
-        actor: &Actor,
-        purpose: PurposeOfUse,
-        (patient_id, practitioner_id, location_id): (&str, &str, &str),
-        start: i64,
-        minutes: u16,
-        overbook: bool,
-    ) -> Result<AppointmentView, CoreError> {
-        let op = if overbook { Operation::AppointmentOverbook } else { Operation::AppointmentBook };
-        let (_, allowed) = self.gate_patient(actor, op, purpose, AuditAction::Create, "Appointment", patient_id).await?;
-        let now = self.inner.clock.now_micros();
-        let refuse = |e: CoreError| async move {
-            let d = Draft::new(now, AuditAction::Create, e.outcome())
-                .by(actor)
-                .resource("Appointment", None)
-                .patient(patient_id)
-                .purpose(purpose);
-            match self.inner.writer.append(d).await {
-                Ok(_) => e,
-                Err(w) => w,
-            }
-        };
-        let (_, tz) = match self.practice_place(practitioner_id, location_id).await {
-            Ok(p) => p,
-            Err(e) => return Err(refuse(e).await),
-        };
-        if start <= now {
-            return Err(refuse(bad("start", "an appointment cannot be booked in the past")).await);
-        }
-        let local_date = match local_date(&tz, start) {
-            Some(d) => d,
-            None => return Err(refuse(bad("start", "not a valid instant")).await),
-        };
-        let slots = match self.slots_for(overbook, practitioner_id, location_id, &tz, local_date, 1, minutes).await {
-            Ok(s) => s,
-            Err(e) => return Err(refuse(e).await),
-        };
-        let end = start + i64::from(minutes) * 60_000_000;
-        if !slots.iter().any(|s| s.start == start && s.end == end) {
-            // Either outside availability or already taken (seen before the transaction).
-            let taken = !self.inner.store.appointments_between(practitioner_id, start, end).await?.is_empty();
-            let e = if taken {
-                CoreError::Conflict("the slot is already booked".into())
-            } else {
-                bad("start", "not a free slot of this practitioner at this location")
-            };
-            return Err(refuse(e).await);
-        }
-        let id = hex::encode(carevault_crypto::random_bytes::<16>());
-        let row = AppointmentRow {
-            id: id.clone(),
+        let req = BookRequest {
             patient_id: patient_id.into(),
             practitioner_id: practitioner_id.into(),
             location_id: location_id.into(),
-            start_at: start,
-            end_at: end,
-            status: "booked".into(),
-            created_at: now,
+            start,
+            minutes: Some(minutes),
+            ..Default::default()
+        };
+        self.book(actor, purpose, &req, true).await
+    }
+
+    /// Books (or, with `overbook`, overbooks) what `req` asks for.
+    pub async fn book(
+        &self,
+        actor: &Actor,
+        purpose: PurposeOfUse,
+        req: &BookRequest,
+        overbook: bool,
+    ) -> Result<AppointmentView, CoreError> {
+        let op = if overbook { Operation::AppointmentOverbook } else { Operation::AppointmentBook };
+        let patient_id = req.patient_id.as_str();
+        let (_, allowed) = self.gate_patient(actor, op, purpose, AuditAction::Create, "Appointment", patient_id).await?;
+        let now = self.inner.clock.now_micros();
+        let row = match self.prepare_booking(req, overbook, now).await {
+            Ok((row, _)) => row,
+            Err(e) => return Err(self.refuse_booking(actor, purpose, patient_id, now, e).await),
         };
         let ev = Draft::new(now, AuditAction::Create, Outcome::Success)
             .by(actor)
-            .resource("Appointment", Some(&id))
+            .resource("Appointment", Some(&row.id))
             .patient(patient_id)
             .purpose(purpose)
             .review(&allowed);
@@ -332,15 +337,82 @@ impl Vault {
             .writer
             .write(vec![Op::BookAppointment { row: Box::new(row.clone()), allow_overlap: overbook }], vec![ev], Some(lost))
             .await?;
-        Ok(AppointmentView {
-            id,
-            patient_id: row.patient_id,
-            practitioner_id: row.practitioner_id,
-            location_id: row.location_id,
-            start,
-            end,
-            status: row.status,
-        })
+        Ok(row.into())
+    }
+
+    /// Audits a refused booking and hands the error back (or the audit failure).
+    pub(crate) async fn refuse_booking(&self, actor: &Actor, purpose: PurposeOfUse, patient_id: &str, now: i64, e: CoreError) -> CoreError {
+        let d =
+            Draft::new(now, AuditAction::Create, e.outcome()).by(actor).resource("Appointment", None).patient(patient_id).purpose(purpose);
+        match self.inner.writer.append(d).await {
+            Ok(_) => e,
+            Err(w) => w,
+        }
+    }
+
+    /// Checks a booking against the directory, the clock, the appointment type, the room and
+    /// the free slots, and builds its row (nothing written).
+    pub(crate) async fn prepare_booking(
+        &self,
+        req: &BookRequest,
+        overbook: bool,
+        now: i64,
+    ) -> Result<(AppointmentRow, TimeZoneName), CoreError> {
+        let (org, tz) = self.practice_place(&req.practitioner_id, &req.location_id).await?;
+        let minutes = match &req.type_id {
+            Some(t) => {
+                let ty = self.inner.store.appointment_type(t).await?.filter(|ty| ty.organization_id == org && ty.active);
+                let Some(ty) = ty else { return Err(bad("appointmentType", "not an active appointment type of this organization")) };
+                let m = u16::try_from(ty.minutes).unwrap_or(0);
+                if req.minutes.is_some_and(|x| x != m) {
+                    return Err(bad("minutesDuration", &format!("the appointment type lasts {m} minutes")));
+                }
+                m
+            }
+            None => req.minutes.ok_or_else(|| bad("minutesDuration", "give a duration or an appointment type"))?,
+        };
+        if !(5..=480).contains(&minutes) {
+            return Err(bad("minutesDuration", "between 5 and 480 minutes"));
+        }
+        let start = req.start;
+        if start <= now {
+            return Err(bad("start", "an appointment cannot be booked in the past"));
+        }
+        let end = start + i64::from(minutes) * 60_000_000;
+        if let Some(room) = &req.room_id {
+            let found = self.inner.store.unit(UnitKind::Room, room).await?;
+            if !found.is_some_and(|r| r.location_id.as_deref() == Some(req.location_id.as_str())) {
+                return Err(bad("room", "not a room of this location"));
+            }
+            if !self.inner.store.room_appointments_between(room, start, end).await?.is_empty() {
+                return Err(CoreError::Conflict("the room is already booked at that time".into()));
+            }
+        }
+        let Some(local_date) = local_date(&tz, start) else { return Err(bad("start", "not a valid instant")) };
+        let slots = self.slots_for(overbook, &req.practitioner_id, &req.location_id, &tz, local_date, 1, minutes).await?;
+        if !slots.iter().any(|s| s.start == start && s.end == end) {
+            // Either outside availability or already taken (seen before the transaction).
+            let taken = !self.inner.store.appointments_between(&req.practitioner_id, start, end).await?.is_empty();
+            return Err(if taken {
+                CoreError::Conflict("the slot is already booked".into())
+            } else {
+                bad("start", "not a free slot of this practitioner at this location")
+            });
+        }
+        let row = AppointmentRow {
+            id: hex::encode(carevault_crypto::random_bytes::<16>()),
+            patient_id: req.patient_id.clone(),
+            practitioner_id: req.practitioner_id.clone(),
+            location_id: req.location_id.clone(),
+            start_at: start,
+            end_at: end,
+            status: "booked".into(),
+            created_at: now,
+            room_id: req.room_id.clone(),
+            type_id: req.type_id.clone(),
+            series_id: None,
+        };
+        Ok((row, tz))
     }
 
     /// Reads one appointment (who, with whom, where, when): a demographic operation on its
@@ -365,15 +437,7 @@ impl Vault {
             .purpose(purpose)
             .review(&allowed);
         self.inner.writer.append(d).await?;
-        Ok(AppointmentView {
-            id: row.id,
-            patient_id: row.patient_id,
-            practitioner_id: row.practitioner_id,
-            location_id: row.location_id,
-            start: row.start_at,
-            end: row.end_at,
-            status: row.status,
-        })
+        Ok(row.into())
     }
 }
 
@@ -425,15 +489,19 @@ impl Vault {
             .purpose(purpose)
             .review(&allowed);
         let lost = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource("Appointment", Some(id)).purpose(purpose);
-        let op = Op::AppointmentStatus {
+        let mut ops = vec![Op::AppointmentStatus {
             id: id.into(),
             from: row.status.clone(),
             to: to.into(),
             reason: reason.map(str::to_string),
             actor: actor.audit_name(),
             at: now,
-        };
-        self.inner.writer.write(vec![op], vec![ev], Some(lost)).await?;
+        }];
+        let mut events = vec![ev];
+        if to == "cancelled" {
+            self.offer_freed(actor, purpose, &row, now, None, &mut ops, &mut events).await?;
+        }
+        self.inner.writer.write(ops, events, Some(lost)).await?;
         Ok(())
     }
 
@@ -516,16 +584,42 @@ impl Vault {
             .purpose(purpose)
             .review(&allowed);
         let lost = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource("Appointment", Some(id)).purpose(purpose);
-        self.inner.writer.write(ops, vec![ev], Some(lost)).await?;
-        Ok(AppointmentView {
-            id: new_id,
-            patient_id: new_row.patient_id,
-            practitioner_id: new_row.practitioner_id,
-            location_id: new_row.location_id,
-            start: new_start,
-            end,
-            status: new_row.status,
-        })
+        let mut ops = ops;
+        let mut events = vec![ev];
+        self.offer_freed(actor, purpose, &row, now, None, &mut ops, &mut events).await?;
+        self.inner.writer.write(ops, events, Some(lost)).await?;
+        Ok(new_row.into())
+    }
+
+    /// When a future appointment's time is freed, offers it to the longest-waiting waitlist
+    /// entry that fits, in the same transaction (and audited as a change of that entry).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn offer_freed(
+        &self,
+        actor: &Actor,
+        purpose: PurposeOfUse,
+        freed: &AppointmentRow,
+        now: i64,
+        except: Option<&str>,
+        ops: &mut Vec<Op>,
+        events: &mut Vec<Draft>,
+    ) -> Result<(), CoreError> {
+        if freed.start_at <= now {
+            return Ok(());
+        }
+        let span = (freed.start_at, freed.end_at);
+        let Some(c) = self.inner.store.waitlist_candidate(&freed.practitioner_id, &freed.location_id, span, except).await? else {
+            return Ok(());
+        };
+        ops.push(Op::OfferWaitlist { id: c.id.clone(), start: freed.start_at, now });
+        events.push(
+            Draft::new(now, AuditAction::Update, Outcome::Success)
+                .by(actor)
+                .resource("Waitlist", Some(&c.id))
+                .patient(&c.patient_id)
+                .purpose(purpose),
+        );
+        Ok(())
     }
 
     /// The status history of an appointment (reading it is reading the appointment).

@@ -67,6 +67,11 @@ impl fmt::Debug for Npi {
 pub struct TimeZoneName(String);
 
 impl TimeZoneName {
+    /// Coordinated Universal Time.
+    pub fn utc() -> TimeZoneName {
+        TimeZoneName("UTC".into())
+    }
+
     pub fn parse(path: &str, s: &str) -> Result<TimeZoneName, InputError> {
         let s = s.trim();
         if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+')) {

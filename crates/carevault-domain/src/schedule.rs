@@ -115,6 +115,35 @@ pub fn local_midnight(tz: &TimeZoneName, date: Date) -> Option<i64> {
     zone.to_ambiguous_timestamp(date.to_datetime(Time::midnight())).compatible().ok().map(micros)
 }
 
+/// The starts of a weekly recurring series: `count` occurrences every `every_weeks` weeks at
+/// the same local wall-clock time as `first` in `tz` (so a 09:00 series stays at 09:00 across a
+/// DST change). A local time that does not exist on a day (spring-forward gap) is refused.
+pub fn weekly_series(tz: &TimeZoneName, first: i64, every_weeks: u8, count: u16) -> Result<Vec<i64>, InputError> {
+    if !(1..=4).contains(&every_weeks) {
+        return Err(InputError::value("everyWeeks", "between 1 and 4"));
+    }
+    if !(2..=52).contains(&count) {
+        return Err(InputError::value("count", "between 2 and 52 occurrences"));
+    }
+    let zone = TimeZone::get(tz.as_str()).map_err(|_| InputError::value("timeZone", "unknown time zone"))?;
+    let start = jiff::Timestamp::from_microsecond(first).map_err(|_| InputError::value("start", "out of range"))?;
+    let local = zone.to_datetime(start);
+    let mut out = Vec::with_capacity(usize::from(count));
+    for k in 0..i64::from(count) {
+        let day = local
+            .date()
+            .checked_add(jiff::Span::new().weeks(k * i64::from(every_weeks)))
+            .map_err(|_| InputError::value("count", "the series runs out of the calendar"))?;
+        let dt = day.to_datetime(local.time());
+        let ts = zone
+            .to_ambiguous_timestamp(dt)
+            .unambiguous()
+            .map_err(|_| InputError::value("start", format!("{dt} does not exist or repeats in {} (a DST change)", tz.as_str())))?;
+        out.push(micros(ts));
+    }
+    Ok(out)
+}
+
 /// Appointment statuses (FHIR `AppointmentStatus` codes) and the moves allowed between them.
 pub const STATUSES: &[&str] = &["booked", "arrived", "checked-in", "fulfilled", "cancelled", "noshow"];
 
@@ -490,5 +519,21 @@ mod tests {
                 proptest::prop_assert!(m >= start && m + minutes <= end, "{m} not in {start}..{end}");
             }
         }
+    }
+
+    #[test]
+    fn weekly_series_keeps_local_time_across_dst() {
+        let tz = TimeZoneName::parse("tz", "America/New_York").unwrap();
+        // 2026-10-27 09:00 EDT (UTC-4) = 13:00 UTC; DST ends 2026-11-01.
+        let first = parse_instant("start", "2026-10-27T13:00:00Z").unwrap();
+        let s = weekly_series(&tz, first, 1, 3).unwrap();
+        assert_eq!(s[1] - s[0], (7 * 24 + 1) * 3_600_000_000, "the week holding the change is an hour longer");
+        assert_eq!(s[2] - s[1], 7 * 24 * 3_600_000_000);
+        assert!(weekly_series(&tz, first, 0, 3).is_err());
+        assert!(weekly_series(&tz, first, 1, 1).is_err());
+        assert!(weekly_series(&tz, first, 1, 53).is_err());
+        // 02:30 on 2027-03-14 does not exist in New York.
+        let gap = parse_instant("start", "2027-03-07T07:30:00Z").unwrap();
+        assert!(weekly_series(&tz, gap, 1, 2).is_err());
     }
 }

@@ -64,6 +64,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (7, "scheduling", include_str!("../migrations/sqlite/0007_scheduling.sql")),
             (8, "appointment_history", include_str!("../migrations/sqlite/0008_appointment_history.sql")),
             (9, "closures", include_str!("../migrations/sqlite/0009_closures.sql")),
+            (10, "booking_details", include_str!("../migrations/sqlite/0010_booking_details.sql")),
         ],
         Backend::Postgres => &[
             (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -75,6 +76,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (7, "scheduling", include_str!("../migrations/postgres/0007_scheduling.sql")),
             (8, "appointment_history", include_str!("../migrations/postgres/0008_appointment_history.sql")),
             (9, "closures", include_str!("../migrations/postgres/0009_closures.sql")),
+            (10, "booking_details", include_str!("../migrations/postgres/0010_booking_details.sql")),
         ],
     }
 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use carevault_crypto::signing::AuditSigner;
 use carevault_store::{
-    AlertRow, AllergyRow, AppointmentRow, AssignmentRow, AuditRow, AvailabilityRow, BreakGlassRow, CareRelationshipRow, CeremonyRow,
-    CheckpointRow, CustomRoleRow, GrantRow, NewSession, PasskeyRow, PatientVersionRow, PractitionerRoleRow, PractitionerRow, Store,
-    StoreError, UnitKind, UnitRow, UserRow, WriteTx,
+    AlertRow, AllergyRow, AppointmentRow, AppointmentTypeRow, AssignmentRow, AuditRow, AvailabilityRow, Booked, BreakGlassRow,
+    CareRelationshipRow, CeremonyRow, CheckpointRow, CustomRoleRow, GrantRow, NewSession, PasskeyRow, PatientVersionRow,
+    PractitionerRoleRow, PractitionerRow, Store, StoreError, UnitKind, UnitRow, UserRow, WaitlistRow, WriteTx,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -234,6 +234,21 @@ pub(crate) enum Op {
     /// Consumes a WebAuthn ceremony: a second use fails the job.
     TakeCeremony {
         id: String,
+    },
+    InsertAppointmentType(Box<AppointmentTypeRow>),
+    InsertWaitlist(Box<WaitlistRow>),
+    /// Fails the job with a conflict when the entry is no longer waiting.
+    OfferWaitlist {
+        id: String,
+        start: i64,
+        now: i64,
+    },
+    /// Fails the job with a conflict when the entry's status is no longer `from`.
+    SetWaitlistStatus {
+        id: String,
+        from: &'static str,
+        to: &'static str,
+        appointment_id: Option<String>,
     },
 }
 
@@ -657,11 +672,28 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
                 Err(OpFailure::Domain(CoreError::Conflict("the appointment changed meanwhile; reload it".into())))
             }
         }
-        Op::BookAppointment { row, allow_overlap } => {
-            if tx.book_appointment(row, *allow_overlap).await? {
+        Op::BookAppointment { row, allow_overlap } => match tx.book_appointment(row, *allow_overlap).await? {
+            Booked::Yes => Ok(()),
+            Booked::PractitionerBusy => Err(OpFailure::Domain(CoreError::Conflict("the slot is already booked".into()))),
+            Booked::RoomBusy => Err(OpFailure::Domain(CoreError::Conflict("the room is already booked at that time".into()))),
+        },
+        Op::InsertAppointmentType(t) => tx.insert_appointment_type(t).await.map_err(|e| match e {
+            StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("this organization already has a type with that code".into())),
+            other => OpFailure::Store(other),
+        }),
+        Op::InsertWaitlist(w) => Ok(tx.insert_waitlist(w).await?),
+        Op::OfferWaitlist { id, start, now } => {
+            if tx.offer_waitlist(id, *start, *now).await? {
                 Ok(())
             } else {
-                Err(OpFailure::Domain(CoreError::Conflict("the slot is already booked".into())))
+                Err(OpFailure::Domain(CoreError::Conflict("the waitlist changed meanwhile; try again".into())))
+            }
+        }
+        Op::SetWaitlistStatus { id, from, to, appointment_id } => {
+            if tx.set_waitlist_status(id, from, to, appointment_id.as_deref()).await? {
+                Ok(())
+            } else {
+                Err(OpFailure::Domain(CoreError::Conflict(format!("the waitlist entry is no longer {from}"))))
             }
         }
         Op::InsertPractitioner { row, roles } => tx.insert_practitioner(row, roles).await.map_err(|e| match e {
