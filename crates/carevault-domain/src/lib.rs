@@ -15,6 +15,7 @@ macro_rules! redacted_debug {
 pub mod allergy;
 pub mod audit;
 pub mod catalogue_doc;
+pub mod consent;
 pub mod error;
 pub mod ids;
 pub mod normalize;
