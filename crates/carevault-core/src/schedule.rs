@@ -637,7 +637,7 @@ impl Vault {
 impl AppointmentView {
     /// FHIR R4 Appointment.
     pub fn to_fhir(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut a = serde_json::json!({
             "resourceType": "Appointment",
             "id": self.id,
             "status": self.status,
@@ -649,6 +649,18 @@ impl AppointmentView {
                 {"actor": {"reference": format!("Practitioner/{}", self.practitioner_id)}, "status": "accepted"},
                 {"actor": {"reference": format!("Location/{}", self.location_id)}, "status": "accepted"},
             ],
-        })
+        });
+        if let Some(room) = &self.room_id {
+            if let Some(p) = a["participant"].as_array_mut() {
+                p.push(serde_json::json!({"actor": {"reference": format!("Location/{room}")}, "status": "accepted"}));
+            }
+        }
+        if let Some(t) = &self.type_id {
+            a["appointmentType"] = serde_json::json!({"coding": [{"system": "urn:carevault:appointment-type", "code": t}]});
+        }
+        if let Some(s) = &self.series_id {
+            a["identifier"] = serde_json::json!([{"system": "urn:carevault:appointment-series", "value": s}]);
+        }
+        a
     }
 }

@@ -701,3 +701,176 @@ pub(crate) async fn overbook(State(st): State<AppState>, Peer(ctx): Peer, header
         Err(r) => r,
     })
 }
+
+// ----- bookings with types, rooms and series; the waitlist -----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BookBody {
+    patient_id: String,
+    practitioner_id: String,
+    location_id: String,
+    /// An instant with a time zone (RFC 3339).
+    start: String,
+    minutes: Option<u16>,
+    type_id: Option<String>,
+    room_id: Option<String>,
+    /// A weekly series: every this many weeks (1 to 4) ...
+    every_weeks: Option<u8>,
+    /// ... this many times (2 to 52).
+    count: Option<u16>,
+}
+
+/// `POST /api/v1/appointments`: books one appointment, or a weekly series (all or nothing).
+pub(crate) async fn book(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: BookBody = body!(headers, body);
+    let start = match carevault_domain::schedule::parse_instant("start", &b.start) {
+        Ok(s) => s,
+        Err(e) => return ApiError(carevault_core::CoreError::Invalid(e)).into_response(),
+    };
+    let req = carevault_core::BookRequest {
+        patient_id: b.patient_id,
+        practitioner_id: b.practitioner_id,
+        location_id: b.location_id,
+        start,
+        minutes: b.minutes,
+        type_id: b.type_id,
+        room_id: b.room_id,
+    };
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => {
+            let booked = match (b.every_weeks, b.count) {
+                (None, None) => st.vault.book(&a, p, &req, false).await.map(|v| vec![v]),
+                (Some(w), Some(n)) => st.vault.book_series(&a, p, &req, w, n).await,
+                _ => Err(carevault_core::CoreError::Invalid(carevault_domain::InputError::value(
+                    "count",
+                    "a series needs both every_weeks and count",
+                ))),
+            };
+            match booked {
+                Ok(list) => {
+                    let series = list.first().and_then(|x| x.series_id.clone());
+                    json_response(StatusCode::CREATED, json!({"series_id": series, "appointments": list}))
+                }
+                Err(e) => ApiError(e).into_response(),
+            }
+        }
+        Err(r) => r,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CancelBody {
+    /// pat, prov, maint or oth.
+    reason: String,
+}
+
+/// `POST /api/v1/appointment-series/{id}/cancel`: cancels the future occurrences still booked.
+pub(crate) async fn cancel_series(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: CancelBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => match st.vault.cancel_series(&a, p, &id, &b.reason).await {
+            Ok(n) => json_response(StatusCode::OK, json!({"cancelled": n})),
+            Err(e) => ApiError(e).into_response(),
+        },
+        Err(r) => r,
+    })
+}
+
+pub(crate) async fn appointment_types(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.appointment_types(&a).await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TypeBody {
+    organization_id: String,
+    code: String,
+    name: String,
+    minutes: u16,
+}
+
+pub(crate) async fn add_appointment_type(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: TypeBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match st.vault.add_appointment_type(&a, &b.organization_id, &b.code, &b.name, b.minutes).await {
+        Ok(t) => json_response(StatusCode::CREATED, serde_json::to_value(t).unwrap_or_default()),
+        Err(e) => ApiError(e).into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WaitlistBody {
+    patient_id: String,
+    practitioner_id: String,
+    location_id: String,
+    minutes: u16,
+    /// Local dates (YYYY-MM-DD) in the location's zone, inclusive.
+    from: String,
+    to: String,
+}
+
+pub(crate) async fn waitlist_add(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: WaitlistBody = body!(headers, body);
+    let req = carevault_core::WaitlistRequest {
+        patient_id: b.patient_id,
+        practitioner_id: b.practitioner_id,
+        location_id: b.location_id,
+        minutes: b.minutes,
+        from: b.from,
+        to: b.to,
+    };
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => match st.vault.waitlist_add(&a, p, &req).await {
+            Ok(w) => json_response(StatusCode::CREATED, serde_json::to_value(w).unwrap_or_default()),
+            Err(e) => ApiError(e).into_response(),
+        },
+        Err(r) => r,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WaitlistFilter {
+    location_id: String,
+    status: Option<String>,
+}
+
+pub(crate) async fn waitlist(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    q: Result<Query<WaitlistFilter>, QueryRejection>,
+) -> Response {
+    let q = query!(q);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => ok(st.vault.waitlist(&a, p, &q.location_id, q.status.as_deref()).await),
+        Err(r) => r,
+    })
+}
+
+/// `POST /api/v1/waitlist/{id}/accept`: books the offered time for the waiting patient.
+pub(crate) async fn waitlist_accept(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => match st.vault.answer_waitlist_offer(&a, p, &id, true).await {
+            Ok(v) => json_response(StatusCode::CREATED, serde_json::to_value(v).unwrap_or_default()),
+            Err(e) => ApiError(e).into_response(),
+        },
+        Err(r) => r,
+    })
+}
+
+/// `POST /api/v1/waitlist/{id}/decline`: the patient keeps waiting; the time goes to the next.
+pub(crate) async fn waitlist_decline(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => done(st.vault.answer_waitlist_offer(&a, p, &id, false).await.map(|_| ())),
+        Err(r) => r,
+    })
+}

@@ -552,3 +552,17 @@ pub(crate) async fn appointment_read(
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     Ok(fhir_json(StatusCode::OK, &st.vault.read_appointment(&actor, p, &id).await?.to_fhir()))
 }
+
+/// `GET /fhir/r4/Appointment?date=ge..&date=lt..[&practitioner][&patient][&location][&status][&_count]`:
+/// a provider's day or week, a patient's visits, a location's day.
+pub(crate) async fn appointment_search(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let params = only_params(q.as_deref(), &["date", "practitioner", "patient", "location", "status", "_count"])?;
+    let found = st.vault.search_appointments(&actor, p, &params).await?;
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found.iter().map(|a| a.to_fhir()).collect())))
+}
