@@ -16,6 +16,7 @@ pub mod allergy;
 pub mod audit;
 pub mod catalogue_doc;
 pub mod error;
+pub mod icd10;
 pub mod ids;
 pub mod normalize;
 pub mod patient;
