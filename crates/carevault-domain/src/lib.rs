@@ -17,6 +17,7 @@ pub mod audit;
 pub mod catalogue_doc;
 pub mod consent;
 pub mod error;
+pub mod icd10;
 pub mod ids;
 pub mod normalize;
 pub mod patient;
