@@ -6,6 +6,7 @@ pub mod keyring;
 pub mod passkey;
 pub mod password;
 pub mod signing;
+pub mod stream;
 pub mod totp;
 
 pub use keyring::{Aad, BlindIndexKey, DataKey, KeyError, Keyring, MasterKey};

@@ -25,6 +25,7 @@ pub mod permission;
 pub mod practice;
 pub mod schedule;
 pub mod search;
+pub mod sniff;
 
 pub use audit::{AuditAction, Outcome};
 pub use error::{InputError, IssueCode};
