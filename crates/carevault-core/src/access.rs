@@ -362,7 +362,16 @@ impl Vault {
         let Some(row) = self.inner.store.patient_access(patient_id).await? else { return Ok(None) };
         let relationship = clinical
             && !actor.is_system()
-            && self.inner.store.has_care_relationship(patient_id, actor.user_id.as_str(), self.clock_now()).await?;
+            && self
+                .inner
+                .store
+                .has_care_relationship(
+                    patient_id,
+                    actor.user_id.as_str(),
+                    self.clock_now(),
+                    self.inner.config.care_window_days.max(0) * 86_400_000_000,
+                )
+                .await?;
         Ok(Some(PatientFacts {
             id: patient_id.to_string(),
             scope: row.scope,

@@ -14,6 +14,8 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
     use Permission::*;
     match role {
         Role::FrontDesk => &[
+            ConsentManage,
+            ConsentRead,
             PatientRead,
             PatientSearch,
             PatientCreate,
@@ -26,6 +28,15 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             AppointmentRead,
         ],
         Role::Nurse => &[
+            EncounterManage,
+            EncounterRead,
+            NoteWrite,
+            NoteRead,
+            ConditionRead,
+            DocumentUpload,
+            DocumentRead,
+            ConsentManage,
+            ConsentRead,
             PatientRead,
             PatientSearch,
             PatientUpdate,
@@ -41,6 +52,17 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             AppointmentRead,
         ],
         Role::Physician => &[
+            EncounterManage,
+            EncounterRead,
+            NoteWrite,
+            NoteRead,
+            NoteCosign,
+            ConditionWrite,
+            ConditionRead,
+            DocumentUpload,
+            DocumentRead,
+            ConsentManage,
+            ConsentRead,
             PatientRead,
             PatientSearch,
             PatientCreate,
@@ -62,6 +84,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
         ],
         Role::Biller => &[PatientRead, PatientSearch, DirectoryRead, AppointmentRead],
         Role::PracticeAdmin => &[
+            ConsentTemplateManage,
             UserRead,
             UserCreate,
             UserDeactivate,
@@ -76,6 +99,8 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             ScheduleRead,
         ],
         Role::PrivacyOfficer => &[
+            ConsentRead,
+            ConsentTemplateManage,
             PatientRead,
             PatientSearch,
             PatientFlagsManage,

@@ -36,6 +36,11 @@ pub struct CoreConfig {
     /// relying-party id, so it must be a domain name. Default `https://localhost:8443`
     /// (`localhost` accepts any port).
     pub public_origin: String,
+    /// An appointment with a practitioner, or an encounter a user opened, gives that user a
+    /// care relationship with the patient for this many days either side. Default 30.
+    pub care_window_days: i64,
+    /// Largest document upload, in bytes. Default 25 MiB.
+    pub document_max_bytes: usize,
 }
 
 impl Default for CoreConfig {
@@ -58,6 +63,8 @@ impl Default for CoreConfig {
             inactive_account_days: 90,
             grant_max_days: 30,
             public_origin: "https://localhost:8443".to_string(),
+            care_window_days: 30,
+            document_max_bytes: 25 * 1024 * 1024,
         }
     }
 }

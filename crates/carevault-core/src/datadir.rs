@@ -42,6 +42,10 @@ impl DataDir {
     pub fn tls_dir(&self) -> PathBuf {
         self.root.join("tls")
     }
+    /// Sealed document streams (`<id>.cvs`): ciphertext only.
+    pub fn documents_dir(&self) -> PathBuf {
+        self.root.join("documents")
+    }
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }
@@ -71,7 +75,7 @@ impl DataDir {
             return Err(self.err("is not a folder"));
         }
         check_private(&self.root).map_err(|m| self.err(m))?;
-        for d in [self.keys_dir(), self.audit_dir(), self.tls_dir(), self.logs_dir()] {
+        for d in [self.keys_dir(), self.audit_dir(), self.tls_dir(), self.logs_dir(), self.documents_dir()] {
             if !d.exists() {
                 create_private_dir(&d).map_err(|e| self.err(format!("{} could not be created: {e}", d.display())))?;
             }

@@ -191,7 +191,7 @@ impl Vault {
         self.audited_open_one(actor, purpose, id, row, &facts, &allowed).await
     }
 
-    async fn audited_open_one(
+    pub(crate) async fn audited_open_one(
         &self,
         actor: &Actor,
         purpose: PurposeOfUse,

@@ -128,6 +128,40 @@ impl Vault {
             progress(p);
         }
         loop {
+            let rows = store.records_below_key(i64::from(target), limit).await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut ids: Vec<String> = rows.iter().map(|r| r.patient_id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            let d = Draft::new(self.inner.clock.now_micros(), AuditAction::KeyRotation, Outcome::Success)
+                .by(&system)
+                .resource("DataKey", Some(&target.to_string()))
+                .purpose(purpose)
+                .covering(&ids);
+            let details = self
+                .inner
+                .sealer
+                .seal_details(&d.event_id, serde_json::json!({"resealed_records": rows.len(), "patients": ids}).to_string().as_bytes())?;
+            let receipt = self.inner.writer.append(d.details(details)).await?;
+            let now = self.inner.clock.now_micros();
+            let mut ops = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let plain = self
+                    .inner
+                    .sealer
+                    .open_clinical(store, now, &receipt, (crate::chart::TABLE, &r.id, r.version, &r.patient_id), &r.body)
+                    .await?;
+                let (body, key_version) = self.inner.sealer.seal_clinical(crate::chart::TABLE, &r.id, r.version, &plain, Some(target))?;
+                ops.push(Op::ResealRecord { id: r.id.clone(), version: r.version, key_version, body });
+            }
+            self.inner.writer.write(ops, vec![], None).await?;
+            p.done += rows.len() as u64;
+            p.total = p.total.max(p.done);
+            progress(p);
+        }
+        loop {
             let users = store.users_below_key(i64::from(target), limit).await?;
             if users.is_empty() {
                 break;

@@ -537,18 +537,19 @@ impl Store {
     }
 
     /// Whether `user_id` has a care relationship with the patient at `now`.
-    pub async fn has_care_relationship(&self, patient_id: &str, user_id: &str, now: i64) -> Result<bool> {
-        let rows = self
-            .fetch_all(
-                sqlx::query(
-                    "SELECT 1 AS x FROM care_relationships WHERE patient_id = $1 AND user_id = $2 AND starts_at <= $3 \
-                     AND (ends_at IS NULL OR ends_at > $3) LIMIT 1",
-                )
-                .bind(patient_id)
-                .bind(user_id)
-                .bind(now),
-            )
-            .await?;
+    /// Whether the user has a care relationship with the patient at `now`: a current care-team
+    /// membership, or (within `window` microseconds either side of now) a live appointment with
+    /// the practitioner the user is, or an encounter the user opened.
+    pub async fn has_care_relationship(&self, patient_id: &str, user_id: &str, now: i64, window: i64) -> Result<bool> {
+        let sql = format!(
+            "SELECT 1 AS x FROM care_relationships WHERE patient_id = $1 AND user_id = $2 AND starts_at <= $3 \
+             AND (ends_at IS NULL OR ends_at > $3) \
+             UNION ALL SELECT 1 AS x FROM appointments a JOIN practitioners p ON p.id = a.practitioner_id \
+             WHERE a.patient_id = $1 AND p.user_id = $2 AND a.start_at < $3 + $4 AND a.end_at > $3 - $4 AND a.{} \
+             UNION ALL SELECT 1 AS x FROM records WHERE kind = 'encounter' AND patient_id = $1 AND created_by = $2 AND created_at > $3 - $4",
+            crate::LIVE_APPOINTMENT
+        );
+        let rows = self.fetch_all(sqlx::query(&sql).bind(patient_id).bind(user_id).bind(now).bind(window)).await?;
         Ok(!rows.is_empty())
     }
 

@@ -65,6 +65,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (8, "appointment_history", include_str!("../migrations/sqlite/0008_appointment_history.sql")),
             (9, "closures", include_str!("../migrations/sqlite/0009_closures.sql")),
             (10, "booking_details", include_str!("../migrations/sqlite/0010_booking_details.sql")),
+            (11, "clinical_records", include_str!("../migrations/sqlite/0011_clinical_records.sql")),
         ],
         Backend::Postgres => &[
             (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -77,6 +78,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (8, "appointment_history", include_str!("../migrations/postgres/0008_appointment_history.sql")),
             (9, "closures", include_str!("../migrations/postgres/0009_closures.sql")),
             (10, "booking_details", include_str!("../migrations/postgres/0010_booking_details.sql")),
+            (11, "clinical_records", include_str!("../migrations/postgres/0011_clinical_records.sql")),
         ],
     }
 }

@@ -9,6 +9,7 @@ mod access;
 pub mod dialect;
 mod directory;
 mod migrate;
+mod records;
 mod rows;
 mod write;
 
@@ -20,6 +21,7 @@ use sqlx::{AnyPool, Row};
 pub use access::*;
 pub use dialect::Backend;
 pub use directory::*;
+pub use records::*;
 pub use rows::*;
 pub use write::WriteTx;
 
@@ -292,7 +294,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT 'patient_versions', key_version, COUNT(*) FROM patient_versions GROUP BY key_version \
              UNION ALL SELECT 'users', key_version, COUNT(*) FROM users GROUP BY key_version \
-             UNION ALL SELECT 'allergies', key_version, COUNT(*) FROM allergies GROUP BY key_version ORDER BY 1, 2",
+             UNION ALL SELECT 'allergies', key_version, COUNT(*) FROM allergies GROUP BY key_version \
+             UNION ALL SELECT 'records', key_version, COUNT(*) FROM records GROUP BY key_version ORDER BY 1, 2",
         )
         .fetch_all(&self.read)
         .await

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use carevault_crypto::signing::AuditSigner;
 use carevault_store::{
     AlertRow, AllergyRow, AppointmentRow, AppointmentTypeRow, AssignmentRow, AuditRow, AvailabilityRow, Booked, BreakGlassRow,
-    CareRelationshipRow, CeremonyRow, CheckpointRow, CustomRoleRow, GrantRow, NewSession, PasskeyRow, PatientVersionRow,
-    PractitionerRoleRow, PractitionerRow, Store, StoreError, UnitKind, UnitRow, UserRow, WaitlistRow, WriteTx,
+    CareRelationshipRow, CeremonyRow, CheckpointRow, ConsentTemplateRow, CustomRoleRow, GrantRow, NewSession, PasskeyRow,
+    PatientVersionRow, PractitionerRoleRow, PractitionerRow, RecordRow, Store, StoreError, UnitKind, UnitRow, UserRow, WaitlistRow,
+    WriteTx,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -234,6 +235,24 @@ pub(crate) enum Op {
     /// Consumes a WebAuthn ceremony: a second use fails the job.
     TakeCeremony {
         id: String,
+    },
+    InsertRecord(Box<RecordRow>),
+    /// Fails the job with a conflict when the record is no longer at that version and status.
+    UpdateRecord {
+        row: Box<RecordRow>,
+        expected_version: i64,
+        expected_status: String,
+    },
+    ResealRecord {
+        id: String,
+        version: i64,
+        key_version: i64,
+        body: Vec<u8>,
+    },
+    InsertConsentTemplate(Box<ConsentTemplateRow>),
+    UpsertIcd10 {
+        codes: Vec<(String, String, bool)>,
+        release: String,
     },
     InsertAppointmentType(Box<AppointmentTypeRow>),
     InsertWaitlist(Box<WaitlistRow>),
@@ -682,6 +701,23 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
             other => OpFailure::Store(other),
         }),
         Op::InsertWaitlist(w) => Ok(tx.insert_waitlist(w).await?),
+        Op::InsertRecord(r) => Ok(tx.insert_record(r).await?),
+        Op::UpdateRecord { row, expected_version, expected_status } => {
+            if tx.update_record(row, *expected_version, expected_status).await? {
+                Ok(())
+            } else {
+                Err(OpFailure::Domain(CoreError::Conflict("the record changed meanwhile; reload it".into())))
+            }
+        }
+        Op::ResealRecord { id, version, key_version, body } => {
+            tx.reseal_record(id, *version, *key_version, body).await?;
+            Ok(())
+        }
+        Op::InsertConsentTemplate(t) => tx.insert_consent_template(t).await.map_err(|e| match e {
+            StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("this template version exists already".into())),
+            other => OpFailure::Store(other),
+        }),
+        Op::UpsertIcd10 { codes, release } => Ok(tx.upsert_icd10(codes, release).await?),
         Op::OfferWaitlist { id, start, now } => {
             if tx.offer_waitlist(id, *start, *now).await? {
                 Ok(())

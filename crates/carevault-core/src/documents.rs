@@ -1,0 +1,485 @@
+//! Documents (attachments) and consents through the chokepoint.
+//!
+//! A document's content is sealed as a chunked AEAD stream (carevault-crypto `stream`: STREAM
+//! over AES-256-GCM, order and truncation protected) under a fresh per-document key, written to
+//! `documents/<id>.cvs` in the data folder: only ciphertext touches the disk. The key, the title,
+//! the content type (decided by the content, not the name) and the SHA-256 of the plaintext are
+//! in the record's sealed body. Downloads are audited as exports.
+//!
+//! Consents: versioned templates (version 1 of each kind built in), signed by the patient with
+//! a typed name, a drawn signature and the statement of intent against the current version;
+//! the record keeps the exact rendered document, its SHA-256 and the signing context; a signed
+//! consent renders to a PDF that `verify_consent_pdf` checks by recomputing the hashes.
+
+use std::io::Write;
+
+use base64::Engine;
+use carevault_domain::consent::{self, ConsentKind, DocumentFields, DrawnSignature, SignedConsent, SigningContext, Template};
+use carevault_domain::{AuditAction, Operation, Outcome, PurposeOfUse};
+use carevault_store::ConsentTemplateRow;
+use serde_json::{json, Value};
+
+use crate::actor::Actor;
+use crate::audit::writer::Op;
+use crate::audit::Draft;
+use crate::chart::{bad, ChartRecord};
+use crate::error::CoreError;
+use crate::vault::Vault;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// A document to attach.
+#[derive(Clone, Default)]
+pub struct DocumentUpload {
+    pub patient_id: String,
+    pub encounter_id: Option<String>,
+    pub title: String,
+    /// The type the client declared (checked against the content).
+    pub content_type: Option<String>,
+    pub content: Vec<u8>,
+}
+
+impl std::fmt::Debug for DocumentUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DocumentUpload({} bytes)", self.content.len())
+    }
+}
+
+/// A downloaded document: its metadata and plaintext.
+pub struct Download {
+    pub record: ChartRecord,
+    pub content_type: String,
+    pub content: zeroize::Zeroizing<Vec<u8>>,
+}
+
+/// What a signer gives when signing a consent.
+#[derive(Clone)]
+pub struct ConsentRequest {
+    pub patient_id: String,
+    pub kind: String,
+    /// The template version the signer saw; an older one than the current is refused.
+    pub template_version: u32,
+    pub signer_typed_name: String,
+    pub signer_relationship: Option<String>,
+    pub signature: DrawnSignature,
+    /// Only for release of information.
+    pub recipient: Option<String>,
+    pub purpose: Option<String>,
+    pub scope: Option<String>,
+    pub expires: Option<String>,
+    pub device: String,
+    pub ip: String,
+}
+
+impl std::fmt::Debug for ConsentRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConsentRequest({} v{})", self.kind, self.template_version)
+    }
+}
+
+fn doc_aad(id: &str) -> Vec<u8> {
+    format!("carevault-document:{id}").into_bytes()
+}
+
+impl Vault {
+    fn document_path(&self, id: &str) -> std::path::PathBuf {
+        self.inner.data_dir.documents_dir().join(format!("{id}.cvs"))
+    }
+
+    /// Attaches a document: checked (size, content type by content), sealed to its own file,
+    /// then recorded; a failure leaves no file behind.
+    pub async fn upload_document(&self, actor: &Actor, purpose: PurposeOfUse, up: DocumentUpload) -> Result<ChartRecord, CoreError> {
+        let (_, allowed) =
+            self.gate_patient(actor, Operation::DocumentUpload, purpose, AuditAction::Create, "DocumentReference", &up.patient_id).await?;
+        let refuse = |e| self.refuse_on(actor, purpose, AuditAction::Create, ("DocumentReference", None, &up.patient_id), e);
+        let max = self.inner.config.document_max_bytes;
+        if up.content.len() > max {
+            return Err(refuse(bad("content", &format!("a document may be at most {max} bytes"))).await);
+        }
+        let content_type = match carevault_domain::sniff::check_declared(up.content_type.as_deref(), &up.content) {
+            Ok(t) => t,
+            Err(e) => return Err(refuse(CoreError::Invalid(e)).await),
+        };
+        let title = up.title.trim();
+        if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
+            return Err(refuse(bad("title", "1 to 200 characters, no control characters")).await);
+        }
+        if let Some(enc) = &up.encounter_id {
+            let ok = self.inner.store.record(enc).await?.is_some_and(|r| r.kind == "encounter" && r.patient_id == up.patient_id);
+            if !ok {
+                return Err(refuse(bad("encounter", "not an encounter of this patient")).await);
+            }
+        }
+        let id = crate::chart::new_record_id();
+        let key = carevault_crypto::keyring::new_key_material();
+        let (sealed, summary) = carevault_crypto::stream::seal_all(&key, &doc_aad(&id), &up.content)
+            .map_err(|e| CoreError::Internal(format!("document sealing: {e}")))?;
+        let path = self.document_path(&id);
+        let tmp = path.with_extension("partial");
+        let written = tokio::task::spawn_blocking({
+            let (tmp, path) = (tmp.clone(), path.clone());
+            move || write_private(&tmp, &path, &sealed)
+        })
+        .await
+        .map_err(|_| CoreError::Internal("document writer stopped".into()))?;
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(CoreError::Internal(format!("document file: {e}")));
+        }
+        let sha = hex::encode(summary.plaintext_sha256);
+        let body = json!({
+            "title": title,
+            "contentType": content_type,
+            "size": summary.plaintext_len,
+            "sha256": sha,
+            "key": B64.encode(key.as_slice()),
+        });
+        let res = self
+            .insert_chart_record(
+                actor,
+                purpose,
+                &allowed,
+                Some(id),
+                ("document", &up.patient_id, up.encounter_id.as_deref(), "current"),
+                body,
+                Some(sha),
+                vec![],
+            )
+            .await;
+        if res.is_err() {
+            // Nothing half-written: the record is not there, so neither is its file.
+            let _ = std::fs::remove_file(&path);
+        }
+        res
+    }
+
+    /// A patient's documents (metadata only).
+    pub async fn patient_documents(&self, actor: &Actor, purpose: PurposeOfUse, patient_id: &str) -> Result<Vec<ChartRecord>, CoreError> {
+        self.list_records(actor, purpose, Operation::DocumentList, "document", patient_id).await
+    }
+
+    /// Downloads a document: audited as an export before anything is decrypted. Released at
+    /// the patient's request (purpose PATRQT) only with an active release-of-information consent.
+    pub async fn download_document(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<Download, CoreError> {
+        let (row, allowed) = self.gated_record(actor, purpose, Operation::DocumentDownload, AuditAction::Export, &["document"], id).await?;
+        if purpose == PurposeOfUse::PatientRequest && !self.has_active_consent(&row.patient_id, ConsentKind::ReleaseOfInformation).await? {
+            let e = CoreError::Refused {
+                reason: "no-consent",
+                message: "releasing a document at the patient's request needs an active release-of-information consent".into(),
+            };
+            return Err(self.refuse_on(actor, purpose, AuditAction::Export, ("DocumentReference", Some(id), &row.patient_id), e).await);
+        }
+        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Export, Outcome::Success)
+            .by(actor)
+            .resource("DocumentReference", Some(id))
+            .patient(&row.patient_id)
+            .purpose(purpose)
+            .review(&allowed);
+        let receipt = self.inner.writer.append(d).await?;
+        let record = self.open_chart(&receipt, &row).await?;
+        let key_b = B64.decode(record.body["key"].as_str().unwrap_or("")).map_err(|_| CoreError::Internal("document key".into()))?;
+        let key: [u8; 32] = key_b.as_slice().try_into().map_err(|_| CoreError::Internal("document key".into()))?;
+        let sealed = tokio::fs::read(self.document_path(&row.id)).await.map_err(|e| CoreError::Internal(format!("document file: {e}")))?;
+        let aad = doc_aad(&row.id);
+        let (content, summary) = carevault_crypto::stream::open_all(&key, &aad, &sealed)
+            .map_err(|e| CoreError::Internal(format!("document file damaged: {e}")))?;
+        if row.content_sha256.as_deref() != Some(hex::encode(summary.plaintext_sha256).as_str()) {
+            return Err(CoreError::Internal("document content does not match its recorded SHA-256".into()));
+        }
+        let content_type = record.body["contentType"].as_str().unwrap_or("application/octet-stream").to_string();
+        Ok(Download { record, content_type, content })
+    }
+
+    // ----- consents -----
+
+    /// Puts the built-in templates (version 1 of each kind) in the store if missing.
+    pub(crate) async fn ensure_consent_templates(&self) -> Result<(), CoreError> {
+        let have = self.inner.store.consent_templates().await?;
+        let now = self.inner.clock.now_micros();
+        let mut ops = Vec::new();
+        for t in consent::builtin_templates() {
+            if !have.iter().any(|h| h.kind == t.kind.id() && h.version == i64::from(t.version)) {
+                ops.push(Op::InsertConsentTemplate(Box::new(template_row(&t, now))));
+            }
+        }
+        if !ops.is_empty() {
+            let ev =
+                Draft::new(now, AuditAction::ConfigChange, Outcome::Success).resource("ConsentTemplate", None).actor_name("system".into());
+            self.inner.writer.write(ops, vec![ev], None).await?;
+        }
+        Ok(())
+    }
+
+    /// Every template version, oldest first (reference data).
+    pub async fn consent_templates(&self, actor: &Actor) -> Result<Vec<Template>, CoreError> {
+        self.gate(
+            actor,
+            Operation::ConsentTemplateList,
+            actor.default_purpose(),
+            &crate::authz::Target::Anywhere,
+            ("ConsentTemplate", None),
+        )
+        .await?;
+        self.ensure_consent_templates().await?;
+        Ok(self.inner.store.consent_templates().await?.iter().filter_map(template_of).collect())
+    }
+
+    /// Publishes the next version of a template; consents signed from then on must use it.
+    pub async fn add_consent_template(&self, actor: &Actor, kind: &str, title: &str, body: &str) -> Result<Template, CoreError> {
+        let purpose = actor.default_purpose();
+        self.gate(actor, Operation::ConsentTemplateAdd, purpose, &crate::authz::Target::Anywhere, ("ConsentTemplate", None)).await?;
+        self.ensure_consent_templates().await?;
+        let kind = ConsentKind::parse(kind)?;
+        let current = self.current_template(kind).await?;
+        let t = Template { kind, version: current.version + 1, title: title.trim().to_string(), body: body.replace("\r\n", "\n") };
+        t.check()?;
+        let now = self.inner.clock.now_micros();
+        let ev = Draft::new(now, AuditAction::ConfigChange, Outcome::Success).by(actor).resource("ConsentTemplate", None).purpose(purpose);
+        let lost =
+            Draft::new(now, AuditAction::ConfigChange, Outcome::Conflict).by(actor).resource("ConsentTemplate", None).purpose(purpose);
+        self.inner.writer.write(vec![Op::InsertConsentTemplate(Box::new(template_row(&t, now)))], vec![ev], Some(lost)).await?;
+        Ok(t)
+    }
+
+    async fn current_template(&self, kind: ConsentKind) -> Result<Template, CoreError> {
+        self.ensure_consent_templates().await?;
+        let rows = self.inner.store.consent_templates().await?;
+        rows.iter()
+            .filter(|r| r.kind == kind.id())
+            .filter_map(template_of)
+            .max_by_key(|t| t.version)
+            .ok_or_else(|| CoreError::Internal("no consent template".into()))
+    }
+
+    /// Records a patient's signature on the current template of a kind.
+    pub async fn sign_consent(&self, actor: &Actor, purpose: PurposeOfUse, req: ConsentRequest) -> Result<SignedConsent, CoreError> {
+        let (facts, allowed) =
+            self.gate_patient(actor, Operation::ConsentSign, purpose, AuditAction::Create, "Consent", &req.patient_id).await?;
+        let refuse = |e| self.refuse_on(actor, purpose, AuditAction::Create, ("Consent", None, &req.patient_id), e);
+        let prepared = self.prepare_consent(actor, purpose, &req, &facts, &allowed).await;
+        let signed = match prepared {
+            Ok(s) => s,
+            Err(e) => return Err(refuse(e).await),
+        };
+        let body = serde_json::to_value(&signed).map_err(|_| CoreError::Internal("encode".into()))?;
+        // A consent's parent column names its kind, so "is there an active consent of this
+        // kind" needs no decryption.
+        self.insert_chart_record(
+            actor,
+            purpose,
+            &allowed,
+            Some(signed.id.clone()),
+            ("consent", &req.patient_id, Some(signed.kind.id()), consent::STATUS_ACTIVE),
+            body,
+            Some(signed.document_sha256.clone()),
+            vec![],
+        )
+        .await?;
+        Ok(signed)
+    }
+
+    async fn prepare_consent(
+        &self,
+        actor: &Actor,
+        purpose: PurposeOfUse,
+        req: &ConsentRequest,
+        facts: &crate::authz::PatientFacts,
+        allowed: &crate::authz::Allowed,
+    ) -> Result<SignedConsent, CoreError> {
+        let kind = ConsentKind::parse(&req.kind)?;
+        let template = self.current_template(kind).await?;
+        if req.template_version != template.version {
+            return Err(CoreError::Conflict(format!(
+                "the consent was shown from template version {} but the current version is {}: show the current one and sign again",
+                req.template_version, template.version
+            )));
+        }
+        // The document shows the patient's name and birth date: reading them is audited.
+        let row = self.inner.store.patient_current(&req.patient_id).await?;
+        let patient = self.audited_open_one(actor, purpose, &req.patient_id, row, facts, allowed).await?;
+        let name = patient.data.name.first();
+        let patient_name = name
+            .and_then(|n| n.text.clone())
+            .or_else(|| name.map(|n| format!("{} {}", n.given.join(" "), n.family.clone().unwrap_or_default()).trim().to_string()))
+            .unwrap_or_default();
+        let birth_date = patient.data.birth_date.as_ref().map(|d| d.to_string()).unwrap_or_else(|| "unknown".into());
+        let organization = self
+            .inner
+            .store
+            .unit(carevault_store::UnitKind::Organization, &facts.scope.organization_id)
+            .await?
+            .map(|u| u.name)
+            .unwrap_or_else(|| "the practice".into());
+        let fields = DocumentFields {
+            patient_name,
+            birth_date,
+            organization,
+            recipient: req.recipient.clone(),
+            purpose: req.purpose.clone(),
+            scope: req.scope.clone(),
+            expires: req.expires.clone(),
+            signer_typed_name: req.signer_typed_name.clone(),
+            signer_relationship: req.signer_relationship.clone(),
+        };
+        let now = self.inner.clock.now_micros();
+        let ctx = SigningContext {
+            id: crate::chart::new_record_id(),
+            signed_at_utc: crate::format_instant(now),
+            signed_at_local: crate::format_instant(now),
+            device: clean(&req.device, 200),
+            ip: clean(&req.ip, 64),
+        };
+        Ok(consent::sign(&template, &fields, req.signature.clone(), ctx)?)
+    }
+
+    /// Revokes an active consent (kept, marked revoked with the time).
+    pub async fn revoke_consent(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<SignedConsent, CoreError> {
+        let (row, allowed) = self.gated_record(actor, purpose, Operation::ConsentRevoke, AuditAction::Update, &["consent"], id).await?;
+        if row.status != consent::STATUS_ACTIVE {
+            let e = CoreError::Conflict(format!("the consent is {}", row.status));
+            return Err(self.refuse_on(actor, purpose, AuditAction::Update, ("Consent", Some(id), &row.patient_id), e).await);
+        }
+        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Read, Outcome::Success)
+            .by(actor)
+            .resource("Consent", Some(id))
+            .patient(&row.patient_id)
+            .purpose(purpose)
+            .review(&allowed);
+        let receipt = self.inner.writer.append(d).await?;
+        let rec = self.open_chart(&receipt, &row).await?;
+        let mut c: SignedConsent = serde_json::from_value(rec.body).map_err(|_| CoreError::Internal("stored consent".into()))?;
+        c.status = consent::STATUS_REVOKED.into();
+        c.revoked_at = Some(crate::format_instant(self.inner.clock.now_micros()));
+        let body = serde_json::to_value(&c).map_err(|_| CoreError::Internal("encode".into()))?;
+        self.update_chart_record(actor, purpose, &allowed, &row, (consent::STATUS_REVOKED, body, row.content_sha256.clone())).await?;
+        Ok(c)
+    }
+
+    /// A patient's consents, newest last.
+    pub async fn patient_consents(&self, actor: &Actor, purpose: PurposeOfUse, patient_id: &str) -> Result<Vec<SignedConsent>, CoreError> {
+        let recs = self.list_records(actor, purpose, Operation::ConsentList, "consent", patient_id).await?;
+        recs.into_iter().map(|r| serde_json::from_value(r.body).map_err(|_| CoreError::Internal("stored consent".into()))).collect()
+    }
+
+    /// One consent (audited as a read).
+    pub async fn read_consent(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<SignedConsent, CoreError> {
+        let (row, allowed) = self.gated_record(actor, purpose, Operation::ConsentPdf, AuditAction::Read, &["consent"], id).await?;
+        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Read, Outcome::Success)
+            .by(actor)
+            .resource("Consent", Some(id))
+            .patient(&row.patient_id)
+            .purpose(purpose)
+            .review(&allowed);
+        let receipt = self.inner.writer.append(d).await?;
+        let rec = self.open_chart(&receipt, &row).await?;
+        serde_json::from_value(rec.body).map_err(|_| CoreError::Internal("stored consent".into()))
+    }
+
+    /// The PDF of a signed consent (with the signature and the hashes).
+    pub async fn consent_pdf(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<Vec<u8>, CoreError> {
+        let c = self.read_consent(actor, purpose, id).await?;
+        Ok(consent::render_pdf(&c))
+    }
+
+    /// Verifies a consent PDF against the stored record: the document's and the signature's
+    /// SHA-256 are recomputed, and the PDF must be exactly the one the record renders.
+    pub async fn verify_consent_pdf(&self, actor: &Actor, purpose: PurposeOfUse, id: &str, pdf: &[u8]) -> Result<(), CoreError> {
+        let c = self.read_consent(actor, purpose, id).await?;
+        consent::verify_pdf(pdf, &c).map_err(|e| CoreError::Invalid(carevault_domain::InputError::value("pdf", e.to_string())))
+    }
+
+    /// Whether the patient has an active (signed, not revoked) consent of a kind.
+    pub(crate) async fn has_active_consent(&self, patient_id: &str, kind: ConsentKind) -> Result<bool, CoreError> {
+        Ok(self
+            .inner
+            .store
+            .patient_records(patient_id, "consent")
+            .await?
+            .iter()
+            .any(|r| r.status == consent::STATUS_ACTIVE && r.parent_id.as_deref() == Some(kind.id())))
+    }
+}
+
+impl ChartRecord {
+    /// FHIR DocumentReference of an attached document (the content is at `Binary/{id}`).
+    pub fn document_to_fhir(&self) -> Value {
+        let mut d = json!({
+            "resourceType": "DocumentReference", "id": self.id,
+            "meta": {"versionId": self.version.to_string(), "lastUpdated": crate::format_instant(self.updated_at)},
+            "status": "current",
+            "type": {"text": "Attached document"},
+            "subject": {"reference": format!("Patient/{}", self.patient_id)},
+            "date": crate::format_instant(self.created_at),
+            "description": self.body["title"],
+            "content": [{"attachment": {
+                "contentType": self.body["contentType"],
+                "url": format!("Binary/{}", self.id),
+                "size": self.body["size"],
+                "title": self.body["title"],
+            }}],
+            "extension": [{"url": "urn:carevault:sha256", "valueString": self.content_sha256}],
+        });
+        if let Some(enc) = &self.parent_id {
+            d["context"] = json!({"encounter": [{"reference": format!("Encounter/{enc}")}]});
+        }
+        d
+    }
+}
+
+/// FHIR R4 Consent of a signed consent.
+pub fn consent_to_fhir(c: &SignedConsent, patient_id: &str) -> Value {
+    let kind = c.kind;
+    let cat = kind.category();
+    let scope = kind.scope();
+    json!({
+        "resourceType": "Consent",
+        "id": c.id,
+        "status": if c.is_revoked() { "inactive" } else { "active" },
+        "scope": {"coding": [{"system": scope.system, "code": scope.code, "display": scope.display}]},
+        "category": [{"coding": [{"system": cat.system, "code": cat.code, "display": cat.display}]}],
+        "patient": {"reference": format!("Patient/{patient_id}")},
+        "dateTime": c.signed_at_utc,
+        "policy": [{"uri": format!("urn:carevault:consent-template:{}:{}", kind.id(), c.template_version)}],
+        "sourceAttachment": {"contentType": "application/pdf", "url": format!("Consent/{}/$pdf", c.id), "title": c.title},
+        "verification": [{"verified": true, "verificationDate": c.signed_at_utc}],
+    })
+}
+
+fn clean(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+fn template_row(t: &Template, now: i64) -> ConsentTemplateRow {
+    ConsentTemplateRow {
+        kind: t.kind.id().into(),
+        version: i64::from(t.version),
+        title: t.title.clone(),
+        body: t.body.clone(),
+        sha256: t.sha256(),
+        created_at: now,
+    }
+}
+
+fn template_of(r: &ConsentTemplateRow) -> Option<Template> {
+    Some(Template {
+        kind: ConsentKind::parse(&r.kind).ok()?,
+        version: u32::try_from(r.version).ok()?,
+        title: r.title.clone(),
+        body: r.body.clone(),
+    })
+}
+
+/// Writes `bytes` to `tmp` (0600), syncs, and renames it to `path`.
+fn write_private(tmp: &std::path::Path, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
