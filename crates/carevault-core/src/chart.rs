@@ -291,7 +291,7 @@ impl Vault {
     }
 
     /// Reads one record (audited), decrypted.
-    async fn read_record(
+    pub(crate) async fn read_record(
         &self,
         actor: &Actor,
         purpose: PurposeOfUse,

@@ -153,6 +153,11 @@ impl Vault {
         res
     }
 
+    /// One document's metadata (not its content).
+    pub async fn read_document(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<ChartRecord, CoreError> {
+        self.read_record(actor, purpose, Operation::DocumentList, &["document"], id).await
+    }
+
     /// A patient's documents (metadata only).
     pub async fn patient_documents(&self, actor: &Actor, purpose: PurposeOfUse, patient_id: &str) -> Result<Vec<ChartRecord>, CoreError> {
         self.list_records(actor, purpose, Operation::DocumentList, "document", patient_id).await

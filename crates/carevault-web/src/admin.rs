@@ -874,3 +874,334 @@ pub(crate) async fn waitlist_decline(State(st): State<AppState>, Peer(ctx): Peer
         Err(r) => r,
     })
 }
+
+// ----- the chart: encounters, notes, diagnoses, documents, consents -----
+
+/// A chart record as the API answers it: its FHIR resource.
+fn fhir_of(r: Result<carevault_core::ChartRecord, carevault_core::CoreError>, created: bool) -> Response {
+    match r {
+        Ok(rec) => json_response(if created { StatusCode::CREATED } else { StatusCode::OK }, rec.to_fhir()),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+/// `POST /api/v1/encounters`: `{"appointment_id"}` or a walk-in `{"patient_id","practitioner_id","location_id"}`.
+pub(crate) async fn start_encounter(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct B {
+        appointment_id: Option<String>,
+        patient_id: Option<String>,
+        practitioner_id: Option<String>,
+        location_id: Option<String>,
+    }
+    let b: B = body!(headers, body);
+    let req = json!({"appointmentId": b.appointment_id, "patientId": b.patient_id, "practitionerId": b.practitioner_id, "locationId": b.location_id});
+    let req = serde_json::Value::Object(
+        req.as_object().map(|m| m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+    );
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => fhir_of(st.vault.start_encounter(&a, p, &req).await, true),
+        Err(r) => r,
+    })
+}
+
+/// `POST /api/v1/encounters/{id}/finish`.
+pub(crate) async fn finish_encounter(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => fhir_of(st.vault.finish_encounter(&a, p, &id).await, false),
+        Err(r) => r,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoteBody {
+    subjective: Option<String>,
+    objective: Option<String>,
+    assessment: Option<String>,
+    plan: Option<String>,
+    /// A user who must co-sign after the author signs.
+    cosigner: Option<String>,
+}
+
+impl NoteBody {
+    fn sections(&self) -> serde_json::Value {
+        json!({"subjective": self.subjective, "objective": self.objective, "assessment": self.assessment, "plan": self.plan})
+    }
+}
+
+/// `POST /api/v1/encounters/{id}/notes`: a draft SOAP note.
+pub(crate) async fn create_note(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: NoteBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => fhir_of(st.vault.create_note(&a, p, &id, &b.sections(), b.cosigner.as_deref()).await, true),
+        Err(r) => r,
+    })
+}
+
+/// `PUT /api/v1/notes/{id}`: replaces a draft's sections (a signed note is refused).
+pub(crate) async fn update_note(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: NoteBody = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => fhir_of(st.vault.update_note(&a, p, &id, &b.sections()).await, false),
+        Err(r) => r,
+    })
+}
+
+/// `POST /api/v1/notes/{id}/sign` and `/cosign`.
+pub(crate) async fn sign_note(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => fhir_of(st.vault.sign_note(&a, p, &id).await, false),
+        Err(r) => r,
+    })
+}
+
+pub(crate) async fn cosign_note(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => fhir_of(st.vault.cosign_note(&a, p, &id).await, false),
+        Err(r) => r,
+    })
+}
+
+/// `POST /api/v1/notes/{id}/addenda` `{"text"}`: a signed addendum.
+pub(crate) async fn add_addendum(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct B {
+        text: String,
+    }
+    let b: B = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => fhir_of(st.vault.add_addendum(&a, p, &id, &b.text).await, true),
+        Err(r) => r,
+    })
+}
+
+/// `POST /api/v1/encounters/{id}/conditions` `{"code","note"}`: a diagnosis (ICD-10-CM).
+pub(crate) async fn add_condition(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct B {
+        code: String,
+        note: Option<String>,
+    }
+    let b: B = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => fhir_of(st.vault.add_condition(&a, p, &id, &b.code, b.note.as_deref()).await, true),
+        Err(r) => r,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodeQuery {
+    q: String,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/icd10?q=`: ICD-10-CM codes by code prefix or description words.
+pub(crate) async fn icd10_search(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    q: Result<Query<CodeQuery>, QueryRejection>,
+) -> Response {
+    let q = query!(q);
+    with_actor!(st, ctx, headers, |a| match st.vault.search_icd10(&a, &q.q, q.limit.unwrap_or(20)).await {
+        Ok(list) => json_response(
+            StatusCode::OK,
+            json!(list.into_iter().map(|(c, d, b)| json!({"code": c, "display": d, "billable": b})).collect::<Vec<_>>()),
+        ),
+        Err(e) => ApiError(e).into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UploadQuery {
+    title: String,
+    encounter_id: Option<String>,
+}
+
+/// Largest body the upload route reads (the core's configured limit is checked too).
+const DOCUMENT_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// `POST /api/v1/patients/{id}/documents?title=..`: the body is the document itself, with its
+/// Content-Type; the type is checked against the content.
+pub(crate) async fn upload_document(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<UploadQuery>, QueryRejection>,
+    body: Body,
+) -> Response {
+    let q = query!(q);
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => {
+            let content = match crate::extract::read_body(&headers, body, DOCUMENT_BODY_LIMIT).await {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    let status = if matches!(e, crate::extract::BodyError::TooLarge(_)) {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    };
+                    return problem(status, "CV-INPUT-003", &e.reason());
+                }
+            };
+            let declared = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let up = carevault_core::DocumentUpload {
+                patient_id: id,
+                encounter_id: q.encounter_id,
+                title: q.title,
+                content_type: declared,
+                content,
+            };
+            match st.vault.upload_document(&a, p, up).await {
+                Ok(rec) => json_response(StatusCode::CREATED, rec.document_to_fhir()),
+                Err(e) => ApiError(e).into_response(),
+            }
+        }
+        Err(r) => r,
+    })
+}
+
+/// `GET /api/v1/consent-templates`.
+pub(crate) async fn consent_templates(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap) -> Response {
+    with_actor!(st, ctx, headers, |a| match st.vault.consent_templates(&a).await {
+        Ok(list) => json_response(
+            StatusCode::OK,
+            json!(list
+                .iter()
+                .map(|t| json!({"kind": t.kind.id(), "version": t.version, "title": t.title, "body": t.body, "sha256": t.sha256()}))
+                .collect::<Vec<_>>()),
+        ),
+        Err(e) => ApiError(e).into_response(),
+    })
+}
+
+/// `POST /api/v1/consent-templates` `{"kind","title","body"}`: publishes the next version.
+pub(crate) async fn add_consent_template(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct B {
+        kind: String,
+        title: String,
+        body: String,
+    }
+    let b: B = body!(headers, body);
+    with_actor!(st, ctx, headers, |a| match st.vault.add_consent_template(&a, &b.kind, &b.title, &b.body).await {
+        Ok(t) => json_response(StatusCode::CREATED, json!({"kind": t.kind.id(), "version": t.version, "sha256": t.sha256()})),
+        Err(e) => ApiError(e).into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsentBody {
+    kind: String,
+    template_version: u32,
+    signer_typed_name: String,
+    signer_relationship: Option<String>,
+    signature: carevault_domain::consent::DrawnSignature,
+    recipient: Option<String>,
+    purpose: Option<String>,
+    scope: Option<String>,
+    expires: Option<String>,
+}
+
+/// `POST /api/v1/patients/{id}/consents`: the patient's signature on the current template
+/// (typed name, drawn signature; device and address are taken from the request).
+pub(crate) async fn sign_consent(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let b: ConsentBody = body!(headers, body);
+    let device = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown").to_string();
+    let req = carevault_core::ConsentRequest {
+        patient_id: id,
+        kind: b.kind,
+        template_version: b.template_version,
+        signer_typed_name: b.signer_typed_name,
+        signer_relationship: b.signer_relationship,
+        signature: b.signature,
+        recipient: b.recipient,
+        purpose: b.purpose,
+        scope: b.scope,
+        expires: b.expires,
+        device,
+        ip: ctx.ip_string().unwrap_or_default(),
+    };
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => {
+            let pid = req.patient_id.clone();
+            match st.vault.sign_consent(&a, p, req).await {
+                Ok(c) => json_response(StatusCode::CREATED, carevault_core::consent_to_fhir(&c, &pid)),
+                Err(e) => ApiError(e).into_response(),
+            }
+        }
+        Err(r) => r,
+    })
+}
+
+/// `POST /api/v1/consents/{id}/revoke`.
+pub(crate) async fn revoke_consent(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => done(st.vault.revoke_consent(&a, p, &id).await.map(|_| ())),
+        Err(r) => r,
+    })
+}
+
+/// `POST /api/v1/consents/{id}/verify`: the body is a consent PDF; 204 when it is exactly the
+/// signed consent (hashes recomputed), 422 otherwise.
+pub(crate) async fn verify_consent(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
+        Ok(p) => {
+            let pdf = match crate::extract::read_body(&headers, body, 16 * 1024 * 1024).await {
+                Ok(b) => b,
+                Err(e) => return problem(StatusCode::BAD_REQUEST, "CV-INPUT-003", &e.reason()),
+            };
+            match st.vault.verify_consent_pdf(&a, p, &id, &pdf).await {
+                Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                Err(carevault_core::CoreError::Invalid(e)) => problem(StatusCode::UNPROCESSABLE_ENTITY, "CV-CONSENT-001", &e.message),
+                Err(e) => ApiError(e).into_response(),
+            }
+        }
+        Err(r) => r,
+    })
+}

@@ -566,3 +566,123 @@ pub(crate) async fn appointment_search(
     let found = st.vault.search_appointments(&actor, p, &params).await?;
     Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found.iter().map(|a| a.to_fhir()).collect())))
 }
+
+/// The `patient` parameter of a chart search (required).
+fn patient_param(q: Option<&str>) -> Result<String, InputError> {
+    let params = only_params(q, &["patient"])?;
+    let Some((_, v)) = params.first() else {
+        return Err(InputError::new(IssueCode::Required, Some("patient".to_string()), "patient is required"));
+    };
+    Ok(v.strip_prefix("Patient/").unwrap_or(v).to_string())
+}
+
+/// `GET /fhir/r4/Encounter/{id}`.
+pub(crate) async fn encounter_read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    Ok(fhir_json(StatusCode::OK, &st.vault.read_encounter(&actor, p, &id).await?.to_fhir()))
+}
+
+/// `GET /fhir/r4/Encounter?patient=`.
+pub(crate) async fn encounter_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let patient = patient_param(q.as_deref())?;
+    let list = st.vault.patient_encounters(&actor, p, &patient).await?;
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), list.iter().map(|r| r.to_fhir()).collect())))
+}
+
+/// `GET /fhir/r4/Condition?patient=`.
+pub(crate) async fn condition_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let patient = patient_param(q.as_deref())?;
+    let list = st.vault.patient_conditions(&actor, p, &patient).await?;
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), list.iter().map(|r| r.to_fhir()).collect())))
+}
+
+/// `GET /fhir/r4/DocumentReference/{id}`: a note, an addendum or an attached document.
+pub(crate) async fn document_reference_read(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    match st.vault.read_note(&actor, p, &id).await {
+        Ok((note, _)) => Ok(fhir_json(StatusCode::OK, &note.to_fhir())),
+        Err(carevault_core::CoreError::NotFound { .. }) => {
+            Ok(fhir_json(StatusCode::OK, &st.vault.read_document(&actor, p, &id).await?.document_to_fhir()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /fhir/r4/DocumentReference?patient=`: notes, addenda and attached documents.
+pub(crate) async fn document_reference_search(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let patient = patient_param(q.as_deref())?;
+    let mut found: Vec<Value> = st.vault.patient_notes(&actor, p, &patient).await?.iter().map(|r| r.to_fhir()).collect();
+    found.extend(st.vault.patient_documents(&actor, p, &patient).await?.iter().map(|r| r.document_to_fhir()));
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+}
+
+/// `GET /fhir/r4/Provenance?target=DocumentReference/{id}`: the signatures of a note.
+pub(crate) async fn provenance_search(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let params = only_params(q.as_deref(), &["target"])?;
+    let Some((_, target)) = params.first() else {
+        return Err(InputError::new(IssueCode::Required, Some("target".to_string()), "target is required").into());
+    };
+    let id = target.strip_prefix("DocumentReference/").unwrap_or(target);
+    let (note, addenda) = st.vault.read_note(&actor, p, id).await?;
+    let found = std::iter::once(&note).chain(addenda.iter()).filter_map(|r| r.provenance()).collect();
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+}
+
+/// `GET /fhir/r4/Binary/{id}`: a document's content, audited as an export. With
+/// `Accept: application/fhir+json` a Binary resource; otherwise the bytes with their type.
+pub(crate) async fn binary_read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    use base64::Engine;
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let d = st.vault.download_document(&actor, p, &id).await?;
+    let wants_json = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("fhir+json"));
+    if wants_json {
+        let b = json!({"resourceType": "Binary", "id": id, "contentType": d.content_type,
+            "data": base64::engine::general_purpose::STANDARD.encode(d.content.as_slice())});
+        return Ok(fhir_json(StatusCode::OK, &b));
+    }
+    let mut r = axum::response::Response::new(axum::body::Body::from(d.content.to_vec()));
+    if let Ok(v) = HeaderValue::from_str(&d.content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r.headers_mut().insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// `GET /fhir/r4/Consent?patient=`.
+pub(crate) async fn consent_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let patient = patient_param(q.as_deref())?;
+    let list = st.vault.patient_consents(&actor, p, &patient).await?;
+    let found = list.iter().map(|c| carevault_core::consent_to_fhir(c, &patient)).collect();
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+}
+
+/// `GET /fhir/r4/Consent/{id}/$pdf`: the signed consent as PDF.
+pub(crate) async fn consent_pdf(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+    let pdf = st.vault.consent_pdf(&actor, p, &id).await?;
+    let mut r = axum::response::Response::new(axum::body::Body::from(pdf));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}

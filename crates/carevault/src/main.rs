@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// ICD-10-CM diagnosis codes (reference data).
+    Icd10 {
+        #[command(subcommand)]
+        command: Icd10Command,
+    },
     /// Organization structure: organizations, locations and departments (the scopes of roles).
     Org {
         #[command(subcommand)]
@@ -136,6 +141,21 @@ enum AuditCommand {
     Verify {
         #[command(flatten)]
         data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum Icd10Command {
+    /// Import a CMS ICD-10-CM code file (icd10cm_codes_YYYY.txt or icd10cm_order_YYYY.txt from
+    /// cms.gov): every line is checked first; codes already present are replaced.
+    Import {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The CMS file.
+        file: PathBuf,
+        /// The release it is, e.g. 2027.
+        #[arg(long)]
+        release: String,
     },
 }
 
@@ -313,6 +333,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         eprintln!("  also: {}", f.message);
                     }
                     Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Icd10 { command: Icd10Command::Import { data, file, release } } => {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+            let vault = open_any(&s).await?;
+            let r = vault.import_icd10(&text, &release).await;
+            vault.shutdown().await;
+            match r {
+                Ok(n) => {
+                    println!("imported {n} ICD-10-CM codes (release {release})");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(2))
                 }
             }
         }
