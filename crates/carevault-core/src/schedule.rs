@@ -381,7 +381,7 @@ impl Vault {
         let end = start + i64::from(minutes) * 60_000_000;
         if let Some(room) = &req.room_id {
             let found = self.inner.store.unit(UnitKind::Room, room).await?;
-            if !found.is_some_and(|r| r.location_id.as_deref() == Some(req.location_id.as_str())) {
+            if found.is_none_or(|r| r.location_id.as_deref() != Some(req.location_id.as_str())) {
                 return Err(bad("room", "not a room of this location"));
             }
             if !self.inner.store.room_appointments_between(room, start, end).await?.is_empty() {
