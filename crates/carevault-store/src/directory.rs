@@ -199,6 +199,10 @@ pub struct AppointmentFilter {
     pub limit: i64,
 }
 
+/// The longest an appointment lasts (microseconds): overlap queries bound `start_at` from
+/// below by it, so they read an index range instead of a practitioner's whole past.
+pub const MAX_SPAN: i64 = 480 * 60_000_000;
+
 /// Appointment states that hold their time (the others free it).
 pub const LIVE_APPOINTMENT: &str = "status NOT IN ('cancelled', 'noshow', 'entered-in-error')";
 
@@ -251,7 +255,7 @@ impl Store {
 
     /// Live appointments of a practitioner overlapping [from, to).
     pub async fn appointments_between(&self, practitioner_id: &str, from: i64, to: i64) -> Result<Vec<AppointmentRow>> {
-        let sql = format!("SELECT * FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND end_at > $2 AND {LIVE_APPOINTMENT} ORDER BY start_at");
+        let sql = format!("SELECT * FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND start_at > $2 - {MAX_SPAN} AND end_at > $2 AND {LIVE_APPOINTMENT} ORDER BY start_at");
         let rows = sqlx::query(&sql).bind(practitioner_id).bind(from).bind(to).fetch_all(&self.read).await.map_err(classify)?;
         rows.iter().map(AppointmentRow::from_row).collect()
     }
@@ -280,7 +284,7 @@ impl Store {
     /// Live appointments holding a room during [from, to).
     pub async fn room_appointments_between(&self, room_id: &str, from: i64, to: i64) -> Result<Vec<AppointmentRow>> {
         let sql = format!(
-            "SELECT * FROM appointments WHERE room_id = $1 AND start_at < $3 AND end_at > $2 AND {LIVE_APPOINTMENT} ORDER BY start_at"
+            "SELECT * FROM appointments WHERE room_id = $1 AND start_at < $3 AND start_at > $2 - {MAX_SPAN} AND end_at > $2 AND {LIVE_APPOINTMENT} ORDER BY start_at"
         );
         let rows = sqlx::query(&sql).bind(room_id).bind(from).bind(to).fetch_all(&self.read).await.map_err(classify)?;
         rows.iter().map(AppointmentRow::from_row).collect()
@@ -448,7 +452,7 @@ impl WriteTx {
 
     pub async fn book_appointment(&mut self, a: &AppointmentRow, allow_overlap: bool) -> Result<Booked> {
         let sql = format!(
-            "SELECT COUNT(*) AS n FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND end_at > $2 AND {LIVE_APPOINTMENT}"
+            "SELECT COUNT(*) AS n FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND start_at > $2 - {MAX_SPAN} AND end_at > $2 AND {LIVE_APPOINTMENT}"
         );
         let row = sqlx::query(&sql)
             .bind(a.practitioner_id.clone())
@@ -463,7 +467,7 @@ impl WriteTx {
         // A room is never double-booked, not even by an overbooking.
         if let Some(room) = &a.room_id {
             let sql = format!(
-                "SELECT COUNT(*) AS n FROM appointments WHERE room_id = $1 AND start_at < $3 AND end_at > $2 AND {LIVE_APPOINTMENT}"
+                "SELECT COUNT(*) AS n FROM appointments WHERE room_id = $1 AND start_at < $3 AND start_at > $2 - {MAX_SPAN} AND end_at > $2 AND {LIVE_APPOINTMENT}"
             );
             let row =
                 sqlx::query(&sql).bind(room.clone()).bind(a.start_at).bind(a.end_at).fetch_one(&mut *self.tx).await.map_err(classify)?;

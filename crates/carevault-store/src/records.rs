@@ -138,14 +138,15 @@ impl Store {
     }
 
     /// Codes starting with `prefix` (dotless, upper case), or whose description contains every
-    /// word of `words` (lower case), at most `limit`, by code.
+    /// word of `words` (lower case), at most `limit`, shortest codes first.
     pub async fn icd10_search(&self, prefix: &str, words: &[String], limit: i64) -> Result<Vec<(String, String, bool)>> {
         let mut sql = String::from("SELECT code, description, billable FROM icd10_codes WHERE (code LIKE $1");
         for i in 0..words.len() {
             sql.push_str(if i == 0 { ") OR (" } else { " AND " });
             sql.push_str(&format!("LOWER(description) LIKE ${}", i + 3));
         }
-        sql.push_str(") ORDER BY code LIMIT $2");
+        // Shorter (more general) codes first, then by code: "diabetes" finds E11.9 before E11.21.
+        sql.push_str(") ORDER BY LENGTH(code), code LIMIT $2");
         let mut q = sqlx::query(&sql).bind(format!("{prefix}%")).bind(limit);
         for w in words {
             q = q.bind(format!("%{w}%"));
