@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub session: SessionSection,
     #[serde(default)]
     pub access: AccessSection,
+    #[serde(default)]
+    pub chart: ChartSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +33,13 @@ pub struct AccessSection {
     pub break_glass_minutes: Option<i64>,
     pub inactive_account_days: Option<i64>,
     pub step_up_minutes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartSection {
+    pub care_window_days: Option<i64>,
+    pub document_max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +67,8 @@ pub struct Settings {
     pub inactive_account_days: i64,
     pub step_up_secs: i64,
     pub public_origin: String,
+    pub care_window_days: i64,
+    pub document_max_bytes: usize,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -110,6 +121,15 @@ pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&st
     if !(1..=60).contains(&step_up) {
         bail!("step_up_minutes must be between 1 and 60");
     }
+    let care_window_days = env_num::<i64>("CAREVAULT_CARE_WINDOW_DAYS")?.or(file.chart.care_window_days).unwrap_or(30);
+    if !(0..=365).contains(&care_window_days) {
+        bail!("care_window_days must be between 0 (appointments and encounters give no care relationship) and 365");
+    }
+    let document_max_bytes =
+        env_num::<usize>("CAREVAULT_DOCUMENT_MAX_BYTES")?.or(file.chart.document_max_bytes).unwrap_or(25 * 1024 * 1024);
+    if !(1024..=64 * 1024 * 1024).contains(&document_max_bytes) {
+        bail!("document_max_bytes must be between 1 KiB and 64 MiB");
+    }
     let body_limit = env_num::<usize>("CAREVAULT_BODY_LIMIT_BYTES")?.or(file.body_limit_bytes).unwrap_or(1024 * 1024);
     if !(1024..=64 * 1024 * 1024).contains(&body_limit) {
         bail!("the body limit must be between 1 KiB and 64 MiB");
@@ -134,6 +154,8 @@ pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&st
         break_glass_secs: break_glass * 60,
         inactive_account_days: inactive,
         step_up_secs: step_up * 60,
+        care_window_days,
+        document_max_bytes,
         public_origin: env("CAREVAULT_PUBLIC_ORIGIN").or(file.public_origin).unwrap_or_else(|| "https://localhost:8443".into()),
     })
 }

@@ -201,6 +201,8 @@ fn core_config(s: &config::Settings) -> CoreConfig {
         session_max_secs: s.session_max_secs,
         password_min_chars: s.password_min_chars,
         break_glass_secs: s.break_glass_secs,
+        care_window_days: s.care_window_days,
+        document_max_bytes: s.document_max_bytes,
         inactive_account_days: s.inactive_account_days,
         step_up_secs: s.step_up_secs,
         public_origin: s.public_origin.clone(),
