@@ -18,7 +18,9 @@ pub struct RecordRow {
     /// encounter, note, addendum, condition, document, consent.
     pub kind: String,
     pub patient_id: String,
-    /// The encounter of a note, condition or document; the note of an addendum.
+    /// The encounter of a note, condition or document; the note of an addendum; the
+    /// appointment of an encounter; for a consent, its kind (so whether an active consent of a
+    /// kind exists needs no decryption).
     pub parent_id: Option<String>,
     pub status: String,
     pub version: i64,

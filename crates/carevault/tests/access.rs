@@ -93,6 +93,30 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("schedule.availability.set", ["Y", "N", "N", "N", "Y", "N", "N", "N"]),
         ("schedule.closure.add", ["Y", "N", "N", "N", "Y", "N", "N", "N"]),
         ("schedule.slots", ["Y", "Y", "Y", "N", "Y", "N", "N", "N"]),
+        //                    fd   nurse phys  biller admin privacy security auditor
+        ("encounter.create", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("encounter.finish", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("encounter.read", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("encounter.list", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("note.create", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("note.update", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("note.sign", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("note.addendum", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("note.cosign", [N5, N5, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("note.read", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("note.list", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("condition.create", [N5, N5, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("condition.list", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("document.upload", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("document.list", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("document.download", [N5, CLIN_BG, CLIN_BG, N5, N5, N5, N5, N5]),
+        ("consent.sign", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("consent.revoke", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("consent.list", [DEMO, DEMO_BG, DEMO_BG, N5, N5, DEMO_VIP, N5, N5]),
+        ("consent.pdf", [DEMO, DEMO_BG, DEMO_BG, N5, N5, DEMO_VIP, N5, N5]),
+        ("consent.template.add", ["N", "N", "N", "N", "Y", "Y", "N", "N"]),
+        ("consent.template.list", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "N"]),
+        ("terminology.icd10.search", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "N"]),
         ("audit.read", ["N", "N", "N", "N", "N", "Y", "Y", "Y"]),
         ("audit.verify", ["N", "N", "N", "N", "N", "N", "Y", "Y"]),
         ("alert.privacy.list", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
@@ -128,6 +152,12 @@ struct World {
     place_b: (String, String),
     /// One appointment per scenario patient.
     appointments: Vec<String>,
+    /// Per scenario patient: an encounter, a draft note on it, a document and a consent (all
+    /// by a physician of the patient's organization).
+    encounters: Vec<String>,
+    notes: Vec<String>,
+    documents: Vec<String>,
+    consents: Vec<String>,
 }
 
 fn allowed(r: &Result<(), CoreError>) -> bool {
@@ -198,6 +228,16 @@ async fn setup() -> World {
         let start = (tv.clock.now_micros() / day + 3) * day + (9 * 60 + 30 * i as i64) * 60_000_000;
         appointments.push(v.book_appointment(who, who.default_purpose(), pid, pr, loc, start, 30).await.expect("appointment").id);
     }
+    let (mut encounters, mut notes, mut documents, mut consents) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, pid) in patients.iter().enumerate() {
+        let (who, (loc, pr)) = if i == ORG2 { (&doc_b, &place_b) } else { (&doc_a, &place_a) };
+        let walk_in = json!({"patientId": pid, "practitionerId": pr, "locationId": loc});
+        let enc = v.start_encounter(who, p(who), &walk_in).await.expect("encounter").id;
+        notes.push(v.create_note(who, p(who), &enc, &json!({"subjective": "matrix"}), None).await.expect("note").id);
+        encounters.push(enc);
+        documents.push(v.upload_document(who, p(who), matrix_document(pid)).await.expect("document").id);
+        consents.push(v.sign_consent(who, p(who), matrix_consent(pid)).await.expect("consent").id);
+    }
     World {
         tv,
         org_b,
@@ -214,6 +254,37 @@ async fn setup() -> World {
         place_a,
         place_b,
         appointments,
+        encounters,
+        notes,
+        documents,
+        consents,
+    }
+}
+
+fn matrix_document(pid: &str) -> carevault_core::DocumentUpload {
+    carevault_core::DocumentUpload {
+        patient_id: pid.into(),
+        encounter_id: None,
+        title: "Matrix letter".into(),
+        content_type: Some("text/plain".into()),
+        content: b"matrix document".to_vec(),
+    }
+}
+
+fn matrix_consent(pid: &str) -> carevault_core::ConsentRequest {
+    carevault_core::ConsentRequest {
+        patient_id: pid.into(),
+        kind: "treatment".into(),
+        template_version: 1,
+        signer_typed_name: "Matrix Signer".into(),
+        signer_relationship: None,
+        signature: carevault_domain::consent::DrawnSignature { width: 600, height: 200, strokes: vec![vec![[10, 10], [200, 150], [400, 40]]] },
+        recipient: None,
+        purpose: None,
+        scope: None,
+        expires: None,
+        device: "matrix".into(),
+        ip: "127.0.0.1".into(),
     }
 }
 
@@ -354,6 +425,39 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
             };
             unit(v.add_practitioner(a, &req).await)
         }
+        Operation::EncounterCreate => {
+            let (loc, pr) = if s == ORG2 { &w.place_b } else { &w.place_a };
+            unit(v.start_encounter(a, pur, &json!({"patientId": pid, "practitionerId": pr, "locationId": loc})).await)
+        }
+        // The first allowed call finishes it; later ones are conflicts, not refusals.
+        Operation::EncounterFinish => unit(v.finish_encounter(a, pur, &w.encounters[s]).await),
+        Operation::EncounterRead => unit(v.read_encounter(a, pur, &w.encounters[s]).await),
+        Operation::EncounterList => unit(v.patient_encounters(a, pur, pid).await),
+        // On a finished encounter this is a conflict for those allowed.
+        Operation::NoteCreate => unit(v.create_note(a, pur, &w.encounters[s], &json!({"subjective": "x"}), None).await),
+        // Not the author: refused as such (not a permission refusal) for those allowed.
+        Operation::NoteUpdate => unit(v.update_note(a, pur, &w.notes[s], &json!({"subjective": "y"})).await),
+        Operation::NoteSign => unit(v.sign_note(a, pur, &w.notes[s]).await),
+        // The note is a draft: a conflict for those allowed.
+        Operation::NoteAddendum => unit(v.add_addendum(a, pur, &w.notes[s], "addendum").await),
+        Operation::NoteCosign => unit(v.cosign_note(a, pur, &w.notes[s]).await),
+        Operation::NoteRead => unit(v.read_note(a, pur, &w.notes[s]).await),
+        Operation::NoteList => unit(v.patient_notes(a, pur, pid).await),
+        Operation::ConditionCreate => unit(v.add_condition(a, pur, &w.encounters[s], "E11.9", None).await),
+        Operation::ConditionList => unit(v.patient_conditions(a, pur, pid).await),
+        Operation::DocumentUpload => unit(v.upload_document(a, pur, matrix_document(pid)).await),
+        Operation::DocumentList => unit(v.patient_documents(a, pur, pid).await),
+        Operation::DocumentDownload => unit(v.download_document(a, pur, &w.documents[s]).await.map(|d| d.content_type)),
+        Operation::ConsentSign => unit(v.sign_consent(a, pur, matrix_consent(pid)).await),
+        Operation::ConsentRevoke => unit(v.revoke_consent(a, pur, &w.consents[s]).await),
+        Operation::ConsentList => unit(v.patient_consents(a, pur, pid).await),
+        Operation::ConsentPdf => unit(v.consent_pdf(a, pur, &w.consents[s]).await),
+        Operation::ConsentTemplateAdd => {
+            let t = carevault_domain::consent::builtin_template(carevault_domain::consent::ConsentKind::Telehealth);
+            unit(v.add_consent_template(a, "telehealth", &t.title, &t.body).await)
+        }
+        Operation::ConsentTemplateList => unit(v.consent_templates(a).await),
+        Operation::CodeSearch => unit(v.search_icd10(a, "E11", 5).await),
         Operation::AuditRead => unit(v.audit_events(a, 0, 5).await),
         Operation::AuditVerify => unit(v.verify_audit_as(a).await),
         Operation::PrivacyAlerts => unit(v.alerts(a, "privacy", true).await),
