@@ -204,7 +204,7 @@ impl Vault {
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(bad("name", "1 to 100 characters, no control characters"));
         }
-        if !(5..=480).contains(&minutes) || minutes % 5 != 0 {
+        if !(5..=480).contains(&minutes) || !minutes.is_multiple_of(5) {
             return Err(bad("minutes", "a multiple of 5 between 5 and 480"));
         }
         let now = self.inner.clock.now_micros();

@@ -381,7 +381,7 @@ impl Vault {
         let end = start + i64::from(minutes) * 60_000_000;
         if let Some(room) = &req.room_id {
             let found = self.inner.store.unit(UnitKind::Room, room).await?;
-            if !found.is_some_and(|r| r.location_id.as_deref() == Some(req.location_id.as_str())) {
+            if found.is_none_or(|r| r.location_id.as_deref() != Some(req.location_id.as_str())) {
                 return Err(bad("room", "not a room of this location"));
             }
             if !self.inner.store.room_appointments_between(room, start, end).await?.is_empty() {
@@ -591,8 +591,9 @@ impl Vault {
         Ok(new_row.into())
     }
 
-    /// When a future appointment's time is freed, offers it to the longest-waiting waitlist
-    /// entry that fits, in the same transaction (and audited as a change of that entry).
+    /// When a future appointment's time is freed (and no other live appointment of the
+    /// practitioner still holds it), offers it to the longest-waiting waitlist entry that fits,
+    /// in the same transaction (and audited as a change of that entry).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn offer_freed(
         &self,
@@ -605,6 +606,18 @@ impl Vault {
         events: &mut Vec<Draft>,
     ) -> Result<(), CoreError> {
         if freed.start_at <= now {
+            return Ok(());
+        }
+        // Cancelling an overbooking (or the appointment it overlaps) leaves the time taken:
+        // only time that is free now is offered.
+        let still_taken = self
+            .inner
+            .store
+            .appointments_between(&freed.practitioner_id, freed.start_at, freed.end_at)
+            .await?
+            .iter()
+            .any(|a| a.id != freed.id);
+        if still_taken {
             return Ok(());
         }
         let span = (freed.start_at, freed.end_at);
