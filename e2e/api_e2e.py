@@ -8,7 +8,10 @@ It starts `carevault serve` on a fresh data folder, creates officers and clinici
 the OpenAPI 3.1 document (validated with openapi-spec-validator), account creation through the
 API, precise problem+json refusals (unknown role, self-elevation, malformed JSON), break-glass
 with step-up, its privacy alert and review, a clinical record (AllergyIntolerance, validated
-with fhir.resources) that needs a care relationship, recovery codes (single use), sessions and
+with fhir.resources) that needs a care relationship, scheduling (an appointment type, a booking
+holding a room, a weekly series and its cancellation, FHIR Appointment search validated with
+fhir.resources, the waitlist offered freed time, declined and accepted), recovery codes
+(single use), sessions and
 "sign out everywhere", and that deactivation cuts a live session. Last, schemathesis fuzzes
 every /api/v1 operation with a signed-in administrator: no 5xx, and responses match the
 document. With CAREVAULT_DATABASE_URL set, the server uses that (empty, dedicated) database.
@@ -18,6 +21,7 @@ Prints `N passed, N failed` and exits 1 if anything failed.
 from __future__ import annotations
 
 import argparse
+import calendar
 import os
 import shutil
 import subprocess
@@ -66,6 +70,7 @@ class ApiE2E(E2E):
         newbie = self.test_accounts(c["admin"], c["front"])
         self.test_break_glass(c)
         self.test_directory(c["admin"], c["front"])
+        self.test_scheduling(c["admin"], c["front"])
         self.test_recovery_and_sessions(c["doc"])
         if newbie:
             self.test_deactivation(c["admin"], newbie)
@@ -80,7 +85,8 @@ class ApiE2E(E2E):
     def phi_needles(self) -> list[str]:
         """The synthetic patient, the clinical value and the free-text reasons typed in this run:
         none may be readable in the data folder, the console or a dump of the database."""
-        return ["glasshouse", "slotwell", "latex allergy note", "collapsed at the desk", "flagged for the vip clinic"]
+        return ["glasshouse", "slotwell", "seriesford", "waitwell", "waitlonger", "latex allergy note", "collapsed at the desk",
+                "flagged for the vip clinic"]
 
     def finish(self) -> int:
         self.server.stop()
@@ -275,6 +281,184 @@ class ApiE2E(E2E):
             r = front.get(f"/api/v1/appointments/{appt['id']}/history")
             expect(r.status_code == 200 and [(h["from"], h["to"]) for h in r.json()] == [("booked", "arrived")], short(r))
         self.r.run("a real FHIR client (fhirpy) registers a patient, books a free slot and reads the appointment back; check-in and its history", fhirpy_books)
+
+    def test_scheduling(self, admin: Client, front: Client) -> None:
+        """Appointment types, rooms, weekly series, FHIR Appointment search and the waitlist, over
+        HTTPS, at a location of its own (UTC) ten days ahead."""
+        ids: dict = {}
+        day = base.time.gmtime(base.time.time() + 10 * 86400)
+        date = base.time.strftime("%Y-%m-%d", day)
+        next_date = base.time.strftime("%Y-%m-%d", base.time.gmtime(base.time.time() + 11 * 86400))
+        far_date = base.time.strftime("%Y-%m-%d", base.time.gmtime(base.time.time() + 25 * 86400))
+
+        def at(hhmm: str) -> str:
+            return f"{date}T{hhmm}:00Z"
+
+        def micros(instant: str) -> int:
+            return int(calendar.timegm(base.time.strptime(instant, "%Y-%m-%dT%H:%M:%SZ"))) * 1_000_000
+
+        def setup() -> None:
+            for key, name in [("loc", "Oak Street"), ("loc2", "Birch Street")]:
+                p = self.server.cli("org", "add", "location", "--organization", "default", "--name", name, "--time-zone", "UTC")
+                expect(p.returncode == 0, p.stderr.decode(errors="replace"))
+                ids[key] = p.stdout.decode().strip()
+            for key, loc in [("room", "loc"), ("room2", "loc2")]:
+                p = self.server.cli("org", "add", "room", "--organization", "default", "--location", ids[loc], "--name", f"Exam {key}")
+                expect(p.returncode == 0, p.stderr.decode(errors="replace"))
+                ids[key] = p.stdout.decode().strip()
+            body = {"npi": "1003000126", "family": "Okafor", "given": "Ada", "organization_id": "default", "location_ids": [ids["loc"]]}
+            r = self.api(admin, "POST", "/api/v1/practitioners", body)
+            expect(r.status_code == 201, short(r))
+            ids["pr"] = r.json()["id"]
+            windows = [{"weekday": d, "start_minute": 8 * 60, "end_minute": 17 * 60} for d in range(1, 8)]
+            r = admin.request("PUT", f"/api/v1/practitioners/{ids['pr']}/availability", json={"location_id": ids["loc"], "windows": windows})
+            expect(r.status_code == 204, short(r))
+            for key, family in [("patient", "Seriesford"), ("w1", "Waitwell"), ("w2", "Waitlonger")]:
+                r = front.post_json("/fhir/r4/Patient", {"resourceType": "Patient", "name": [{"family": family, "given": ["Sched"]}]})
+                expect(r.status_code == 201, short(r))
+                ids[key] = r.json()["id"]
+        self.r.run("scheduling set-up: two locations with a room each, a practitioner available 08:00-17:00, three patients", setup)
+
+        def booking(**kw) -> dict:
+            return {"patient_id": ids.get("patient", "x"), "practitioner_id": ids.get("pr", "x"), "location_id": ids.get("loc", "x"), **kw}
+
+        def types() -> None:
+            body = {"organization_id": "default", "code": "follow-up", "name": "Follow-up visit", "minutes": 20}
+            r = self.api(admin, "POST", "/api/v1/appointment-types", body)
+            expect(r.status_code == 201 and r.json()["minutes"] == 20 and r.json()["code"] == "follow-up", short(r))
+            ids["type"] = r.json()["id"]
+            problem(self.api(admin, "POST", "/api/v1/appointment-types", body), 409)
+            problem(self.api(admin, "POST", "/api/v1/appointment-types", {**body, "code": "Bad Code"}), 400, "CV-INPUT-001")
+            problem(self.api(admin, "POST", "/api/v1/appointment-types", {**body, "minutes": "twenty"}), 400)
+            r = front.get("/api/v1/appointment-types")
+            expect(r.status_code == 200 and any(t["id"] == ids["type"] for t in r.json()), short(r))
+        self.r.run("an appointment type is added (a duplicate code -> 409, bad input -> 400) and listed", types)
+
+        def typed_with_room() -> None:
+            r = self.api(front, "POST", "/api/v1/appointments", booking(start=at("09:00"), type_id=ids.get("type"), room_id=ids.get("room")))
+            expect(r.status_code == 201, short(r))
+            body = r.json()
+            expect(body["series_id"] is None and len(body["appointments"]) == 1, short(r))
+            a = body["appointments"][0]
+            expect(a["room_id"] == ids.get("room") and a["type_id"] == ids.get("type"), short(r))
+            expect(a["start"] == micros(at("09:00")) and a["end"] - a["start"] == 20 * 60_000_000, f"20 minutes from the type: {short(r)}")
+            ids["typed"] = a["id"]
+            # The room is held: another booking of it at an overlapping time is a conflict.
+            problem(self.api(front, "POST", "/api/v1/appointments",
+                             booking(start=at("09:00"), minutes=20, room_id=ids.get("room"), patient_id=ids.get("w1"))), 409)
+            # The type's duration and another one: refused.
+            problem(self.api(front, "POST", "/api/v1/appointments", booking(start=at("09:20"), type_id=ids.get("type"), minutes=30)),
+                    400, "CV-INPUT-001")
+        self.r.run("POST /api/v1/appointments books with a type (its duration) and a room; the room and the duration are checked", typed_with_room)
+
+        def bad_input() -> None:
+            problem(self.api(front, "POST", "/api/v1/appointments", booking(start=at("09:20"), minutes=20, room_id=ids.get("room2"))),
+                    400, "CV-INPUT-001")
+            problem(self.api(front, "POST", "/api/v1/appointments", booking(start=at("10:00"), minutes=30, count=3)), 400, "CV-INPUT-001")
+            problem(self.api(front, "POST", "/api/v1/appointments", booking(start=at("10:00"), minutes=30, every_weeks=1)), 400, "CV-INPUT-001")
+            problem(self.api(front, "POST", "/api/v1/appointments", booking(start=at("10:00"), minutes=30, every_weeks=9, count=3)), 400)
+            problem(self.api(front, "POST", "/api/v1/appointments", booking(start="tomorrow at ten", minutes=30)), 400)
+            problem(self.api(front, "POST", "/api/v1/appointments", booking(start=at("10:00"), minutes=30, colour="blue")), 400)
+            # Nothing was booked by any of them (the search tells).
+            r = front.get("/fhir/r4/Appointment", params=[("practitioner", ids.get("pr")), ("date", date)])
+            expect(r.status_code == 200 and r.json()["total"] == 1, f"only the typed booking: {short(r)}")
+        self.r.run("bad bookings -> 400 problem+json (a room of another location, a series with only count or every_weeks, ...); nothing booked",
+                   bad_input)
+
+        def series() -> None:
+            r = self.api(front, "POST", "/api/v1/appointments", booking(start=at("10:00"), minutes=30, every_weeks=1, count=3))
+            expect(r.status_code == 201, short(r))
+            body = r.json()
+            ids["series"] = body["series_id"]
+            starts = [a["start"] for a in body["appointments"]]
+            week = 7 * 86_400_000_000
+            expect(starts == [micros(at("10:00")) + k * week for k in range(3)], f"weekly at 10:00: {starts}")
+            expect(all(a["series_id"] == ids["series"] for a in body["appointments"]), short(r))
+            ids["occurrences"] = [a["id"] for a in body["appointments"]]
+            # A series from a week earlier runs into this one: all or nothing, the taken dates named.
+            week_before = f"{base.time.strftime('%Y-%m-%d', base.time.gmtime(base.time.time() + 3 * 86400))}T10:00:00Z"
+            p = problem(self.api(front, "POST", "/api/v1/appointments",
+                                 booking(start=week_before, minutes=30, every_weeks=1, count=3, patient_id=ids.get("w1"))), 409)
+            expect(date in p.get("detail", "") and week_before[:10] not in p.get("detail", ""), f"the taken dates are named: {p}")
+            r = front.get("/fhir/r4/Appointment", params=[("patient", ids.get("w1")), ("date", week_before[:10])])
+            expect(r.status_code == 200 and r.json()["total"] == 0, f"nothing booked: {short(r)}")
+        self.r.run("a weekly series is booked in one request and shares a series id", series)
+
+        def search() -> None:
+            params = [("practitioner", ids.get("pr")), ("date", f"ge{date}"), ("date", f"lt{next_date}")]
+            r = front.get("/fhir/r4/Appointment", params=params)
+            expect(r.status_code == 200, short(r))
+            b = r.json()
+            base.validate_resource(b)
+            expect(b["resourceType"] == "Bundle" and b["type"] == "searchset" and b["total"] == 2, short(r))
+            appts = [e["resource"] for e in b["entry"]]
+            for a in appts:
+                base.validate_resource(a)
+            expect([a["id"] for a in appts] == [ids.get("typed"), ids.get("occurrences", ["x"])[0]], f"in order of start: {base.bundle_ids(b)}")
+            typed, first = appts
+            expect(typed["minutesDuration"] == 20 and typed["appointmentType"]["coding"][0]["code"] == ids.get("type"), str(typed))
+            expect({"reference": f"Location/{ids.get('room')}"} in [p["actor"] for p in typed["participant"]], str(typed))
+            expect(first["identifier"][0]["value"] == ids.get("series"), str(first))
+            r = front.get("/fhir/r4/Appointment", params=[("patient", f"Patient/{ids.get('patient')}"), ("date", f"ge{date}"), ("date", f"lt{far_date}")])
+            expect(r.status_code == 200 and r.json()["total"] == 4, f"the patient's four visits: {short(r)}")
+            base.outcome_check(front.get("/fhir/r4/Appointment", params=[("practitioner", ids.get("pr"))]), 400)
+            base.outcome_check(front.get("/fhir/r4/Appointment", params=[("date", f"ge{date}"), ("date", "lt2099-01-01")]), 400)
+            base.outcome_check(front.get("/fhir/r4/Appointment", params=[("date", date), ("status", "tentative")]), 400)
+            base.outcome_check(front.get("/fhir/r4/Appointment", params=[("date", date), ("colour", "blue")]), 400)
+        self.r.run("GET /fhir/r4/Appointment?practitioner=..&date=ge..&date=lt.. is a valid searchset Bundle (fhir.resources); bad params -> 400",
+                   search)
+
+        def waitlist() -> None:
+            entries = {}
+            for key in ("w1", "w2"):
+                r = self.api(front, "POST", "/api/v1/waitlist", {"patient_id": ids.get(key), "practitioner_id": ids.get("pr"),
+                                                                "location_id": ids.get("loc"), "minutes": 30, "from": date, "to": date})
+                expect(r.status_code == 201 and r.json()["status"] == "waiting", short(r))
+                entries[key] = r.json()["id"]
+                base.time.sleep(0.01)  # the first one waits longer
+            problem(self.api(front, "POST", "/api/v1/waitlist", {"patient_id": ids.get("w1"), "practitioner_id": ids.get("pr"),
+                                                                 "location_id": ids.get("loc"), "minutes": 30, "from": next_date, "to": date}),
+                    400, "CV-INPUT-001")
+            problem(front.get(f"/api/v1/waitlist?location_id={ids.get('loc')}&status=pending"), 400)
+            # Nothing offered yet: accepting is a conflict.
+            problem(self.api(front, "POST", f"/api/v1/waitlist/{entries['w1']}/accept"), 409)
+            # The series' first occurrence (10:00) is cancelled: offered to the longest waiting.
+            first = ids.get("occurrences", ["x"])[0]
+            r = self.api(front, "POST", f"/api/v1/appointments/{first}/status", {"status": "cancelled", "reason": "pat"})
+            expect(r.status_code == 204, short(r))
+
+            def listed(status: str) -> dict:
+                r = front.get("/api/v1/waitlist", params={"location_id": ids.get("loc"), "status": status})
+                expect(r.status_code == 200, short(r))
+                return {e["id"]: e for e in r.json()}
+            offered = listed("offered")
+            expect(list(offered) == [entries["w1"]] and offered[entries["w1"]]["offeredStart"] == micros(at("10:00")), str(offered))
+            r = self.api(front, "POST", f"/api/v1/waitlist/{entries['w1']}/decline")
+            expect(r.status_code == 204, short(r))
+            offered = listed("offered")
+            expect(list(offered) == [entries["w2"]] and offered[entries["w2"]]["offeredStart"] == micros(at("10:00")), str(offered))
+            expect(entries["w1"] in listed("waiting"), "the one who declined keeps waiting")
+            r = self.api(front, "POST", f"/api/v1/waitlist/{entries['w2']}/accept")
+            expect(r.status_code == 201, short(r))
+            a = r.json()
+            expect(a["patient_id"] == ids.get("w2") and a["start"] == micros(at("10:00")), short(r))
+            booked = listed("booked")
+            expect(booked.get(entries["w2"], {}).get("appointmentId") == a["id"], str(booked))
+            r = front.get(f"/fhir/r4/Appointment/{a['id']}")
+            expect(r.status_code == 200 and {"reference": f"Patient/{ids.get('w2')}"} in [p["actor"] for p in r.json()["participant"]], short(r))
+            problem(self.api(front, "POST", f"/api/v1/waitlist/{entries['w2']}/accept"), 409)
+            problem(self.api(front, "POST", "/api/v1/waitlist/nope/decline"), 404)
+        self.r.run("the waitlist over HTTP: a cancelled time is offered, declined (passed on) and accepted (booked)", waitlist)
+
+        def cancel_series() -> None:
+            problem(self.api(front, "POST", f"/api/v1/appointment-series/{ids.get('series')}/cancel", {"reason": "because"}), 400, "CV-INPUT-001")
+            r = self.api(front, "POST", f"/api/v1/appointment-series/{ids.get('series')}/cancel", {"reason": "prov"})
+            expect(r.status_code == 200 and r.json() == {"cancelled": 2}, f"the two still booked: {short(r)}")
+            for occurrence in ids.get("occurrences", []):
+                r = front.get(f"/fhir/r4/Appointment/{occurrence}")
+                expect(r.status_code == 200 and r.json()["status"] == "cancelled", short(r))
+            problem(self.api(front, "POST", "/api/v1/appointment-series/000000000000000000000000/cancel", {"reason": "prov"}), 404)
+        self.r.run("cancelling the series cancels its occurrences still booked", cancel_series)
 
     def test_recovery_and_sessions(self, doc: Client) -> None:
         who = self.staff["doc"]

@@ -591,8 +591,9 @@ impl Vault {
         Ok(new_row.into())
     }
 
-    /// When a future appointment's time is freed, offers it to the longest-waiting waitlist
-    /// entry that fits, in the same transaction (and audited as a change of that entry).
+    /// When a future appointment's time is freed (and no other live appointment of the
+    /// practitioner still holds it), offers it to the longest-waiting waitlist entry that fits,
+    /// in the same transaction (and audited as a change of that entry).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn offer_freed(
         &self,
@@ -605,6 +606,18 @@ impl Vault {
         events: &mut Vec<Draft>,
     ) -> Result<(), CoreError> {
         if freed.start_at <= now {
+            return Ok(());
+        }
+        // Cancelling an overbooking (or the appointment it overlaps) leaves the time taken:
+        // only time that is free now is offered.
+        let still_taken = self
+            .inner
+            .store
+            .appointments_between(&freed.practitioner_id, freed.start_at, freed.end_at)
+            .await?
+            .iter()
+            .any(|a| a.id != freed.id);
+        if still_taken {
             return Ok(());
         }
         let span = (freed.start_at, freed.end_at);

@@ -326,7 +326,10 @@ impl Store {
     }
 
     /// The longest-waiting entry that fits a freed time [start, end) of a practitioner at a
-    /// location (its window holds the time and it needs no more minutes), other than `except`.
+    /// location, other than `except`: its window holds the time and its minutes divide the freed
+    /// length. (The freed time lay on its own slot grid, so a divisor's grid holds its start and
+    /// the offer can be booked; a 20-minute entry could not book 09:30 of a freed 30-minute slot
+    /// whose grid starts at 08:00.)
     pub async fn waitlist_candidate(
         &self,
         practitioner_id: &str,
@@ -336,7 +339,8 @@ impl Store {
     ) -> Result<Option<WaitlistRow>> {
         let row = sqlx::query(
             "SELECT * FROM waitlist WHERE practitioner_id = $1 AND location_id = $2 AND status = 'waiting' \
-             AND earliest_at <= $3 AND latest_at >= $4 AND minutes * 60000000 <= $4 - $3 AND id <> $5 ORDER BY created_at, id LIMIT 1",
+             AND earliest_at <= $3 AND latest_at >= $4 AND minutes * 60000000 <= $4 - $3 AND (($4 - $3) / 60000000) % minutes = 0 \
+             AND id <> $5 ORDER BY created_at, id LIMIT 1",
         )
         .bind(practitioner_id)
         .bind(location_id)

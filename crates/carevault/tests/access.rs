@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use carevault_core::{Actor, Clock, CoreError, GrantRequest, ScopeInput};
+use carevault_core::{Actor, BookRequest, Clock, CoreError, GrantRequest, ScopeInput, WaitlistRequest};
 use carevault_domain::{Operation, Role};
 use carevault_testkit::{Staff, TestVault, PASSWORD};
 use serde_json::json;
@@ -69,6 +69,14 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("appointment.status", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
         ("appointment.reschedule", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
         ("appointment.overbook", [N5, N5, DEMO_BG, N5, N5, N5, N5, N5]),
+        // Searches and lists filter by the patients' scope and flags; break-glass does not
+        // widen them (as patient.search).
+        ("appointment.search", [DEMO, DEMO, DEMO, DEMO, N5, N5, N5, N5]),
+        ("appointment.series.book", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("appointment.series.cancel", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("waitlist.add", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
+        ("waitlist.list", [DEMO, DEMO, DEMO, DEMO, N5, N5, N5, N5]),
+        ("waitlist.answer", [DEMO, DEMO_BG, DEMO_BG, N5, N5, N5, N5, N5]),
         //                    fd   nurse phys  biller admin privacy security auditor
         ("patient.create", ["Y", "N", "Y", "N", "N", "N", "N", "N"]),
         ("break_glass.queue", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
@@ -117,6 +125,8 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("consent.template.add", ["N", "N", "N", "N", "Y", "Y", "N", "N"]),
         ("consent.template.list", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "N"]),
         ("terminology.icd10.search", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "N"]),
+        ("schedule.appointment_type.add", ["Y", "N", "N", "N", "Y", "N", "N", "N"]),
+        ("schedule.appointment_type.list", ["Y", "Y", "Y", "N", "Y", "N", "N", "N"]),
         ("audit.read", ["N", "N", "N", "N", "N", "Y", "Y", "Y"]),
         ("audit.verify", ["N", "N", "N", "N", "N", "N", "Y", "Y"]),
         ("alert.privacy.list", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
@@ -158,6 +168,12 @@ struct World {
     notes: Vec<String>,
     documents: Vec<String>,
     consents: Vec<String>,
+    /// The UTC date of those appointments.
+    appointment_day: String,
+    /// One weekly series (two occurrences) per scenario patient.
+    series: Vec<String>,
+    /// One waitlist entry (waiting, no offer) per scenario patient.
+    waitlist: Vec<String>,
 }
 
 fn allowed(r: &Result<(), CoreError>) -> bool {
@@ -223,6 +239,7 @@ async fn setup() -> World {
     let place_b = place(&tv, &admin_b, &org_b).await;
     let day = 86_400_000_000i64;
     let mut appointments = Vec::new();
+    let appointment_day = utc_date((tv.clock.now_micros() / day + 3) * day);
     for (i, pid) in patients.iter().enumerate() {
         let (who, (loc, pr)) = if i == ORG2 { (&fd_b, &place_b) } else { (&doc_a, &place_a) };
         let start = (tv.clock.now_micros() / day + 3) * day + (9 * 60 + 30 * i as i64) * 60_000_000;
@@ -237,6 +254,36 @@ async fn setup() -> World {
         encounters.push(enc);
         documents.push(v.upload_document(who, p(who), matrix_document(pid)).await.expect("document").id);
         consents.push(v.sign_consent(who, p(who), matrix_consent(pid)).await.expect("consent").id);
+    }
+    // An appointment type in each organization; a series and a waitlist entry per patient (the
+    // entries' day holds no appointment, so no cancellation below offers them anything).
+    v.add_appointment_type(&admin, "default", "matrix-visit", "Matrix visit", 30).await.expect("type a");
+    v.add_appointment_type(&admin_b, &org_b, "matrix-visit", "Matrix visit", 30).await.expect("type b");
+    let mut series = Vec::new();
+    let mut waitlist = Vec::new();
+    for (i, pid) in patients.iter().enumerate() {
+        let (who, (loc, pr)) = if i == ORG2 { (&fd_b, &place_b) } else { (&doc_a, &place_a) };
+        let start = (tv.clock.now_micros() / day + 5) * day + (12 * 60 + 30 * i as i64) * 60_000_000;
+        let req = BookRequest {
+            patient_id: pid.clone(),
+            practitioner_id: pr.clone(),
+            location_id: loc.clone(),
+            start,
+            minutes: Some(30),
+            ..Default::default()
+        };
+        let booked = v.book_series(who, who.default_purpose(), &req, 1, 2).await.expect("series");
+        series.push(booked[0].series_id.clone().expect("series id"));
+        let on = utc_date(tv.clock.now_micros() + 60 * day);
+        let req = WaitlistRequest {
+            patient_id: pid.clone(),
+            practitioner_id: pr.clone(),
+            location_id: loc.clone(),
+            minutes: 30,
+            from: on.clone(),
+            to: on,
+        };
+        waitlist.push(v.waitlist_add(who, who.default_purpose(), &req).await.expect("waitlist").id);
     }
     World {
         tv,
@@ -258,33 +305,24 @@ async fn setup() -> World {
         notes,
         documents,
         consents,
+        appointment_day,
+        series,
+        waitlist,
     }
 }
 
-fn matrix_document(pid: &str) -> carevault_core::DocumentUpload {
-    carevault_core::DocumentUpload {
-        patient_id: pid.into(),
-        encounter_id: None,
-        title: "Matrix letter".into(),
-        content_type: Some("text/plain".into()),
-        content: b"matrix document".to_vec(),
-    }
+/// The UTC calendar date of an instant (Unix microseconds).
+fn utc_date(micros: i64) -> String {
+    carevault_domain::schedule::local_date(&carevault_domain::practice::TimeZoneName::utc(), micros).expect("date").to_string()
 }
 
-fn matrix_consent(pid: &str) -> carevault_core::ConsentRequest {
-    carevault_core::ConsentRequest {
-        patient_id: pid.into(),
-        kind: "treatment".into(),
-        template_version: 1,
-        signer_typed_name: "Matrix Signer".into(),
-        signer_relationship: None,
-        signature: carevault_domain::consent::DrawnSignature { width: 600, height: 200, strokes: vec![vec![[10, 10], [200, 150], [400, 40]]] },
-        recipient: None,
-        purpose: None,
-        scope: None,
-        expires: None,
-        device: "matrix".into(),
-        ip: "127.0.0.1".into(),
+/// `Forbidden` when `found` is false: a search or list answered, but without the scenario's
+/// record (it was filtered out).
+fn found_or_forbidden(operation: &'static str, found: bool) -> Result<(), CoreError> {
+    if found {
+        Ok(())
+    } else {
+        Err(CoreError::Forbidden { operation, reason: "not in results" })
     }
 }
 
@@ -366,6 +404,57 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
             let day = 86_400_000_000i64;
             let start = (w.tv.clock.now_micros() / day + 1) * day + 9 * 3_600_000_000;
             unit(v.overbook_appointment(a, pur, pid, pr, loc, start, 30).await)
+        }
+        Operation::AppointmentSearch => {
+            // The day of the setup appointments (all five patients, both organizations).
+            let found = v.search_appointments(a, pur, &[("date".into(), w.appointment_day.clone())]).await?;
+            found_or_forbidden("appointment.search", found.iter().any(|x| x.id == w.appointments[s]))
+        }
+        Operation::AppointmentSeriesBook => {
+            let (loc, pr) = &w.place_a;
+            // In six days at 09:00 UTC, weekly, twice: booked the first time, a conflict afterwards.
+            let day = 86_400_000_000i64;
+            let start = (w.tv.clock.now_micros() / day + 6) * day + 9 * 3_600_000_000;
+            let req = BookRequest {
+                patient_id: pid.clone(),
+                practitioner_id: pr.clone(),
+                location_id: loc.clone(),
+                start,
+                minutes: Some(30),
+                ..Default::default()
+            };
+            unit(v.book_series(a, pur, &req, 1, 2).await)
+        }
+        // Cancels the series the first time, nothing left to cancel (Ok(0)) afterwards.
+        Operation::AppointmentSeriesCancel => unit(v.cancel_series(a, pur, &w.series[s], "pat").await),
+        Operation::WaitlistAdd => {
+            let (loc, pr) = &w.place_a;
+            let on = utc_date(w.tv.clock.now_micros() + 61 * 86_400_000_000);
+            let req = WaitlistRequest {
+                patient_id: pid.clone(),
+                practitioner_id: pr.clone(),
+                location_id: loc.clone(),
+                minutes: 30,
+                from: on.clone(),
+                to: on,
+            };
+            unit(v.waitlist_add(a, pur, &req).await)
+        }
+        Operation::WaitlistList => {
+            let (loc, _) = if s == ORG2 { &w.place_b } else { &w.place_a };
+            let entries = v.waitlist(a, pur, loc, Some("waiting")).await?;
+            found_or_forbidden("waitlist.list", entries.iter().any(|e| e.id == w.waitlist[s]))
+        }
+        // The entry has no open offer: a conflict (not a refusal) for those allowed.
+        Operation::WaitlistAnswer => unit(v.answer_waitlist_offer(a, pur, &w.waitlist[s], false).await),
+        Operation::AppointmentTypeAdd => {
+            let code: String =
+                format!("run-{}", hex(a)).to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            unit(v.add_appointment_type(a, org, &code, "Matrix run", 20).await)
+        }
+        Operation::AppointmentTypeList => {
+            let types = v.appointment_types(a).await?;
+            found_or_forbidden("schedule.appointment_type.list", types.iter().any(|t| t.organization_id == org))
         }
         Operation::AvailabilitySet => {
             let (loc, pr) = if s == ORG2 { &w.place_b } else { &w.place_a };
@@ -550,6 +639,8 @@ async fn authorization_matrix() {
                             | Operation::AvailabilitySet
                             | Operation::ClosureAdd
                             | Operation::SlotSearch
+                            | Operation::AppointmentTypeAdd
+                            | Operation::AppointmentTypeList
                     );
                     if scoped && other {
                         failures.push(format!("{} / {role} / other organization: allowed", op.id()));
@@ -784,4 +875,35 @@ async fn officers_stay_in_their_organization_and_relationships_are_not_self_made
     assert_eq!(v.break_glass_queue(&privacy_a, "open").await.expect("queue").len(), 1);
     v.close_break_glass_review(&privacy_a, &bg.id, "appropriate", "").await.expect("close review");
     v.close_alert(&privacy_a, &alert[0].id).await.expect("close alert");
+}
+
+fn matrix_document(pid: &str) -> carevault_core::DocumentUpload {
+    carevault_core::DocumentUpload {
+        patient_id: pid.into(),
+        encounter_id: None,
+        title: "Matrix letter".into(),
+        content_type: Some("text/plain".into()),
+        content: b"matrix document".to_vec(),
+    }
+}
+
+fn matrix_consent(pid: &str) -> carevault_core::ConsentRequest {
+    carevault_core::ConsentRequest {
+        patient_id: pid.into(),
+        kind: "treatment".into(),
+        template_version: 1,
+        signer_typed_name: "Matrix Signer".into(),
+        signer_relationship: None,
+        signature: carevault_domain::consent::DrawnSignature {
+            width: 600,
+            height: 200,
+            strokes: vec![vec![[10, 10], [200, 150], [400, 40]]],
+        },
+        recipient: None,
+        purpose: None,
+        scope: None,
+        expires: None,
+        device: "matrix".into(),
+        ip: "127.0.0.1".into(),
+    }
 }
