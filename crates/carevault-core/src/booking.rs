@@ -26,7 +26,6 @@ fn well_formed_id(id: &str, len: usize) -> bool {
 
 /// An appointment type: a named visit with a duration, per organization.
 #[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct AppointmentTypeView {
     pub id: String,
     pub organization_id: String,
@@ -51,7 +50,6 @@ impl From<AppointmentTypeRow> for AppointmentTypeView {
 
 /// A waitlist entry: a patient waiting for time with a practitioner at a location.
 #[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct WaitlistView {
     pub id: String,
     pub patient_id: String,
@@ -296,7 +294,12 @@ impl Vault {
                     row.series_id = Some(series.clone());
                     rows.push(row);
                 }
-                Err(CoreError::Invalid(_) | CoreError::Conflict(_)) if !rows.is_empty() || !not_free.is_empty() => {
+                // A taken week is named whichever it is; other bad input of the first occurrence
+                // (outside availability, in the past) is the request's own fault and said as is.
+                Err(CoreError::Conflict(_)) => {
+                    not_free.push(local_date(&tz, start).map(|d| d.to_string()).unwrap_or_default());
+                }
+                Err(CoreError::Invalid(_)) if !rows.is_empty() || !not_free.is_empty() => {
                     not_free.push(local_date(&tz, start).map(|d| d.to_string()).unwrap_or_default());
                 }
                 Err(e) => return Err(e),
@@ -361,14 +364,9 @@ impl Vault {
         let mut offered: Vec<String> = Vec::new();
         for r in rows.iter().filter(|r| r.status == "booked" && r.start_at > now) {
             let before = ops.len();
-            self.offer_freed(actor, purpose, r, now, None, &mut ops, &mut events).await?;
+            self.offer_freed(actor, purpose, r, now, &offered, &mut ops, &mut events).await?;
             if let Some(Op::OfferWaitlist { id, .. }) = ops.get(before) {
-                if offered.contains(id) {
-                    ops.truncate(before);
-                    events.truncate(events.len() - 1);
-                } else {
-                    offered.push(id.clone());
-                }
+                offered.push(id.clone());
             }
         }
         let lost = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource("Appointment", None).purpose(purpose);
@@ -541,7 +539,7 @@ impl Vault {
                 type_id: None,
                 series_id: None,
             };
-            self.offer_freed(actor, purpose, &freed, now, Some(id), &mut ops, &mut events).await?;
+            self.offer_freed(actor, purpose, &freed, now, &[id.to_string()], &mut ops, &mut events).await?;
             self.inner.writer.write(ops, events, Some(lost)).await?;
             Ok(None)
         }

@@ -499,7 +499,7 @@ impl Vault {
         }];
         let mut events = vec![ev];
         if to == "cancelled" {
-            self.offer_freed(actor, purpose, &row, now, None, &mut ops, &mut events).await?;
+            self.offer_freed(actor, purpose, &row, now, &[], &mut ops, &mut events).await?;
         }
         self.inner.writer.write(ops, events, Some(lost)).await?;
         Ok(())
@@ -586,7 +586,7 @@ impl Vault {
         let lost = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource("Appointment", Some(id)).purpose(purpose);
         let mut ops = ops;
         let mut events = vec![ev];
-        self.offer_freed(actor, purpose, &row, now, None, &mut ops, &mut events).await?;
+        self.offer_freed(actor, purpose, &row, now, &[], &mut ops, &mut events).await?;
         self.inner.writer.write(ops, events, Some(lost)).await?;
         Ok(new_row.into())
     }
@@ -601,7 +601,7 @@ impl Vault {
         purpose: PurposeOfUse,
         freed: &AppointmentRow,
         now: i64,
-        except: Option<&str>,
+        except: &[String],
         ops: &mut Vec<Op>,
         events: &mut Vec<Draft>,
     ) -> Result<(), CoreError> {

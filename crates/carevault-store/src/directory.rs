@@ -326,7 +326,7 @@ impl Store {
     }
 
     /// The longest-waiting entry that fits a freed time [start, end) of a practitioner at a
-    /// location, other than `except`: its window holds the time and its minutes divide the freed
+    /// location, other than those in `except`: its window holds the time and its minutes divide the freed
     /// length. (The freed time lay on its own slot grid, so a divisor's grid holds its start and
     /// the offer can be booked; a 20-minute entry could not book 09:30 of a freed 30-minute slot
     /// whose grid starts at 08:00.)
@@ -335,21 +335,21 @@ impl Store {
         practitioner_id: &str,
         location_id: &str,
         (start, end): (i64, i64),
-        except: Option<&str>,
+        except: &[String],
     ) -> Result<Option<WaitlistRow>> {
-        let row = sqlx::query(
+        let mut sql = String::from(
             "SELECT * FROM waitlist WHERE practitioner_id = $1 AND location_id = $2 AND status = 'waiting' \
-             AND earliest_at <= $3 AND latest_at >= $4 AND minutes * 60000000 <= $4 - $3 AND (($4 - $3) / 60000000) % minutes = 0 \
-             AND id <> $5 ORDER BY created_at, id LIMIT 1",
-        )
-        .bind(practitioner_id)
-        .bind(location_id)
-        .bind(start)
-        .bind(end)
-        .bind(except.unwrap_or("").to_string())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(classify)?;
+             AND earliest_at <= $3 AND latest_at >= $4 AND minutes * 60000000 <= $4 - $3 AND (($4 - $3) / 60000000) % minutes = 0",
+        );
+        for i in 0..except.len() {
+            sql.push_str(&format!(" AND id <> ${}", i + 5));
+        }
+        sql.push_str(" ORDER BY created_at, id LIMIT 1");
+        let mut q = sqlx::query(&sql).bind(practitioner_id).bind(location_id).bind(start).bind(end);
+        for e in except {
+            q = q.bind(e.clone());
+        }
+        let row = q.fetch_optional(&self.read).await.map_err(classify)?;
         row.as_ref().map(WaitlistRow::from_row).transpose()
     }
 
