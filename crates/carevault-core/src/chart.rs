@@ -358,14 +358,17 @@ impl Vault {
             }
             None => {
                 let field = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
-                let Some(patient) = field("patientId") else {
+                // All three are required: a missing practitioner or location is a malformed
+                // request (400), not a reference to a record that does not exist (404).
+                let (Some(patient), Some(practitioner), Some(location)) =
+                    (field("patientId"), field("practitionerId"), field("locationId"))
+                else {
                     self.gate(actor, Operation::EncounterCreate, purpose, &crate::authz::Target::Anywhere, ("Encounter", None)).await?;
-                    return Err(bad(
-                        "patientId",
-                        "a walk-in encounter needs patientId, practitionerId and locationId (or give appointmentId)",
-                    ));
+                    let missing =
+                        ["patientId", "practitionerId", "locationId"].into_iter().find(|k| field(k).is_none()).unwrap_or("patientId");
+                    return Err(bad(missing, "a walk-in encounter needs patientId, practitionerId and locationId (or give appointmentId)"));
                 };
-                (patient, field("practitionerId").unwrap_or_default(), field("locationId").unwrap_or_default(), None)
+                (patient, practitioner, location, None)
             }
         };
         let (_, allowed) =
