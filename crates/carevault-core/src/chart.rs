@@ -375,6 +375,15 @@ impl Vault {
             self.gate_patient(actor, Operation::EncounterCreate, purpose, AuditAction::Create, "Encounter", &patient).await?;
         let now = self.inner.clock.now_micros();
         let checked: Result<(), CoreError> = async {
+            // Ids that no record can have are not looked up (PostgreSQL refuses a NUL byte in
+            // a text parameter: that was a 500).
+            let plausible = |s: &str| s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            if !plausible(&location) {
+                return Err(CoreError::NotFound { resource: format!("Location/{}", crate::audit::audit_safe_id(&location)) });
+            }
+            if !plausible(&practitioner) {
+                return Err(CoreError::NotFound { resource: "a role of this practitioner at this location".into() });
+            }
             self.practice_place(&practitioner, &location).await?;
             if let Some(a) = &appt {
                 if !["booked", "arrived", "checked-in"].contains(&a.status.as_str()) {
