@@ -33,6 +33,17 @@ from fhir_e2e import E2E, Client, expect, short
 from openapi_spec_validator import validate as validate_openapi
 
 PROBLEM = "application/problem+json"
+ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10-cm"
+
+# The chart section's synthetic values: each is searched for in the data folder, the console
+# and the database dump afterwards (none may be readable there).
+CHART_FAMILY = "Chartwellington"
+NOTE_MARKER = "Tamborine cough since the harvest fair"
+NOTE_EDIT_MARKER = "Wheeze heard over the left base, quillfeather"
+ADDENDUM_MARKER = "Addendum: sister Marguerida reports a fever"
+CONDITION_NOTE = "Diet-controlled per Ostrowinska"
+DOC_MARKER = "Referral marker Zephyrwick-7731"
+SIGNER_NAME = "Ottavia Brisbeckham"
 
 
 def problem(r, status: int, code: str | None = None) -> dict:
@@ -49,6 +60,7 @@ class ApiE2E(E2E):
         # Sessions here must outlive the slower steps (Argon2id sign-ins, schemathesis).
         base.IDLE_SECS = 600
         super().__init__(binary, keep)
+        self.dir_ids: dict = {}  # the directory section's location, practitioner, appointment
 
     def api(self, c: Client, method: str, path: str, body=None):
         return c.request(method, path, json=body) if body is not None else c.request(method, path)
@@ -71,6 +83,7 @@ class ApiE2E(E2E):
         self.test_break_glass(c)
         self.test_directory(c["admin"], c["front"])
         self.test_scheduling(c["admin"], c["front"])
+        self.test_chart(c["doc"], c["front"])
         self.test_recovery_and_sessions(c["doc"])
         if newbie:
             self.test_deactivation(c["admin"], newbie)
@@ -86,7 +99,9 @@ class ApiE2E(E2E):
         """The synthetic patient, the clinical value and the free-text reasons typed in this run:
         none may be readable in the data folder, the console or a dump of the database."""
         return ["glasshouse", "slotwell", "seriesford", "waitwell", "waitlonger", "latex allergy note", "collapsed at the desk",
-                "flagged for the vip clinic"]
+                "flagged for the vip clinic",
+                CHART_FAMILY.lower(), NOTE_MARKER.lower(), NOTE_EDIT_MARKER.lower(), ADDENDUM_MARKER.lower(),
+                CONDITION_NOTE.lower(), DOC_MARKER.lower(), SIGNER_NAME.lower()]
 
     def finish(self) -> int:
         self.server.stop()
@@ -194,7 +209,7 @@ class ApiE2E(E2E):
         self.r.run("the break-glass raises a privacy alert and a review item the officer closes", review)
 
     def test_directory(self, admin: Client, front: Client) -> None:
-        ids: dict = {}
+        ids = self.dir_ids
 
         def location() -> None:
             p = self.server.cli("org", "add", "location", "--organization", "default", "--name", "Main Street", "--time-zone", "America/Chicago")
@@ -267,6 +282,7 @@ class ApiE2E(E2E):
             again = client.reference("Appointment", appt["id"]).to_resource()
             expect(again["status"] == "booked" and again["start"].startswith(slot["start"][:16]), f"read back: {dict(again)}")
             ids["appt"] = appt["id"]
+            ids["appt_patient"] = patient["id"]
             # The same slot again: a conflict, precisely.
             r = front.post_json("/fhir/r4/Appointment", {k: v for k, v in appt.serialize().items() if k not in ("id", "meta", "minutesDuration")})
             base.outcome_check(r, 409)
@@ -459,6 +475,208 @@ class ApiE2E(E2E):
                 expect(r.status_code == 200 and r.json()["status"] == "cancelled", short(r))
             problem(self.api(front, "POST", "/api/v1/appointment-series/000000000000000000000000/cancel", {"reason": "prov"}), 404)
         self.r.run("cancelling the series cancels its occurrences still booked", cancel_series)
+
+    def test_chart(self, doc: Client, front: Client) -> None:
+        """The chart over HTTPS, as a physician with a care relationship: encounters, a SOAP note
+        through draft, signature and addendum, its Provenance, ICD-10-CM diagnoses, an attached
+        document and its Binary, and a signed consent with its PDF, verification and revocation."""
+        import base64
+        import hashlib
+
+        d = self.dir_ids
+        ids: dict = {}
+        doc_user = self.staff["doc"].user_id
+
+        def fhir_ok(r, status: int, rtype: str) -> dict:
+            expect(r.status_code == status, f"expected HTTP {status}, got {short(r)}")
+            body = r.json()
+            expect(body.get("resourceType") == rtype, f"not a {rtype}: {short(r)}")
+            base.validate_resource(body)
+            return body
+
+        def attachment_text(dr: dict) -> str:
+            return base64.b64decode(dr["content"][0]["attachment"]["data"]).decode("utf-8")
+
+        def bundle(r, rtype: str) -> list[dict]:
+            b = fhir_ok(r, 200, "Bundle")
+            entries = [e["resource"] for e in b.get("entry") or []]
+            for e in entries:
+                expect(e.get("resourceType") == rtype, f"a {e.get('resourceType')} in a {rtype} search")
+                base.validate_resource(e)
+            return entries
+
+        def setup() -> None:
+            r = front.post_json("/fhir/r4/Patient", {"resourceType": "Patient", "name": [{"family": CHART_FAMILY, "given": ["Chart"]}]})
+            expect(r.status_code == 201, short(r))
+            ids["patient"] = r.json()["id"]
+            walk_in = {"patient_id": ids["patient"], "practitioner_id": d.get("pr", "x"), "location_id": d.get("loc", "x")}
+            problem(self.api(doc, "POST", "/api/v1/encounters", walk_in), 403, "CV-AUTHZ-001")
+            problem(self.api(doc, "POST", f"/api/v1/patients/{ids['patient']}/care-team",
+                             {"user_id": doc_user, "relation": "assigned-provider"}), 403)
+            for pid in (ids["patient"], d.get("appt_patient", "x")):
+                r = self.api(front, "POST", f"/api/v1/patients/{pid}/care-team", {"user_id": doc_user, "relation": "assigned-provider"})
+                expect(r.status_code == 204, f"care team of {pid}: {short(r)}")
+        self.r.run("chart: without a care relationship a walk-in encounter -> 403; nobody adds themselves; "
+                   "front desk makes the physician the assigned provider", setup)
+
+        def encounters() -> None:
+            walk_in = {"patient_id": ids.get("patient", "x"), "practitioner_id": d.get("pr", "x"), "location_id": d.get("loc", "x")}
+            e = fhir_ok(self.api(doc, "POST", "/api/v1/encounters", walk_in), 201, "Encounter")
+            expect(e["status"] == "in-progress" and e["subject"]["reference"] == f"Patient/{ids.get('patient')}", f"{e}")
+            expect(e["participant"][0]["individual"]["reference"] == f"Practitioner/{d.get('pr')}", f"{e}")
+            ids["enc"] = e["id"]
+            e = fhir_ok(self.api(doc, "POST", "/api/v1/encounters", {"appointment_id": d.get("appt", "x")}), 201, "Encounter")
+            expect(e.get("appointment") == [{"reference": f"Appointment/{d.get('appt')}"}], f"{e}")
+            expect(e["subject"]["reference"] == f"Patient/{d.get('appt_patient')}", f"{e}")
+            ids["enc_appt"] = e["id"]
+            problem(self.api(doc, "POST", "/api/v1/encounters", {"appointment_id": d.get("appt", "x")}), 409)
+            r = front.get(f"/api/v1/appointments/{d.get('appt')}/history")
+            expect(r.status_code == 200 and r.json()[-1]["to"] == "checked-in", f"the appointment is checked in: {short(r)}")
+            r = doc.get(f"/fhir/r4/Encounter?patient={ids.get('patient')}")
+            expect(any(x["id"] == ids["enc"] for x in bundle(r, "Encounter")), short(r))
+        self.r.run("chart: a walk-in encounter and one from the checked-in appointment (FHIR Encounter, validated); "
+                   "a second encounter for the appointment -> 409", encounters)
+
+        def walk_in_incomplete() -> None:
+            pid, pr, loc = ids.get("patient", "x"), d.get("pr", "x"), d.get("loc", "x")
+            for body, field in [({}, "patientId"), ({"patient_id": pid}, "practitionerId"),
+                                ({"patient_id": pid, "practitioner_id": pr}, "locationId"), ({"patient_id": pid, "location_id": loc}, "practitionerId")]:
+                detail = problem(self.api(doc, "POST", "/api/v1/encounters", body), 400, "CV-INPUT-001").get("detail", "")
+                expect(field in detail, f"{body}: the refusal names {field}: {detail!r}")
+            # Ids no record can have (a NUL byte was a 500 on PostgreSQL) are simply not found.
+            for body in [{"patient_id": pid, "practitioner_id": pr, "location_id": "\u0000"},
+                         {"patient_id": pid, "practitioner_id": "\u0000x", "location_id": loc}]:
+                problem(self.api(doc, "POST", "/api/v1/encounters", body), 404, "CV-NOTFOUND-001")
+        self.r.run("chart: a walk-in encounter without its patient, practitioner or location -> 400 naming the field; a NUL-byte id -> 404", walk_in_incomplete)
+
+        def notes() -> None:
+            sections = {"subjective": NOTE_MARKER, "objective": "Temp 37.1 C", "assessment": "Viral cough", "plan": "Fluids"}
+            n = fhir_ok(self.api(doc, "POST", f"/api/v1/encounters/{ids.get('enc', 'x')}/notes", sections), 201, "DocumentReference")
+            expect(n["docStatus"] == "preliminary", f"a draft is preliminary: {n.get('docStatus')}")
+            expect(n["context"]["encounter"] == [{"reference": f"Encounter/{ids.get('enc')}"}], f"{n.get('context')}")
+            expect(NOTE_MARKER in attachment_text(n), "the draft's text")
+            ids["note"] = n["id"]
+            edited = {**sections, "objective": NOTE_EDIT_MARKER}
+            n = fhir_ok(self.api(doc, "PUT", f"/api/v1/notes/{n['id']}", edited), 200, "DocumentReference")
+            expect(n["docStatus"] == "preliminary" and NOTE_EDIT_MARKER in attachment_text(n), "the edit is kept")
+            n = fhir_ok(doc.request("POST", f"/api/v1/notes/{ids['note']}/sign"), 200, "DocumentReference")
+            expect(n["docStatus"] == "final", f"signed note: docStatus {n.get('docStatus')}")
+            ids["signed"] = n
+            problem(self.api(doc, "PUT", f"/api/v1/notes/{ids['note']}", {**edited, "plan": "changed after signing"}), 409)
+            problem(doc.request("POST", f"/api/v1/notes/{ids['note']}/sign"), 409)
+            again = fhir_ok(doc.get(f"/fhir/r4/DocumentReference/{ids['note']}"), 200, "DocumentReference")
+            expect(again == n, f"the signed note changed: {again} != {n}")
+            a = fhir_ok(self.api(doc, "POST", f"/api/v1/notes/{ids['note']}/addenda", {"text": ADDENDUM_MARKER}), 201, "DocumentReference")
+            expect(a["relatesTo"] == [{"code": "appends", "target": {"reference": f"DocumentReference/{ids['note']}"}}], f"{a.get('relatesTo')}")
+            expect(a["docStatus"] == "final" and ADDENDUM_MARKER in attachment_text(a), f"addendum: {a.get('docStatus')}")
+            ids["addendum"] = a
+        self.r.run("chart: a SOAP note as a draft (preliminary), edited, signed (final); a change after signing -> 409 "
+                   "and the note reads back unchanged; an addendum appends to it (all validated)", notes)
+
+        def provenance() -> None:
+            r = doc.get(f"/fhir/r4/Provenance?target=DocumentReference/{ids.get('note', 'x')}")
+            provs = bundle(r, "Provenance")
+            docs = {ids["signed"]["id"]: ids["signed"], ids["addendum"]["id"]: ids["addendum"]}
+            expect(len(provs) == 2, f"a Provenance for the note and for its addendum: {len(provs)}")
+            for p in provs:
+                target = p["target"][0]["reference"]
+                expect(target.startswith("DocumentReference/"), target)
+                dr = docs.get(target.split("/")[1])
+                expect(dr is not None, f"target {target} is neither the note nor its addendum")
+                assert dr is not None
+                expect(target == f"DocumentReference/{dr['id']}/_history/{dr['meta']['versionId']}", f"{target} names the signed version")
+                want = hashlib.sha256(attachment_text(dr).encode("utf-8")).hexdigest()
+                sigs = p.get("signature") or []
+                expect(len(sigs) == 1, f"one signature: {sigs}")
+                data = base64.b64decode(sigs[0]["data"]).decode("ascii")
+                expect(data == f"sha256:{want}", f"signature data {data!r}, SHA-256 of the attachment text is {want}")
+                expect(dr["content"][0]["attachment"].get("title") == f"SHA-256 {want}", "the attachment title carries the hash")
+        self.r.run("chart: Provenance of the note and its addendum (validated); each signature is sha256:<hex> "
+                   "of the signed attachment text", provenance)
+
+        def conditions() -> None:
+            enc = ids.get("enc", "x")
+            c = fhir_ok(self.api(doc, "POST", f"/api/v1/encounters/{enc}/conditions", {"code": "E11.9", "note": CONDITION_NOTE}), 201, "Condition")
+            coding = c["code"]["coding"][0]
+            expect(coding["system"] == ICD10_SYSTEM and coding["code"] == "E11.9", f"{coding}")
+            expect(c["encounter"]["reference"] == f"Encounter/{enc}", f"{c.get('encounter')}")
+            ids["cond"] = c["id"]
+            problem(self.api(doc, "POST", f"/api/v1/encounters/{enc}/conditions", {"code": "HTN"}), 400, "CV-INPUT-001")
+            problem(self.api(doc, "POST", f"/api/v1/encounters/{enc}/conditions", {"code": "E11"}), 400, "CV-INPUT-001")
+            found = bundle(doc.get(f"/fhir/r4/Condition?patient={ids.get('patient')}"), "Condition")
+            expect([x["id"] for x in found] == [c["id"]], f"{[x['id'] for x in found]}")
+            r = doc.get("/api/v1/icd10?q=diabetes")
+            expect(r.status_code == 200 and any(x["code"] == "E11.9" for x in r.json()), short(r))
+        self.r.run("chart: an ICD-10-CM diagnosis (Condition, validated, ICD-10-CM system); 'HTN' and a category -> 400; "
+                   "Condition search; ICD-10 search for 'diabetes' lists E11.9", conditions)
+
+        def documents() -> None:
+            pid = ids.get("patient", "x")
+            content = f"Dear colleague,\n{DOC_MARKER}\nPlease see this patient.\n".encode()
+            r = doc.request("POST", f"/api/v1/patients/{pid}/documents?title=Referral%20letter", data=content,
+                            headers={"Content-Type": "text/plain"})
+            dr = fhir_ok(r, 201, "DocumentReference")
+            att = dr["content"][0]["attachment"]
+            expect(att["contentType"].startswith("text/plain") and att["url"] == f"Binary/{dr['id']}", f"{att}")
+            expect(att["size"] == len(content) and att["title"] == "Referral letter", f"{att}")
+            ids["doc"] = dr["id"]
+            png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
+            problem(doc.request("POST", f"/api/v1/patients/{pid}/documents?title=Scan", data=png,
+                                headers={"Content-Type": "application/pdf"}), 400)
+            r = doc.get(f"/fhir/r4/Binary/{dr['id']}")
+            expect(r.status_code == 200 and r.content == content, f"the exact bytes back: {short(r)}")
+            expect(r.headers.get("content-type", "").startswith("text/plain"), f"content type: {r.headers.get('content-type')}")
+            b = fhir_ok(doc.get(f"/fhir/r4/Binary/{dr['id']}", headers={"Accept": base.FHIR_JSON}), 200, "Binary")
+            expect(base64.b64decode(b["data"]) == content and b["contentType"].startswith("text/plain"), f"Binary: {b.get('contentType')}")
+            found = {x["id"] for x in bundle(doc.get(f"/fhir/r4/DocumentReference?patient={pid}"), "DocumentReference")}
+            want = {ids["doc"], ids.get("note"), (ids.get("addendum") or {}).get("id")}
+            expect(want <= found, f"missing {want - found}")
+        self.r.run("chart: a text document is attached (DocumentReference, validated); a PNG declared as PDF -> 400; "
+                   "Binary returns the exact bytes, and as FHIR JSON a valid Binary; DocumentReference search", documents)
+
+        def consents() -> None:
+            pid = ids.get("patient", "x")
+            r = doc.get("/api/v1/consent-templates")
+            expect(r.status_code == 200, short(r))
+            kinds = {t["kind"] for t in r.json()}
+            expect(kinds == {"treatment", "privacy-practices", "telehealth", "release-of-information"}, f"{kinds}")
+            version = max(t["version"] for t in r.json() if t["kind"] == "treatment")
+            body = {"kind": "treatment", "template_version": version, "signer_typed_name": SIGNER_NAME,
+                    "signature": {"width": 600, "height": 200, "strokes": [[[10, 10], [200, 150], [400, 40]]]}}
+            c = fhir_ok(self.api(doc, "POST", f"/api/v1/patients/{pid}/consents", body), 201, "Consent")
+            expect(c["status"] == "active" and c["patient"]["reference"] == f"Patient/{pid}", f"{c}")
+            ids["consent"] = c["id"]
+            found = bundle(doc.get(f"/fhir/r4/Consent?patient={pid}"), "Consent")
+            expect(any(x["id"] == c["id"] and x["status"] == "active" for x in found), f"{found}")
+            r = doc.get(f"/fhir/r4/Consent/{c['id']}/$pdf")
+            expect(r.status_code == 200 and r.headers.get("content-type", "").startswith("application/pdf"), short(r))
+            pdf = r.content
+            expect(pdf.startswith(b"%PDF-"), f"not a PDF: {pdf[:20]!r}")
+            path = self.work / "consent.pdf"
+            path.write_bytes(pdf)
+            qpdf = shutil.which("qpdf")
+            if qpdf:
+                q = subprocess.run([qpdf, "--check", str(path)], capture_output=True, timeout=60)
+                expect(q.returncode == 0, f"qpdf --check exit {q.returncode}: {(q.stdout + q.stderr).decode(errors='replace')[-800:]}")
+            else:
+                print("NOTE qpdf not found: the consent PDF was not checked with qpdf", flush=True)
+            import pdf_check
+            pdf_check.check(str(path))
+            r = doc.request("POST", f"/api/v1/consents/{c['id']}/verify", data=pdf, headers={"Content-Type": "application/pdf"})
+            expect(r.status_code == 204, f"the PDF as served verifies: {short(r)}")
+            bad = bytearray(pdf)
+            bad[len(bad) // 2] ^= 0x01
+            problem(doc.request("POST", f"/api/v1/consents/{c['id']}/verify", data=bytes(bad),
+                                headers={"Content-Type": "application/pdf"}), 422)
+        self.r.run("chart: the 4 consent templates; a signed treatment consent (Consent, validated); its PDF passes "
+                   "qpdf --check and pdf_check.py, verifies (204) and with one byte flipped does not (422)", consents)
+
+        def revoke() -> None:
+            r = doc.request("POST", f"/api/v1/consents/{ids.get('consent', 'x')}/revoke")
+            expect(r.status_code == 204, short(r))
+            found = bundle(doc.get(f"/fhir/r4/Consent?patient={ids.get('patient', 'x')}"), "Consent")
+            expect(any(x["id"] == ids.get("consent") and x["status"] == "inactive" for x in found), f"{found}")
+        self.r.run("chart: a revoked consent reads back as inactive", revoke)
 
     def test_recovery_and_sessions(self, doc: Client) -> None:
         who = self.staff["doc"]

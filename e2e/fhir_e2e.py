@@ -237,6 +237,14 @@ REQUIRED_BINDINGS: dict[str, set[str]] = {
         "CapabilityStatement.rest.resource.conditionalDelete": "not-supported single multiple",
         "CapabilityStatement.rest.resource.searchParam.type":
             "number date string token reference composite quantity uri special",
+        # The chart (e2e/api_e2e.py).
+        "Encounter.status": "planned arrived triaged in-progress onleave finished cancelled entered-in-error unknown",
+        "DocumentReference.status": "current superseded entered-in-error",
+        "DocumentReference.docStatus": "preliminary final amended entered-in-error",
+        "DocumentReference.relatesTo.code": "replaces transforms signs appends",
+        "Condition.clinicalStatus.coding.code": "active recurrence relapse inactive remission resolved",
+        "Condition.verificationStatus.coding.code": "unconfirmed provisional differential confirmed refuted entered-in-error",
+        "Consent.status": "draft proposed active rejected inactive entered-in-error",
     }.items()
 }
 

@@ -358,20 +358,32 @@ impl Vault {
             }
             None => {
                 let field = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
-                let Some(patient) = field("patientId") else {
+                // All three are required: a missing practitioner or location is a malformed
+                // request (400), not a reference to a record that does not exist (404).
+                let (Some(patient), Some(practitioner), Some(location)) =
+                    (field("patientId"), field("practitionerId"), field("locationId"))
+                else {
                     self.gate(actor, Operation::EncounterCreate, purpose, &crate::authz::Target::Anywhere, ("Encounter", None)).await?;
-                    return Err(bad(
-                        "patientId",
-                        "a walk-in encounter needs patientId, practitionerId and locationId (or give appointmentId)",
-                    ));
+                    let missing =
+                        ["patientId", "practitionerId", "locationId"].into_iter().find(|k| field(k).is_none()).unwrap_or("patientId");
+                    return Err(bad(missing, "a walk-in encounter needs patientId, practitionerId and locationId (or give appointmentId)"));
                 };
-                (patient, field("practitionerId").unwrap_or_default(), field("locationId").unwrap_or_default(), None)
+                (patient, practitioner, location, None)
             }
         };
         let (_, allowed) =
             self.gate_patient(actor, Operation::EncounterCreate, purpose, AuditAction::Create, "Encounter", &patient).await?;
         let now = self.inner.clock.now_micros();
         let checked: Result<(), CoreError> = async {
+            // Ids that no record can have are not looked up (PostgreSQL refuses a NUL byte in
+            // a text parameter: that was a 500).
+            let plausible = |s: &str| s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            if !plausible(&location) {
+                return Err(CoreError::NotFound { resource: format!("Location/{}", crate::audit::audit_safe_id(&location)) });
+            }
+            if !plausible(&practitioner) {
+                return Err(CoreError::NotFound { resource: "a role of this practitioner at this location".into() });
+            }
             self.practice_place(&practitioner, &location).await?;
             if let Some(a) = &appt {
                 if !["booked", "arrived", "checked-in"].contains(&a.status.as_str()) {

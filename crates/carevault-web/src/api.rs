@@ -52,13 +52,25 @@ pub(crate) async fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap,
     if std::str::from_utf8(&bytes).is_err() {
         return Err(problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", "the body is not valid UTF-8"));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => "the JSON does not have the expected fields and types",
-            _ => "malformed JSON",
-        };
-        problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", &format!("{what} (line {} column {})", e.line(), e.column()))
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", &format!("malformed JSON (line {} column {})", e.line(), e.column()))
+    })?;
+    // No text field of the API admits a NUL character (PostgreSQL cannot store one either).
+    if has_nul(&value) {
+        return Err(problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", "text must not contain NUL characters (\\u0000)"));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", &format!("the JSON does not have the expected fields and types: {e}"))
     })
+}
+
+fn has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(a) => a.iter().any(has_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// `POST /api/v1/auth/login` `{"username","password"}` → MFA-pending session cookie.

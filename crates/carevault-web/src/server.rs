@@ -84,6 +84,19 @@ async fn not_found() -> Response {
 /// A state-changing request from a browser must come from this origin (defence in depth next
 /// to SameSite=Strict cookies).
 async fn same_origin(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    // A NUL character in a path segment or query parameter is never meaningful (and PostgreSQL
+    // cannot compare it): refused before any handler sees it.
+    let uri = req.uri();
+    if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
+        let msg = "the URL must not contain NUL characters (%00)";
+        if uri.path().starts_with("/fhir/") {
+            return crate::error::fhir_json(
+                StatusCode::BAD_REQUEST,
+                &crate::error::operation_outcome("invalid", msg, None, "CV-INPUT-001"),
+            );
+        }
+        return crate::error::problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", msg);
+    }
     let unsafe_method = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
     if unsafe_method {
         if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
