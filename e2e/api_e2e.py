@@ -543,11 +543,17 @@ class ApiE2E(E2E):
                                 ({"patient_id": pid, "practitioner_id": pr}, "locationId"), ({"patient_id": pid, "location_id": loc}, "practitionerId")]:
                 detail = problem(self.api(doc, "POST", "/api/v1/encounters", body), 400, "CV-INPUT-001").get("detail", "")
                 expect(field in detail, f"{body}: the refusal names {field}: {detail!r}")
-            # Ids no record can have (a NUL byte was a 500 on PostgreSQL) are simply not found.
+            # A NUL byte (a 500 on PostgreSQL once) is refused before any handler; an id no
+            # record can have is simply not found.
             for body in [{"patient_id": pid, "practitioner_id": pr, "location_id": "\u0000"},
                          {"patient_id": pid, "practitioner_id": "\u0000x", "location_id": loc}]:
-                problem(self.api(doc, "POST", "/api/v1/encounters", body), 404, "CV-NOTFOUND-001")
-        self.r.run("chart: a walk-in encounter without its patient, practitioner or location -> 400 naming the field; a NUL-byte id -> 404", walk_in_incomplete)
+                detail = problem(self.api(doc, "POST", "/api/v1/encounters", body), 400, "CV-INPUT-001").get("detail", "")
+                expect("NUL" in detail, detail)
+            problem(self.api(doc, "POST", "/api/v1/encounters", {"patient_id": pid, "practitioner_id": pr, "location_id": "no such/place"}),
+                    404, "CV-NOTFOUND-001")
+            r = doc.get("/api/v1/waitlist?location_id=%00")
+            expect(r.status_code == 400, f"a NUL in the query string: {short(r)}")
+        self.r.run("chart: a walk-in encounter without its patient, practitioner or location -> 400 naming the field; a NUL byte -> 400; an impossible id -> 404", walk_in_incomplete)
 
         def notes() -> None:
             sections = {"subjective": NOTE_MARKER, "objective": "Temp 37.1 C", "assessment": "Viral cough", "plan": "Fluids"}
