@@ -251,6 +251,7 @@ impl Vault {
         allowed: &Allowed,
         old: &RecordRow,
         (status, body, content_sha256): (&str, Value, Option<String>),
+        (extra_ops, extra_events): (Vec<Op>, Vec<Draft>),
     ) -> Result<ChartRecord, CoreError> {
         let now = self.inner.clock.now_micros();
         self.inner.sealer.refresh(&self.inner.store, now, false).await?;
@@ -274,7 +275,11 @@ impl Vault {
             .review(allowed);
         let lost = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource(resource, Some(&old.id)).purpose(purpose);
         let op = Op::UpdateRecord { row: Box::new(row), expected_version: old.version, expected_status: old.status.clone() };
-        self.inner.writer.write(vec![op], vec![ev], Some(lost)).await?;
+        let mut ops = vec![op];
+        ops.extend(extra_ops);
+        let mut events = vec![ev];
+        events.extend(extra_events);
+        self.inner.writer.write(ops, events, Some(lost)).await?;
         Ok(ChartRecord {
             id: old.id.clone(),
             kind: old.kind.clone(),
@@ -438,28 +443,29 @@ impl Vault {
         let rec = self.open_chart(&receipt, &row).await?;
         let mut body = rec.body;
         body["end"] = json!(self.inner.clock.now_micros());
-        let mut extra_done = self.update_chart_record(actor, purpose, &allowed, &row, ("finished", body, None)).await?;
+        // The encounter and its appointment (fulfilled) change in one transaction.
+        let mut extra = (Vec::new(), Vec::new());
         if let Some(aid) = row.parent_id.as_deref() {
             if let Some(a) = self.inner.store.appointment(aid).await?.filter(|a| a.status == "checked-in") {
                 let now = self.inner.clock.now_micros();
-                let op = Op::AppointmentStatus {
+                extra.0.push(Op::AppointmentStatus {
                     id: a.id,
                     from: "checked-in".into(),
                     to: "fulfilled".into(),
                     reason: None,
                     actor: actor.audit_name(),
                     at: now,
-                };
-                let ev = Draft::new(now, AuditAction::Update, Outcome::Success)
-                    .by(actor)
-                    .resource("Appointment", Some(aid))
-                    .patient(&row.patient_id)
-                    .purpose(purpose);
-                self.inner.writer.write(vec![op], vec![ev], None).await?;
+                });
+                extra.1.push(
+                    Draft::new(now, AuditAction::Update, Outcome::Success)
+                        .by(actor)
+                        .resource("Appointment", Some(aid))
+                        .patient(&row.patient_id)
+                        .purpose(purpose),
+                );
             }
         }
-        extra_done.status = "finished".into();
-        Ok(extra_done)
+        self.update_chart_record(actor, purpose, &allowed, &row, ("finished", body, None), extra).await
     }
 
     /// Reading a record's current body in order to change it is itself audited (a read).
@@ -548,7 +554,7 @@ impl Vault {
         let old = self.open_chart(&receipt, &row).await?;
         let mut body = new;
         body["cosigner"] = old.body["cosigner"].clone();
-        self.update_chart_record(actor, purpose, &allowed, &row, ("draft", body, None)).await
+        self.update_chart_record(actor, purpose, &allowed, &row, ("draft", body, None), (vec![], vec![])).await
     }
 
     /// Signs a draft note (its author): the content is locked, its SHA-256 recorded in the row
@@ -571,7 +577,7 @@ impl Vault {
         let mut body = rec.body;
         body["signature"] = json!({"by": actor.user_id.as_str(), "name": actor.audit_name(), "at": now, "sha256": hash});
         let status = if body["cosigner"].is_string() { "signed" } else { "final" };
-        self.update_chart_record(actor, purpose, &allowed, &row, (status, body, Some(hash))).await
+        self.update_chart_record(actor, purpose, &allowed, &row, (status, body, Some(hash)), (vec![], vec![])).await
     }
 
     /// Co-signs a signed note that names the actor as its co-signer: the co-signature covers
@@ -599,7 +605,7 @@ impl Vault {
         let now = self.inner.clock.now_micros();
         let mut body = rec.body;
         body["cosignature"] = json!({"by": actor.user_id.as_str(), "name": actor.audit_name(), "at": now, "sha256": hash});
-        self.update_chart_record(actor, purpose, &allowed, &row, ("final", body, Some(hash))).await
+        self.update_chart_record(actor, purpose, &allowed, &row, ("final", body, Some(hash)), (vec![], vec![])).await
     }
 
     /// Adds a signed addendum to a signed note (written and signed at once: an addendum is

@@ -356,7 +356,15 @@ impl Vault {
         c.status = consent::STATUS_REVOKED.into();
         c.revoked_at = Some(crate::format_instant(self.inner.clock.now_micros()));
         let body = serde_json::to_value(&c).map_err(|_| CoreError::Internal("encode".into()))?;
-        self.update_chart_record(actor, purpose, &allowed, &row, (consent::STATUS_REVOKED, body, row.content_sha256.clone())).await?;
+        self.update_chart_record(
+            actor,
+            purpose,
+            &allowed,
+            &row,
+            (consent::STATUS_REVOKED, body, row.content_sha256.clone()),
+            (vec![], vec![]),
+        )
+        .await?;
         Ok(c)
     }
 

@@ -480,3 +480,55 @@ async fn no_plaintext_phi_on_disk() {
     let hits = c.tv.grep_data_dir(&needles);
     assert!(hits.is_empty(), "plaintext PHI on disk after shutdown: {hits:?}");
 }
+
+/// An appointment with the practitioner a physician is gives that physician a care
+/// relationship (within the configured window), without any care-team entry; the encounter
+/// opened from it checks the appointment in, and finishing it fulfils the appointment in the
+/// same transaction; a finished encounter takes no new note.
+#[tokio::test]
+async fn an_appointment_opens_the_chart_to_its_practitioner_and_its_encounter_fulfils_it() {
+    let tv = TestVault::new().await.expect("vault");
+    let v = &tv.vault;
+    let (admin, _) = tv.staff(Role::PracticeAdmin).await.expect("admin");
+    let (fd, _) = tv.staff(Role::FrontDesk).await.expect("front desk");
+    let (doc, doc_staff) = tv.staff(Role::Physician).await.expect("physician");
+    let loc = v.add_unit("location", "Elm Street", Some("default"), None, Some("UTC")).await.expect("location");
+    let req = PractitionerRequest {
+        npi: "1245319599".into(),
+        family: "Okafor".into(),
+        given: "Ada".into(),
+        organization_id: "default".into(),
+        location_ids: vec![loc.clone()],
+        user_id: Some(doc_staff.id.clone()),
+        ..Default::default()
+    };
+    let pr = v.add_practitioner(&admin, &req).await.expect("practitioner").id;
+    let windows: Vec<carevault_domain::schedule::WeeklyWindow> =
+        (1..=7).map(|d| carevault_domain::schedule::WeeklyWindow { weekday: d, start_minute: 0, end_minute: 1440 }).collect();
+    v.set_availability(&admin, &pr, &loc, &windows).await.expect("availability");
+    let body =
+        json!({"resourceType": "Patient", "name": [{"family": "Windowson", "given": ["Ida"]}], "birthDate": "1970-01-02"}).to_string();
+    let patient = v.create_patient(&fd, fd.default_purpose(), body.as_bytes()).await.expect("patient").id.to_string();
+    // No relationship yet: the chart is closed to the physician.
+    let walk_in = json!({"patientId": patient, "practitionerId": pr, "locationId": loc});
+    assert!(matches!(v.start_encounter(&doc, TREAT, &walk_in).await, Err(CoreError::Forbidden { .. })));
+    let day = 86_400_000_000i64;
+    let start = (carevault_core::Clock::now_micros(tv.clock.as_ref()) / day + 1) * day + 10 * 3_600_000_000;
+    let appt = v.book_appointment(&fd, fd.default_purpose(), &patient, &pr, &loc, start, 30).await.expect("appointment");
+    // The booked appointment (tomorrow, inside the 30-day window) opens it.
+    let enc = v.start_encounter(&doc, TREAT, &json!({"appointmentId": appt.id})).await.expect("encounter from the appointment");
+    assert_eq!(enc.parent_id.as_deref(), Some(appt.id.as_str()));
+    assert_eq!(v.read_appointment(&fd, fd.default_purpose(), &appt.id).await.expect("appointment").status, "checked-in");
+    assert!(matches!(v.start_encounter(&doc, TREAT, &json!({"appointmentId": appt.id})).await, Err(CoreError::Conflict(_))));
+    let finished = v.finish_encounter(&doc, TREAT, &enc.id).await.expect("finish");
+    assert_eq!(finished.status, "finished");
+    assert!(finished.to_fhir()["period"]["end"].is_string());
+    assert_eq!(v.read_appointment(&fd, fd.default_purpose(), &appt.id).await.expect("appointment").status, "fulfilled");
+    assert!(matches!(v.create_note(&doc, TREAT, &enc.id, &json!({"subjective": "late"}), None).await, Err(CoreError::Conflict(_))));
+    assert!(matches!(v.finish_encounter(&doc, TREAT, &enc.id).await, Err(CoreError::Conflict(_))));
+    // Past the window, with no appointment and no encounter of the physician's around, the
+    // chart closes again.
+    tv.clock.advance_secs(40 * 86_400);
+    let doc = tv.sign_in(&doc_staff).await.expect("sign in again");
+    assert!(matches!(v.patient_encounters(&doc, TREAT, &patient).await, Err(CoreError::Forbidden { .. })));
+}
