@@ -21,11 +21,13 @@ Prints `N passed, N failed` and exits 1 if anything failed.
 from __future__ import annotations
 
 import argparse
+import urllib.parse
 import calendar
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import fhir_e2e as base
@@ -639,6 +641,27 @@ class ApiE2E(E2E):
             expect(want <= found, f"missing {want - found}")
         self.r.run("chart: a text document is attached (DocumentReference, validated); a PNG declared as PDF -> 400; "
                    "Binary returns the exact bytes, and as FHIR JSON a valid Binary; DocumentReference search", documents)
+
+        def truncated_upload() -> None:
+            """The client promises 5000 bytes, sends 100 and stops: nothing is stored."""
+            import socket
+            import ssl
+            pid = ids.get("patient", "x")
+            before = len(bundle(doc.get(f"/fhir/r4/DocumentReference?patient={pid}"), "DocumentReference"))
+            ctx = ssl.create_default_context(cafile=str(self.server.cert))
+            ctx.check_hostname = False
+            host = urllib.parse.urlsplit(self.server.base)
+            with socket.create_connection((host.hostname, host.port), timeout=30) as raw:
+                with ctx.wrap_socket(raw, server_hostname=host.hostname) as tls:
+                    head = (f"POST /api/v1/patients/{pid}/documents?title=Cut HTTP/1.1\r\nHost: {host.netloc}\r\n"
+                            f"Cookie: {base.SESSION_COOKIE}={doc.token()}\r\nContent-Type: text/plain\r\n"
+                            "Content-Length: 5000\r\nConnection: close\r\n\r\n")
+                    tls.sendall(head.encode() + b"x" * 100)
+            # The connection is gone before the promised length arrived.
+            time.sleep(0.5)
+            after = len(bundle(doc.get(f"/fhir/r4/DocumentReference?patient={pid}"), "DocumentReference"))
+            expect(after == before, f"nothing stored: {before} -> {after}")
+        self.r.run("chart: a truncated upload (Content-Length 5000, 100 bytes sent, then the connection closes): nothing stored", truncated_upload)
 
         def consents() -> None:
             pid = ids.get("patient", "x")

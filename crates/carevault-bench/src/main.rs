@@ -986,8 +986,9 @@ const MINUTE_US: i64 = 60_000_000;
 const VIEW_SQL: &str =
     "SELECT * FROM appointments WHERE start_at >= $1 AND start_at < $2 AND practitioner_id = $3 ORDER BY start_at, id LIMIT $4";
 /// The overlap check a booking runs inside the write transaction (the store's text).
-const OVERLAP_SQL: &str = "SELECT COUNT(*) AS n FROM appointments WHERE practitioner_id = $1 AND start_at < $3 AND end_at > $2 \
-                           AND status NOT IN ('cancelled', 'noshow', 'entered-in-error')";
+/// `start_at` is bounded on both sides (an appointment lasts at most 480 minutes).
+const OVERLAP_SQL: &str = "SELECT COUNT(*) AS n FROM appointments WHERE practitioner_id = $1 AND start_at < $3 \
+                           AND start_at > $2 - 28800000000 AND end_at > $2 AND status NOT IN ('cancelled', 'noshow', 'entered-in-error')";
 
 /// The benchmark clinic: one location, its practitioners and the calendar the bookings fill.
 struct Clinic {
