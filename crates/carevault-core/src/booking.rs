@@ -63,6 +63,8 @@ pub struct WaitlistView {
     pub status: String,
     /// The freed time offered, while the status is `offered`.
     pub offered_start: Option<i64>,
+    /// The end of the freed time offered.
+    pub offered_end: Option<i64>,
     pub appointment_id: Option<String>,
 }
 
@@ -78,6 +80,7 @@ impl From<WaitlistRow> for WaitlistView {
             latest: w.latest_at,
             status: w.status,
             offered_start: w.offered_start,
+            offered_end: w.offered_end,
             appointment_id: w.appointment_id,
         }
     }
@@ -195,15 +198,18 @@ impl Vault {
         self.gate(actor, Operation::AppointmentTypeAdd, purpose, &Target::Organization(organization_id), ("AppointmentType", None)).await?;
         let code_ok =
             !code.is_empty() && code.len() <= 40 && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !code_ok {
-            return Err(bad("code", "1 to 40 characters: lowercase letters, digits, '-'"));
-        }
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(bad("name", "1 to 100 characters, no control characters"));
-        }
-        if !(5..=480).contains(&minutes) || !minutes.is_multiple_of(5) {
-            return Err(bad("minutes", "a multiple of 5 between 5 and 480"));
+        let checked = if !code_ok {
+            Err(InputError::value("code", "1 to 40 characters: lowercase letters, digits, '-'"))
+        } else if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            Err(InputError::value("name", "1 to 100 characters, no control characters"))
+        } else if !(5..=480).contains(&minutes) || !minutes.is_multiple_of(5) {
+            Err(InputError::value("minutes", "a multiple of 5 between 5 and 480"))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = checked {
+            return Err(self.audit_input(actor, purpose, AuditAction::Create, "AppointmentType", e).await);
         }
         let now = self.inner.clock.now_micros();
         let row = AppointmentTypeRow {
@@ -427,6 +433,7 @@ impl Vault {
             latest_at: latest,
             status: "waiting".into(),
             offered_start: None,
+            offered_end: None,
             offered_at: None,
             appointment_id: None,
             created_at: now,
@@ -532,7 +539,8 @@ impl Vault {
                 practitioner_id: entry.practitioner_id.clone(),
                 location_id: entry.location_id.clone(),
                 start_at: start,
-                end_at: start + entry.minutes * 60_000_000,
+                // The whole freed time goes on, not only the declining entry's length.
+                end_at: entry.offered_end.unwrap_or(start + entry.minutes * 60_000_000),
                 status: "cancelled".into(),
                 created_at: now,
                 room_id: None,

@@ -108,7 +108,9 @@ impl Vault {
         self.gate(actor, Operation::AvailabilitySet, purpose, &Target::Anywhere, ("Schedule", None)).await?;
         let (org, _) = self.practice_place(practitioner_id, location_id).await?;
         self.gate(actor, Operation::AvailabilitySet, purpose, &Target::Organization(&org), ("Schedule", None)).await?;
-        check_windows(windows)?;
+        if let Err(e) = check_windows(windows) {
+            return Err(self.audit_input(actor, purpose, AuditAction::Update, "Schedule", e).await);
+        }
         let now = self.inner.clock.now_micros();
         let rows = windows
             .iter()
@@ -206,17 +208,24 @@ impl Vault {
             self.practice_place(pr, location_id).await?;
         }
         let kind_ok = matches!((kind, practitioner_id), ("holiday", None) | ("leave", Some(_)));
-        if !kind_ok {
-            return Err(bad("kind", "a holiday closes the location (no practitioner); leave is one practitioner's"));
-        }
         let tz = TimeZoneName::parse("time_zone", loc.time_zone.as_deref().unwrap_or("UTC")).map_err(CoreError::Invalid)?;
-        let (from, to) = (parse_date("from", from)?, parse_date("to", to)?);
-        if to < from || (to - from).get_days() > 366 {
-            return Err(bad("to", "on or after from, at most a year later"));
-        }
-        let end_day = to.tomorrow().map_err(|_| bad("to", "out of range"))?;
-        let (Some(start), Some(end)) = (local_midnight(&tz, from), local_midnight(&tz, end_day)) else {
-            return Err(bad("from", "out of range"));
+        let span = (|| {
+            if !kind_ok {
+                return Err(InputError::value("kind", "a holiday closes the location (no practitioner); leave is one practitioner's"));
+            }
+            let (from, to) = (parse_date("from", from)?, parse_date("to", to)?);
+            if to < from || (to - from).get_days() > 366 {
+                return Err(InputError::value("to", "on or after from, at most a year later"));
+            }
+            let end_day = to.tomorrow().map_err(|_| InputError::value("to", "out of range"))?;
+            match (local_midnight(&tz, from), local_midnight(&tz, end_day)) {
+                (Some(start), Some(end)) => Ok((start, end)),
+                _ => Err(InputError::value("from", "out of range")),
+            }
+        })();
+        let (start, end) = match span {
+            Ok(x) => x,
+            Err(e) => return Err(self.audit_input(actor, purpose, AuditAction::Create, "Schedule", e).await),
         };
         let now = self.inner.clock.now_micros();
         let id = hex::encode(carevault_crypto::random_bytes::<12>());
@@ -624,7 +633,7 @@ impl Vault {
         let Some(c) = self.inner.store.waitlist_candidate(&freed.practitioner_id, &freed.location_id, span, except).await? else {
             return Ok(());
         };
-        ops.push(Op::OfferWaitlist { id: c.id.clone(), start: freed.start_at, now });
+        ops.push(Op::OfferWaitlist { id: c.id.clone(), span, now });
         events.push(
             Draft::new(now, AuditAction::Update, Outcome::Success)
                 .by(actor)

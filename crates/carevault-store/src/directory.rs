@@ -163,6 +163,8 @@ pub struct WaitlistRow {
     /// waiting, offered, booked or withdrawn.
     pub status: String,
     pub offered_start: Option<i64>,
+    /// The end of the freed time offered (an entry may need less of it).
+    pub offered_end: Option<i64>,
     pub offered_at: Option<i64>,
     pub appointment_id: Option<String>,
     pub created_at: i64,
@@ -180,6 +182,7 @@ impl WaitlistRow {
             latest_at: get(r, "latest_at")?,
             status: get(r, "status")?,
             offered_start: get(r, "offered_start")?,
+            offered_end: get(r, "offered_end")?,
             offered_at: get(r, "offered_at")?,
             appointment_id: get(r, "appointment_id")?,
             created_at: get(r, "created_at")?,
@@ -600,15 +603,18 @@ impl WriteTx {
     }
 
     /// Offers a freed time to a waitlist entry; false when the entry is no longer waiting.
-    pub async fn offer_waitlist(&mut self, id: &str, start: i64, now: i64) -> Result<bool> {
-        let r =
-            sqlx::query("UPDATE waitlist SET status = 'offered', offered_start = $1, offered_at = $2 WHERE id = $3 AND status = 'waiting'")
-                .bind(start)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(classify)?;
+    pub async fn offer_waitlist(&mut self, id: &str, (start, end): (i64, i64), now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE waitlist SET status = 'offered', offered_start = $1, offered_end = $4, offered_at = $2 \
+             WHERE id = $3 AND status = 'waiting'",
+        )
+        .bind(start)
+        .bind(now)
+        .bind(id)
+        .bind(end)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(classify)?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -616,7 +622,8 @@ impl WriteTx {
     pub async fn set_waitlist_status(&mut self, id: &str, from: &str, to: &str, appointment_id: Option<&str>) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE waitlist SET status = $1, appointment_id = COALESCE($2, appointment_id), \
-             offered_start = CASE WHEN $1 = 'waiting' THEN NULL ELSE offered_start END WHERE id = $3 AND status = $4",
+             offered_start = CASE WHEN $1 = 'waiting' THEN NULL ELSE offered_start END, \
+             offered_end = CASE WHEN $1 = 'waiting' THEN NULL ELSE offered_end END WHERE id = $3 AND status = $4",
         )
         .bind(to)
         .bind(appointment_id.map(str::to_string))

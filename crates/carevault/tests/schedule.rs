@@ -104,22 +104,31 @@ async fn past_and_unavailable_times_are_refused() {
 
 #[tokio::test]
 async fn slots_and_bookings_across_the_spring_forward() {
-    // 2027-03-14, America/Chicago: 02:00 CST jumps to 03:00 CDT.
     let (tv, fd, loc, pr, patient) = setup("America/Chicago", &[WeeklyWindow { weekday: 7, start_minute: 0, end_minute: 4 * 60 }]).await;
     let v = &tv.vault;
-    let slots = v.free_slots(&fd, &pr, &loc, "2027-03-14", 1, 60).await.expect("slots");
+    // Next year's second Sunday of March, when in America/Chicago 02:00 CST jumps to 03:00 CDT
+    // (always in the future, so the test does not expire).
+    let now = jiff::Timestamp::from_microsecond(carevault_core::Clock::now_micros(tv.clock.as_ref())).expect("now");
+    let year = jiff::tz::TimeZone::UTC.to_datetime(now).year() + 1;
+    let mut day = jiff::civil::date(year, 3, 8);
+    while day.weekday() != jiff::civil::Weekday::Sunday {
+        day = day.tomorrow().expect("day");
+    }
+    let week_later = day.checked_add(jiff::Span::new().days(7)).expect("a week later");
+    let at = |d: jiff::civil::Date, hm: &str| utc(&format!("{d}T{hm}:00Z"));
+    let slots = v.free_slots(&fd, &pr, &loc, &day.to_string(), 1, 60).await.expect("slots");
     let starts: Vec<i64> = slots.iter().map(|s| s.start).collect();
-    assert_eq!(starts, vec![utc("2027-03-14T06:00:00Z"), utc("2027-03-14T08:00:00Z")], "00:00 CST and 03:00 CDT");
+    assert_eq!(starts, vec![at(day, "06:00"), at(day, "08:00")], "00:00 CST and 03:00 CDT");
     // 01:00 CST would end at 02:00, which does not exist that night.
     assert!(matches!(
-        v.book_appointment(&fd, fd.default_purpose(), &patient, &pr, &loc, utc("2027-03-14T07:00:00Z"), 60).await,
+        v.book_appointment(&fd, fd.default_purpose(), &patient, &pr, &loc, at(day, "07:00"), 60).await,
         Err(CoreError::Invalid(_))
     ));
-    let a = v.book_appointment(&fd, fd.default_purpose(), &patient, &pr, &loc, utc("2027-03-14T08:00:00Z"), 60).await.expect("03:00 CDT");
+    let a = v.book_appointment(&fd, fd.default_purpose(), &patient, &pr, &loc, at(day, "08:00"), 60).await.expect("03:00 CDT");
     assert_eq!(a.end - a.start, 3_600_000_000);
     // A week later the same wall-clock window is an hour earlier in UTC.
-    let later = v.free_slots(&fd, &pr, &loc, "2027-03-21", 1, 60).await.expect("slots");
-    assert_eq!(later[0].start, utc("2027-03-21T05:00:00Z"));
+    let later = v.free_slots(&fd, &pr, &loc, &week_later.to_string(), 1, 60).await.expect("slots");
+    assert_eq!(later[0].start, at(week_later, "05:00"));
     assert_eq!(later.len(), 4);
 }
 
@@ -364,7 +373,9 @@ async fn appointment_types_give_the_duration_and_stay_in_their_organization() {
     invalid_at(v.add_appointment_type(&fd, "default", "long", "Long", 485).await, "minutes");
     invalid_at(v.add_appointment_type(&fd, "default", "blank", "  ", 30).await, "name");
     assert!(matches!(v.add_appointment_type(&fd, "org-nowhere", "x", "X", 30).await, Err(CoreError::NotFound { .. })));
-    assert_eq!(snapshot(&tv).await.0, before.0);
+    let after = snapshot(&tv).await;
+    assert_eq!(after.0, before.0);
+    assert_eq!(after.1, before.1 + 4, "each invalid type is audited");
 
     // The duration comes from the type.
     let nine = midnight_in(&tv, 2) + 9 * HOUR;
@@ -618,13 +629,14 @@ async fn freed_time_goes_to_the_waitlist_decline_passes_it_on_accept_books_it() 
     // Cancelling 09:00 offers it to the longest waiting.
     v.set_appointment_status(&fd, p, &a.id, "cancelled", Some("pat")).await.expect("cancel 09:00");
     let x1 = entry(&tv, &fd, &loc, &e1.id).await;
-    assert_eq!((x1.status.as_str(), x1.offered_start), ("offered", Some(nine)));
+    assert_eq!((x1.status.as_str(), x1.offered_start, x1.offered_end), ("offered", Some(nine), Some(nine + 30 * MINUTE)));
     assert_eq!(entry(&tv, &fd, &loc, &e2.id).await.status, "waiting");
     // Declining returns it to the list and offers the time to the next one.
     assert!(v.answer_waitlist_offer(&fd, p, &e1.id, false).await.expect("decline").is_none());
     let (x1, x2) = (entry(&tv, &fd, &loc, &e1.id).await, entry(&tv, &fd, &loc, &e2.id).await);
-    assert_eq!((x1.status.as_str(), x1.offered_start), ("waiting", None));
-    assert_eq!((x2.status.as_str(), x2.offered_start), ("offered", Some(nine)));
+    assert_eq!((x1.status.as_str(), x1.offered_start, x1.offered_end), ("waiting", None, None));
+    // The whole freed time is passed on.
+    assert_eq!((x2.status.as_str(), x2.offered_start, x2.offered_end), ("offered", Some(nine), Some(nine + 30 * MINUTE)));
     // Accepting books it for the waiting patient and closes the entry.
     let booked = v.answer_waitlist_offer(&fd, p, &e2.id, true).await.expect("accept").expect("an appointment");
     assert_eq!((booked.patient_id.as_str(), booked.start, booked.end), (w2.as_str(), nine, nine + 30 * MINUTE));

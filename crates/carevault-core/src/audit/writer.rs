@@ -259,7 +259,7 @@ pub(crate) enum Op {
     /// Fails the job with a conflict when the entry is no longer waiting.
     OfferWaitlist {
         id: String,
-        start: i64,
+        span: (i64, i64),
         now: i64,
     },
     /// Fails the job with a conflict when the entry's status is no longer `from`.
@@ -718,8 +718,8 @@ async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
             other => OpFailure::Store(other),
         }),
         Op::UpsertIcd10 { codes, release } => Ok(tx.upsert_icd10(codes, release).await?),
-        Op::OfferWaitlist { id, start, now } => {
-            if tx.offer_waitlist(id, *start, *now).await? {
+        Op::OfferWaitlist { id, span, now } => {
+            if tx.offer_waitlist(id, *span, *now).await? {
                 Ok(())
             } else {
                 Err(OpFailure::Domain(CoreError::Conflict("the waitlist changed meanwhile; try again".into())))

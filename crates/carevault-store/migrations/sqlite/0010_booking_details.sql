@@ -30,6 +30,7 @@ CREATE TABLE waitlist (
     latest_at BIGINT NOT NULL,
     status TEXT NOT NULL,
     offered_start BIGINT,
+    offered_end BIGINT,
     offered_at BIGINT,
     appointment_id TEXT REFERENCES appointments (id),
     created_at BIGINT NOT NULL
