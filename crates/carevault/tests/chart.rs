@@ -532,3 +532,37 @@ async fn an_appointment_opens_the_chart_to_its_practitioner_and_its_encounter_fu
     let doc = tv.sign_in(&doc_staff).await.expect("sign in again");
     assert!(matches!(v.patient_encounters(&doc, TREAT, &patient).await, Err(CoreError::Forbidden { .. })));
 }
+
+/// Key rotation re-seals the chart's records (notes, documents' keys, consents), and every one
+/// still opens afterwards; nothing is left under the old key.
+#[tokio::test]
+async fn key_rotation_reseals_the_chart() {
+    let c = clinic().await;
+    let v = &c.tv.vault;
+    let enc = walk_in(&c).await;
+    let note = v.create_note(&c.doc, TREAT, &enc, &json!({"subjective": "before rotation"}), None).await.expect("note");
+    v.sign_note(&c.doc, TREAT, &note.id).await.expect("sign");
+    let up = DocumentUpload {
+        patient_id: c.patient.clone(),
+        encounter_id: Some(enc.clone()),
+        title: "Rotation".into(),
+        content_type: Some("text/plain".into()),
+        content: b"sealed before the rotation".to_vec(),
+    };
+    let doc = v.upload_document(&c.doc, TREAT, up).await.expect("upload");
+    let consent =
+        v.sign_consent(&c.fd, c.fd.default_purpose(), consent_request(&c, "treatment", 1, "Ada Chartson")).await.expect("consent");
+    let before = v.key_status().await.expect("status");
+    let records_before: i64 = before.rows_by_version.iter().filter(|(t, _, _)| t == "records").map(|(_, _, n)| n).sum();
+    assert!(records_before >= 4, "encounter, note, document and consent are records: {records_before}");
+    let done = v.rotate_keys(2, |_| {}).await.expect("rotate");
+    let after = v.key_status().await.expect("status");
+    assert_eq!(after.rows_behind(), 0, "nothing left under the old key");
+    assert!(after.rows_by_version.iter().filter(|(t, _, _)| t == "records").all(|(_, kv, _)| *kv == i64::from(done.target_version)));
+    let (read, _) = v.read_note(&c.doc, TREAT, &note.id).await.expect("note after rotation");
+    assert_eq!(read.body["subjective"], "before rotation");
+    let d = v.download_document(&c.doc, TREAT, &doc.id).await.expect("document after rotation");
+    assert_eq!(d.content.as_slice(), b"sealed before the rotation");
+    let pdf = v.consent_pdf(&c.fd, c.fd.default_purpose(), &consent.id).await.expect("consent after rotation");
+    v.verify_consent_pdf(&c.fd, c.fd.default_purpose(), &consent.id, &pdf).await.expect("verifies after rotation");
+}
