@@ -153,9 +153,14 @@ impl Vault {
         res
     }
 
-    /// One document's metadata (not its content).
-    pub async fn read_document(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<ChartRecord, CoreError> {
-        self.read_record(actor, purpose, Operation::DocumentList, &["document"], id).await
+    /// `DocumentReference/{id}`: a note or addendum (`note.read`) or an attached document's
+    /// metadata (`document.list`), decided by the record's kind: one lookup, one audit record.
+    pub async fn read_document_reference(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<ChartRecord, CoreError> {
+        let kind = if crate::chart::is_record_id(id) { self.inner.store.record(id).await?.map(|r| r.kind) } else { None };
+        match kind.as_deref() {
+            Some("document") => self.read_record(actor, purpose, Operation::DocumentList, &["document"], id).await,
+            _ => self.read_note(actor, purpose, id).await.map(|(note, _)| note),
+        }
     }
 
     /// A patient's documents (metadata only).
@@ -197,8 +202,9 @@ impl Vault {
 
     // ----- consents -----
 
-    /// Puts the built-in templates (version 1 of each kind) in the store if missing.
-    pub(crate) async fn ensure_consent_templates(&self) -> Result<(), CoreError> {
+    /// The stored templates, after putting the built-in ones (version 1 of each kind) there if
+    /// missing (a single read when nothing is missing).
+    pub(crate) async fn ensure_consent_templates(&self) -> Result<Vec<ConsentTemplateRow>, CoreError> {
         let have = self.inner.store.consent_templates().await?;
         let now = self.inner.clock.now_micros();
         let mut ops = Vec::new();
@@ -207,37 +213,35 @@ impl Vault {
                 ops.push(Op::InsertConsentTemplate(Box::new(template_row(&t, now))));
             }
         }
-        if !ops.is_empty() {
-            let ev =
-                Draft::new(now, AuditAction::ConfigChange, Outcome::Success).resource("ConsentTemplate", None).actor_name("system".into());
-            self.inner.writer.write(ops, vec![ev], None).await?;
+        if ops.is_empty() {
+            return Ok(have);
         }
-        Ok(())
+        let ev = Draft::new(now, AuditAction::ConfigChange, Outcome::Success).resource("ConsentTemplate", None).actor_name("system".into());
+        self.inner.writer.write(ops, vec![ev], None).await?;
+        Ok(self.inner.store.consent_templates().await?)
     }
 
     /// Every template version, oldest first (reference data).
     pub async fn consent_templates(&self, actor: &Actor) -> Result<Vec<Template>, CoreError> {
-        self.gate(
-            actor,
-            Operation::ConsentTemplateList,
-            actor.default_purpose(),
-            &crate::authz::Target::Anywhere,
-            ("ConsentTemplate", None),
-        )
-        .await?;
-        self.ensure_consent_templates().await?;
-        Ok(self.inner.store.consent_templates().await?.iter().filter_map(template_of).collect())
+        let purpose = actor.default_purpose();
+        self.gate(actor, Operation::ConsentTemplateList, purpose, &crate::authz::Target::Anywhere, ("ConsentTemplate", None)).await?;
+        Ok(self.ensure_consent_templates().await?.iter().filter_map(template_of).collect())
     }
 
     /// Publishes the next version of a template; consents signed from then on must use it.
+    /// Bad input (unknown kind, a body without its required placeholders) is audited.
     pub async fn add_consent_template(&self, actor: &Actor, kind: &str, title: &str, body: &str) -> Result<Template, CoreError> {
         let purpose = actor.default_purpose();
         self.gate(actor, Operation::ConsentTemplateAdd, purpose, &crate::authz::Target::Anywhere, ("ConsentTemplate", None)).await?;
-        self.ensure_consent_templates().await?;
-        let kind = ConsentKind::parse(kind)?;
+        let kind = match ConsentKind::parse(kind) {
+            Ok(k) => k,
+            Err(e) => return Err(self.audit_input(actor, purpose, AuditAction::ConfigChange, "ConsentTemplate", e).await),
+        };
         let current = self.current_template(kind).await?;
         let t = Template { kind, version: current.version + 1, title: title.trim().to_string(), body: body.replace("\r\n", "\n") };
-        t.check()?;
+        if let Err(e) = t.check() {
+            return Err(self.audit_input(actor, purpose, AuditAction::ConfigChange, "ConsentTemplate", e).await);
+        }
         let now = self.inner.clock.now_micros();
         let ev = Draft::new(now, AuditAction::ConfigChange, Outcome::Success).by(actor).resource("ConsentTemplate", None).purpose(purpose);
         let lost =
@@ -247,8 +251,7 @@ impl Vault {
     }
 
     async fn current_template(&self, kind: ConsentKind) -> Result<Template, CoreError> {
-        self.ensure_consent_templates().await?;
-        let rows = self.inner.store.consent_templates().await?;
+        let rows = self.ensure_consent_templates().await?;
         rows.iter()
             .filter(|r| r.kind == kind.id())
             .filter_map(template_of)

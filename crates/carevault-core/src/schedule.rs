@@ -63,6 +63,20 @@ pub struct BookRequest {
     pub room_id: Option<String>,
 }
 
+impl BookRequest {
+    /// A patient, practitioner and location, a start and a duration; no type, room or series.
+    pub fn simple((patient_id, practitioner_id, location_id): (&str, &str, &str), start: i64, minutes: u16) -> BookRequest {
+        BookRequest {
+            patient_id: patient_id.into(),
+            practitioner_id: practitioner_id.into(),
+            location_id: location_id.into(),
+            start,
+            minutes: Some(minutes),
+            ..Default::default()
+        }
+    }
+}
+
 fn bad(path: &str, message: &str) -> CoreError {
     CoreError::Invalid(InputError::value(path, message))
 }
@@ -274,15 +288,7 @@ impl Vault {
         start: i64,
         minutes: u16,
     ) -> Result<AppointmentView, CoreError> {
-        let req = BookRequest {
-            patient_id: patient_id.into(),
-            practitioner_id: practitioner_id.into(),
-            location_id: location_id.into(),
-            start,
-            minutes: Some(minutes),
-            ..Default::default()
-        };
-        self.book(actor, purpose, &req, false).await
+        self.book(actor, purpose, &BookRequest::simple((patient_id, practitioner_id, location_id), start, minutes), false).await
     }
 
     /// Overbooks: the time must lie inside the practitioner's availability (a slot, taken or
@@ -298,15 +304,7 @@ impl Vault {
         start: i64,
         minutes: u16,
     ) -> Result<AppointmentView, CoreError> {
-        let req = BookRequest {
-            patient_id: patient_id.into(),
-            practitioner_id: practitioner_id.into(),
-            location_id: location_id.into(),
-            start,
-            minutes: Some(minutes),
-            ..Default::default()
-        };
-        self.book(actor, purpose, &req, true).await
+        self.book(actor, purpose, &BookRequest::simple((patient_id, practitioner_id, location_id), start, minutes), true).await
     }
 
     /// Books (or, with `overbook`, overbooks) what `req` asks for.

@@ -606,13 +606,9 @@ pub(crate) async fn document_reference_read(
     Path(id): Path<String>,
 ) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
-    match st.vault.read_note(&actor, p, &id).await {
-        Ok((note, _)) => Ok(fhir_json(StatusCode::OK, &note.to_fhir())),
-        Err(carevault_core::CoreError::NotFound { .. }) => {
-            Ok(fhir_json(StatusCode::OK, &st.vault.read_document(&actor, p, &id).await?.document_to_fhir()))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let rec = st.vault.read_document_reference(&actor, p, &id).await?;
+    let body = if rec.kind == "document" { rec.document_to_fhir() } else { rec.to_fhir() };
+    Ok(fhir_json(StatusCode::OK, &body))
 }
 
 /// `GET /fhir/r4/DocumentReference?patient=`: notes, addenda and attached documents.

@@ -384,6 +384,13 @@ async fn consents() {
     // The front desk cannot publish templates; the practice admin can.
     let body = "I, {{patient_name}} (born {{birth_date}}), consent to treatment at {{organization}}. Version two.";
     assert!(matches!(v.add_consent_template(&c.fd, "treatment", "Consent to treatment", body).await, Err(CoreError::Forbidden { .. })));
+    // Bad templates are refused precisely and audited; nothing is published.
+    assert!(matches!(v.add_consent_template(&c.admin, "no-such-kind", "X", body).await, Err(CoreError::Invalid(_))));
+    assert!(matches!(v.add_consent_template(&c.admin, "treatment", "X", "no placeholders at all").await, Err(CoreError::Invalid(_))));
+    let invalid =
+        audit_of(&c).await.iter().filter(|e| e.resource_type.as_deref() == Some("ConsentTemplate") && e.outcome == "invalid").count();
+    assert_eq!(invalid, 2, "both refusals are audited");
+    assert!(v.consent_templates(&c.fd).await.expect("templates").iter().all(|t| t.version == 1));
     let t2 = v.add_consent_template(&c.admin, "treatment", "Consent to treatment", body).await.expect("template v2");
     assert_eq!(t2.version, 2);
     // Signing what was shown from version 1 is now a conflict, and nothing is written.
