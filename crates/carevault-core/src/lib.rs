@@ -49,7 +49,7 @@ pub use access::{
 pub use actor::{Actor, RequestContext};
 pub use allergies::AllergyRecord;
 pub use audit::verify::{VerifyFailure, VerifyReport};
-pub use auth::{LoginStep, MfaReset, NewUser, PasskeyChallenge, PasskeyView, SessionGrant};
+pub use auth::{form_token, random_token, LoginStep, MfaReset, NewUser, PasskeyChallenge, PasskeyView, SessionGrant};
 pub use authz::{role_permissions, role_purposes, DenyReason, Privileges};
 pub use booking::{AppointmentQuery, AppointmentTypeView, WaitlistRequest, WaitlistView};
 pub use chart::ChartRecord;

@@ -7,7 +7,11 @@ use axum::response::Response;
 
 const HEADERS: &[(&str, &str)] = &[
     ("strict-transport-security", "max-age=63072000; includeSubDomains"),
-    ("content-security-policy", "default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    (
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+         frame-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
     ("x-frame-options", "DENY"),

@@ -1,4 +1,5 @@
-//! The carevault HTTPS server: FHIR R4 at `/fhir/r4`, the staff JSON API at `/api/v1`. Every
+//! The carevault HTTPS server: FHIR R4 at `/fhir/r4`, the staff JSON API at `/api/v1`, the
+//! staff web UI at `/ui`. Every
 //! handler reaches patient data only through `carevault_core::Vault`; this crate cannot reach
 //! the store or the keys (it does not depend on them).
 
@@ -11,6 +12,7 @@ mod headers;
 mod openapi;
 mod server;
 mod tls;
+mod ui;
 
 pub use server::{start, RunningServer, WebConfig, WebError};
 pub use tls::TlsSource;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use carevault_core::{InstanceKind, Vault};
@@ -63,18 +63,9 @@ impl RunningServer {
     }
 }
 
-async fn root(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
-    let banner = if st.vault.instance_kind() == InstanceKind::Demo {
-        "<p role=\"alert\" style=\"background:#ffe08a;padding:1em;font-weight:bold\">DEMO: every patient here is synthetic. Do not enter real patient data.</p>"
-    } else {
-        ""
-    };
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>carevault</title></head><body>{banner}\
-         <h1>carevault</h1><p>This server speaks FHIR R4 at <a href=\"/fhir/r4/metadata\">/fhir/r4</a>. \
-         Staff sign in at <code>POST /api/v1/auth/login</code>, then <code>POST /api/v1/auth/mfa/totp</code>.</p></body></html>"
-    ))
-    .into_response()
+/// `/` opens the staff web UI (FHIR clients use `/fhir/r4`).
+async fn root() -> Response {
+    axum::response::Redirect::to("/ui/").into_response()
 }
 
 async fn not_found() -> Response {
@@ -220,6 +211,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(not_found);
     Router::new()
         .route("/", get(root))
+        .route("/static/{name}", get(crate::ui::static_file))
+        .route("/ui/", get(crate::ui::home))
+        .nest("/ui", crate::ui::router())
         .nest("/fhir/r4", fhir)
         .nest("/api/v1", api)
         .fallback(not_found)

@@ -3,10 +3,12 @@
 
 mod account;
 mod blocklist;
+mod enroll;
 mod passkey;
 mod policy;
 
 pub use account::MfaReset;
+pub use enroll::{form_token, random_token};
 pub use passkey::{PasskeyChallenge, PasskeyView};
 
 use base64::Engine;
