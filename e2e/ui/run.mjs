@@ -330,6 +330,501 @@ async function passkey(run, srv) {
   }
 }
 
+// ---- shared helpers of the journeys --------------------------------------------------------------
+
+/** Clicks a submit button of a form and waits for the page that answers it (after a 303, the
+ * page it leads to). Returns the status of the POST's own response. */
+async function submit(page, button) {
+  const loaded = page.waitForEvent('load', { timeout: 30_000 });
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && r.request().isNavigationRequest(), { timeout: 30_000 }),
+    button.click(),
+  ]);
+  await loaded;
+  return resp.status();
+}
+
+/** The chart section whose h2 is `title` (sections are `section aria-labelledby` → region). */
+function chartSection(page, title) {
+  return page.locator('section').filter({ has: page.getByRole('heading', { level: 2, name: title, exact: true }) });
+}
+
+/** Today's date and the minutes of the day in a time zone. */
+function localNow(zone) {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat('en-CA', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+      .formatToParts(new Date())
+      .map((x) => [x.type, x.value]),
+  );
+  return { date: `${parts.year}-${parts.month}-${parts.day}`, minutes: Number(parts.hour) * 60 + Number(parts.minute) };
+}
+const hhmm = (m) => `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
+
+async function tabletWidth(run, page, label) {
+  const before = page.viewportSize();
+  await page.setViewportSize({ width: 768, height: 1024 });
+  await sleep(200);
+  const ok = await run.measureWidth(page, label);
+  await run.look(page, `${label} at 768 px`);
+  if (before) await page.setViewportSize(before);
+  return ok;
+}
+
+// ---- 5. front-desk journey -----------------------------------------------------------------------
+
+// The demo location's zone (the schedule seed: America/Chicago, practitioners available 07:00-19:00).
+const CLINIC_ZONE = process.env.E2E_CLINIC_ZONE || 'America/Chicago';
+
+async function frontDesk(run, srv) {
+  const a = await new Person(run, srv, 'demo.frontdesk').open();
+  S.frontdesk = a;
+  const p = a.page;
+  await a.signIn();
+
+  // Register a patient with a unique synthetic name.
+  await a.visit('/ui/patients', 'patient search');
+  await p.getByRole('link', { name: 'Register a new patient' }).click();
+  await p.waitForURL(/\/ui\/patients\/new$/);
+  await run.look(p, 'registration form');
+  await p.getByLabel('Given name', { exact: true }).fill(NEW_PATIENT.given);
+  await p.getByLabel('Family name', { exact: true }).fill(NEW_PATIENT.family);
+  await p.getByLabel('Birth date', { exact: true }).fill(NEW_PATIENT.birth);
+  await choose(p.getByLabel('Gender', { exact: true }), 'female');
+  await p.getByLabel('Phone', { exact: true }).fill(NEW_PATIENT.phone);
+  await p.getByLabel('Address line', { exact: true }).fill(NEW_PATIENT.line);
+  await p.getByLabel('City', { exact: true }).fill(NEW_PATIENT.city);
+  await p.getByLabel('Postal code', { exact: true }).fill(NEW_PATIENT.postal);
+  const st = await submit(p, p.getByRole('button', { name: 'Register patient' }));
+  S.patientId = idFrom(p, /^\/ui\/patients\/([^/]+)$/);
+  expect(S.patientId && S.patientId !== 'new', `registration answered ${st} and shows ${pathOf(p)}`);
+  await p.getByRole('heading', { level: 1, name: NEW_PATIENT.full }).waitFor();
+  await run.look(p, 'chart (new patient)');
+  for (const h of ['Demographics', 'Appointments', 'Encounters and notes', 'Documents', 'Consents']) {
+    await p.getByRole('heading', { level: 2, name: h, exact: true }).waitFor();
+  }
+
+  // The search finds the new patient.
+  await p.goto(a.url('/ui/patients'));
+  await p.getByLabel('Name', { exact: true }).fill(NEW_PATIENT.family);
+  await p.getByRole('button', { name: 'Search', exact: true }).click();
+  await p.getByRole('link', { name: NEW_PATIENT.full }).waitFor();
+  await run.look(p, 'patient search results', 'patient-search');
+
+  // Book an appointment with demo.clinician today.
+  await p.goto(a.url(`/ui/patients/${S.patientId}`));
+  await p.getByRole('link', { name: 'Book appointment' }).click();
+  await p.waitForURL(/\/ui\/appointments\/new/);
+  await run.look(p, 'booking form');
+  const now = localNow(CLINIC_ZONE);
+  // Quarter hours from 30 min ahead (not before 08:00) to 18:00, every 45 min: the first free one.
+  const first = Math.max(8 * 60, Math.ceil((now.minutes + 30) / 15) * 15);
+  const times = [];
+  for (let m = first; m <= 18 * 60 && times.length < 8; m += 45) times.push(m);
+  let day = now.date;
+  if (!times.length) {
+    // Too late in the clinic's day: tomorrow morning (check-in may then be refused).
+    day = new Date(new Date(`${now.date}T12:00:00Z`).getTime() + 86_400_000).toISOString().slice(0, 10);
+    times.push(9 * 60, 10 * 60, 11 * 60);
+    run.note(`booked for ${day}: too late today in ${CLINIC_ZONE}`);
+  }
+  let booked = null;
+  const tried = [];
+  for (const m of times) {
+    if (!pathOf(p).startsWith('/ui/appointments/new') && !pathOf(p).startsWith('/ui/appointments')) break;
+    await choose(p.getByLabel('Practitioner', { exact: true }), /clinician|physician/i);
+    const loc = p.getByLabel('Location', { exact: true });
+    if (await loc.count()) await choose(loc, null);
+    await choose(p.getByLabel('Appointment type', { exact: true }), /follow|visit|consult|new/i);
+    await p.getByLabel('Date', { exact: true }).fill(day);
+    const start = p.getByLabel('Start time', { exact: true });
+    if ((await start.evaluate((e) => e.tagName)) === 'SELECT') await choose(start, hhmm(m));
+    else await start.fill(hhmm(m));
+    const code = await submit(p, p.getByRole('button', { name: 'Book appointment' }));
+    tried.push(`${hhmm(m)}: ${code}`);
+    const id = idFrom(p, /^\/ui\/appointments\/([^/]+)$/);
+    if (code === 303 && id && id !== 'new') {
+      booked = { id, time: hhmm(m), day };
+      break;
+    }
+    if (code === 303) {
+      booked = { id: null, time: hhmm(m), day };
+      break;
+    }
+    const err = await p.getByRole('alert').first().textContent().catch(() => '');
+    tried[tried.length - 1] += ` (${(err || '').trim().slice(0, 80)})`;
+  }
+  expect(booked, `no appointment could be booked: ${tried.join('; ')}`);
+  S.appointment = booked;
+  await run.look(p, 'after booking');
+
+  // Check in, on the appointment page or else on the day's schedule.
+  const checkIn = p.getByRole('button', { name: 'Check in', exact: true });
+  const dayUrl = `/ui/schedule?view=day&date=${booked.day}`;
+  let item = p.locator('main');
+  if (!booked.id || !(await checkIn.count())) {
+    await a.visit(dayUrl, 'schedule day');
+    item = p.locator('.appointment').filter({ hasText: NEW_PATIENT.family });
+    expect((await item.count()) === 1, `the day's schedule shows ${await item.count()} appointments of ${NEW_PATIENT.full}`);
+  }
+  const code = await submit(p, item.getByRole('button', { name: 'Check in', exact: true }));
+  expect(code < 400, `check-in answered ${code}`);
+  await a.visit(dayUrl, 'schedule day', 'schedule-day');
+  const mine = p.locator('.appointment').filter({ hasText: NEW_PATIENT.family });
+  expect((await mine.count()) === 1, `the day's schedule shows ${await mine.count()} appointments of ${NEW_PATIENT.full}`);
+  const text = await mine.innerText();
+  expect(/arrived|checked.in/i.test(text), `after check-in the appointment reads: ${text.replace(/\s+/g, ' ').slice(0, 160)}`);
+
+  // A signed consent captured on the tablet page (768 x 1024).
+  await p.setViewportSize({ width: 768, height: 1024 });
+  await p.goto(a.url(`/ui/patients/${S.patientId}`));
+  await run.measureWidth(p, 'chart (front desk)');
+  await p.getByRole('link', { name: 'Capture a consent' }).click();
+  await p.waitForURL(/\/consents\/new/);
+  await run.look(p, 'consent tablet');
+  const form = p.getByLabel('Consent form', { exact: true });
+  const chosen = await choose(form, /treat|privacy|notice|hipaa|general/i);
+  await submit(p, p.getByRole('button', { name: 'Show this form' })).catch(() => {}); // a GET form: no POST
+  await p.getByLabel('Full name', { exact: true }).waitFor();
+  await run.measureWidth(p, 'consent tablet');
+  const pad = p.locator('canvas.signature');
+  await pad.scrollIntoViewIfNeeded();
+  const box = await pad.boundingBox();
+  expect(box && box.width > 100, 'the signature pad has no size');
+  // Two strokes, like a signature: a wave and a line.
+  await p.mouse.move(box.x + 30, box.y + box.height * 0.6);
+  await p.mouse.down();
+  for (let i = 1; i <= 24; i++) await p.mouse.move(box.x + 30 + i * 12, box.y + box.height * (0.6 - 0.25 * Math.sin(i / 3)), { steps: 2 });
+  await p.mouse.up();
+  await p.mouse.move(box.x + 40, box.y + box.height * 0.8);
+  await p.mouse.down();
+  await p.mouse.move(box.x + 320, box.y + box.height * 0.78, { steps: 10 });
+  await p.mouse.up();
+  await p.getByLabel('Full name', { exact: true }).fill(NEW_PATIENT.full);
+  await p.getByLabel('I have read and agree to this document').check();
+  await run.look(p, 'consent tablet, signed', 'consent-tablet');
+  const signBtn = p.getByRole('button', { name: 'Sign consent' });
+  expect(await signBtn.isEnabled(), 'the "Sign consent" button is still disabled after drawing and ticking the box');
+  const cs = await submit(p, signBtn);
+  S.consentId = idFrom(p, /^\/ui\/consents\/([^/]+)$/);
+  expect(S.consentId, `signing the consent answered ${cs} at ${pathOf(p)}: ${(await p.getByRole('alert').first().textContent().catch(() => '')) || ''}`);
+  await p.locator('.badge', { hasText: /^active$/ }).first().waitFor();
+  await run.measureWidth(p, 'consent page');
+  await run.look(p, 'consent page');
+  const pdfHref = await p.getByRole('link', { name: 'Download PDF' }).getAttribute('href');
+  const pdf = await p.request.get(a.url(pdfHref));
+  expect(pdf.status() === 200 && (await pdf.body()).subarray(0, 5).toString() === '%PDF-', `Download PDF: HTTP ${pdf.status()}`);
+  await p.setViewportSize({ width: 1280, height: 900 });
+  run.note(`consent form: ${chosen}`);
+}
+
+// ---- 7. clinician journey --------------------------------------------------------------------------
+
+async function clinician(run, srv) {
+  const a = await new Person(run, srv, 'demo.clinician').open();
+  S.clinician = a;
+  const p = a.page;
+  await a.signIn({ shots: { home: 'home' } });
+  let pid = S.patientId;
+  let refused = 'no patient from 5';
+  if (pid) {
+    const r = await a.visit(`/ui/patients/${pid}`, 'chart (clinician)');
+    if (r.status() >= 400) refused = `HTTP ${r.status()}`;
+    else if (await chartSection(p, 'Encounters and notes').locator('.denied').count()) refused = 'its notes section is refused';
+    else refused = null;
+  }
+  if (refused) {
+    // The check-in did not give a care relationship: use a patient of the clinician's team.
+    run.note(`the patient registered in 5 cannot be used by demo.clinician (${refused}): used ${FIRST.full}, a demo patient of the care team`);
+    await p.goto(a.url(`/ui/patients?q=${FIRST.family}`));
+    await p.getByRole('link', { name: FIRST.full }).click();
+    await p.waitForURL(/\/ui\/patients\/[^/]+$/);
+    pid = idFrom(p, /^\/ui\/patients\/([^/]+)$/);
+    S.clinicalPatient = { id: pid, full: FIRST.full, family: FIRST.family };
+  } else {
+    S.clinicalPatient = { id: pid, full: NEW_PATIENT.full, family: NEW_PATIENT.family };
+  }
+  await p.getByRole('heading', { level: 1, name: S.clinicalPatient.full }).waitFor();
+  await run.look(p, 'chart', 'chart');
+  await tabletWidth(run, p, 'chart (clinician)');
+
+  // Start a visit (a walk-in, or the form asking who and where).
+  let code = await submit(p, chartSection(p, 'Encounters and notes').getByRole('button', { name: 'Start a visit' }));
+  if (!/^\/ui\/encounters\//.test(pathOf(p))) {
+    await run.look(p, 'start a visit: who and where');
+    code = await submit(p, p.locator('main').getByRole('button', { name: 'Start a visit' }));
+  }
+  S.encounterId = idFrom(p, /^\/ui\/encounters\/([^/]+)$/);
+  expect(S.encounterId, `starting a visit answered ${code} at ${pathOf(p)}`);
+  await p.getByRole('heading', { level: 1, name: /^Visit / }).waitFor();
+  await run.look(p, 'visit');
+
+  // A SOAP note: save the draft, then sign it.
+  for (const [label, text] of Object.entries(SOAP)) await p.getByLabel(label, { exact: true }).fill(text);
+  code = await submit(p, p.getByRole('button', { name: 'Save draft' }));
+  S.noteId = idFrom(p, /^\/ui\/notes\/([^/]+)$/);
+  expect(S.noteId, `saving the note answered ${code} at ${pathOf(p)}`);
+  await p.locator('.badge', { hasText: /^draft$/ }).first().waitFor();
+  const shown = await p.locator('main').innerText();
+  for (const t of Object.values(SOAP)) expect(shown.includes(t) || (await p.locator('textarea').evaluateAll((ts) => ts.map((x) => x.value))).includes(t), `the draft lost: ${t}`);
+  await run.look(p, 'note editor (draft)', 'note-editor');
+  await tabletWidth(run, p, 'note editor');
+  await p.getByLabel('I have reviewed this note and sign it').check();
+  code = await submit(p, p.getByRole('button', { name: 'Sign note' }));
+  expect(code < 400, `signing answered ${code}`);
+  await p.locator('.badge', { hasText: /^(signed|final)$/ }).first().waitFor();
+  await run.look(p, 'signed note');
+
+  // An addendum.
+  await p.getByLabel('Addendum', { exact: true }).fill(ADDENDUM);
+  code = await submit(p, p.getByRole('button', { name: 'Add addendum' }));
+  expect(code < 400, `the addendum answered ${code}`);
+  await p.getByText(ADDENDUM).first().waitFor();
+  await run.look(p, 'note with addendum');
+
+  // Documents: a PNG made here, and a plain-text one (a PDF if text is not accepted).
+  const png = makePng(24, 16);
+  S.documents = [];
+  for (const doc of [
+    { title: `E2E wound photo ${tag}`, name: 'wound.png', mimeType: 'image/png', buffer: png },
+    { title: `E2E referral letter ${tag}`, name: 'referral.txt', mimeType: 'text/plain', buffer: Buffer.from(`Referral ${tag}: synthetic test document.\n`) },
+  ]) {
+    await p.goto(a.url(`/ui/patients/${pid}`));
+    await p.getByRole('link', { name: 'Upload a document' }).first().click();
+    await p.waitForURL(/\/documents\/new/);
+    await run.look(p, 'upload form');
+    await p.getByLabel('Title', { exact: true }).fill(doc.title);
+    await p.getByLabel('File', { exact: true }).setInputFiles({ name: doc.name, mimeType: doc.mimeType, buffer: doc.buffer });
+    code = await submit(p, p.getByRole('button', { name: 'Upload', exact: true }));
+    let id = idFrom(p, /^\/ui\/documents\/([^/]+)$/);
+    if (!id && doc.mimeType === 'text/plain') {
+      run.note(`plain text refused (${code}); uploaded a PDF instead`);
+      const pdf = makePdf(`Referral ${tag}`);
+      await p.getByLabel('Title', { exact: true }).fill(doc.title);
+      await p.getByLabel('File', { exact: true }).setInputFiles({ name: 'referral.pdf', mimeType: 'application/pdf', buffer: pdf });
+      code = await submit(p, p.getByRole('button', { name: 'Upload', exact: true }));
+      id = idFrom(p, /^\/ui\/documents\/([^/]+)$/);
+      Object.assign(doc, { mimeType: 'application/pdf', buffer: pdf });
+    }
+    expect(id, `uploading ${doc.name} answered ${code} at ${pathOf(p)}`);
+    await p.getByRole('heading', { level: 1, name: doc.title }).waitFor();
+    await run.look(p, `document ${doc.name}`);
+    const href = await p.getByRole('link', { name: 'Open document' }).getAttribute('href');
+    const got = await p.request.get(a.url(href));
+    expect(got.status() === 200, `Open document (${doc.name}): HTTP ${got.status()}`);
+    const ty = got.headers()['content-type'] || '';
+    expect(ty.startsWith(doc.mimeType), `Open document (${doc.name}): Content-Type ${ty}`);
+    expect(Buffer.compare(await got.body(), doc.buffer) === 0, `Open document (${doc.name}): the bytes differ from the upload`);
+    expect((got.headers()['x-content-type-options'] || '') === 'nosniff', `Open document: no nosniff`);
+    S.documents.push({ id, ...doc });
+  }
+  // The image opens in the browser too (the link itself, as a person would click it).
+  const imgResp = await p.goto(a.url(`/ui/documents/${S.documents[0].id}/content`));
+  expect(imgResp.status() === 200 && (imgResp.headers()['content-type'] || '').startsWith('image/png'), `opening the PNG in the browser: HTTP ${imgResp.status()}`);
+}
+
+// ---- 6. front desk may not open clinical notes -------------------------------------------------
+
+async function frontDeskDenied(run, srv) {
+  const a = await new Person(run, srv, 'demo.frontdesk').open();
+  try {
+    const p = a.page;
+    await a.signIn();
+    await a.visit(`/ui/patients/${S.clinicalPatient.id}`, 'chart (front desk, after the note)');
+    const denied = chartSection(p, 'Encounters and notes').locator('.denied');
+    expect((await denied.count()) > 0, 'the "Encounters and notes" section has no .denied explanation for the front desk');
+    const why = (await denied.first().innerText()).trim();
+    expect(/audit/i.test(why), `the explanation does not say the attempt was recorded: ${why}`);
+    expect(!(await p.locator('main').innerText()).includes(SOAP.Subjective), 'the note text is on the front desk\'s chart');
+    const r = await p.goto(a.url(`/ui/notes/${S.noteId}`));
+    expect(r.status() === 403, `/ui/notes/{id} for the front desk: HTTP ${r.status()}`);
+    await run.look(p, 'note refused (403)');
+    await p.getByRole('heading', { level: 1, name: 'Not allowed' }).waitFor();
+    const text = await p.locator('main').innerText();
+    expect(/audit log/i.test(text), `the 403 page does not explain: ${text.slice(0, 200)}`);
+    expect(!text.includes(SOAP.Subjective), 'the 403 page shows the note');
+    S.denialAt = Date.now();
+  } finally {
+    await a.close();
+  }
+}
+
+// ---- 8. officer journey: audit log, verification, break-glass review ---------------------------
+
+/** The audit viewer's table as objects keyed by the column headers. */
+async function auditRows(page) {
+  const table = page.locator('main table').filter({ has: page.getByRole('columnheader', { name: 'Action', exact: true }) }).first();
+  await table.waitFor();
+  const heads = (await table.locator('thead th, tr:first-child th').allInnerTexts()).map((h) => h.trim());
+  const rows = await table.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.innerText.trim())));
+  return rows.filter((r) => r.length === heads.length).map((r) => Object.fromEntries(heads.map((h, i) => [h, r[i]])));
+}
+const resourceType = (s) => (String(s).match(/[A-Za-z]+/) || [''])[0];
+
+async function breakGlass(run, srv) {
+  const a = await new Person(run, srv, 'demo.nurse').open();
+  try {
+    const p = a.page;
+    await a.signIn(); // fresh: break-glass needs a recent sign-in
+    await p.goto(a.url(`/ui/patients?q=${OUTSIDER.family}`));
+    await run.look(p, 'patient search (nurse)');
+    await p.getByRole('link', { name: OUTSIDER.full }).click();
+    await p.waitForURL(/\/ui\/patients\/[^/]+$/);
+    S.outsiderId = idFrom(p, /^\/ui\/patients\/([^/]+)$/);
+    await run.look(p, 'chart refused (nurse)');
+    expect((await p.locator('.denied').count()) > 0, 'the nurse is not told why the chart is refused');
+    expect(!(await p.getByRole('heading', { level: 2, name: 'Demographics', exact: true }).count()), 'the refused chart shows demographics');
+    await p.getByRole('heading', { level: 2, name: 'Emergency access (break-glass)' }).waitFor();
+    await choose(p.getByLabel('Reason', { exact: true }), 'medical-emergency');
+    await p.getByLabel('Explanation', { exact: true }).fill(`E2E ${tag}: found unresponsive in the waiting room`);
+    let code = await submit(p, p.getByRole('button', { name: 'Break the glass' }));
+    if (await a.reauthIfAsked()) {
+      run.note('break-glass asked for "Confirm it\'s you" first');
+      await p.goto(a.url(`/ui/patients/${S.outsiderId}`));
+      await choose(p.getByLabel('Reason', { exact: true }), 'medical-emergency');
+      await p.getByLabel('Explanation', { exact: true }).fill(`E2E ${tag}: found unresponsive in the waiting room`);
+      code = await submit(p, p.getByRole('button', { name: 'Break the glass' }));
+    }
+    expect(code < 400, `break the glass answered ${code}`);
+    await p.getByRole('heading', { level: 1, name: OUTSIDER.full }).waitFor();
+    await p.getByRole('heading', { level: 2, name: 'Demographics', exact: true }).waitFor();
+    await run.look(p, 'chart after break-glass');
+  } finally {
+    await a.close();
+  }
+}
+
+async function officer(run, srv) {
+  const a = await new Person(run, srv, 'demo.privacy').open();
+  try {
+    const p = a.page;
+    await a.signIn();
+    await a.visit('/ui/audit', 'audit viewer');
+    await p.getByLabel('Patient', { exact: true }).fill(S.patientId);
+    await submit(p, p.getByRole('button', { name: 'Filter', exact: true })).catch(async () => {
+      await p.waitForLoadState('load'); // a GET form
+    });
+    await run.look(p, 'audit viewer, one patient', 'audit');
+    const rows = await auditRows(p);
+    expect(rows.length > 0, 'the audit filter by patient shows no rows');
+    // What is counted: every row that changed something (create/update/delete) must be one of the
+    // journeys' own actions, each exactly as often as it happened; rows that only read
+    // (read/search/export) are the pages' own reads and may come in any number, but only from the
+    // people who opened the chart. The document views must be there (as read or export).
+    const u = (r) => r.User || '';
+    const key = (r) => `${u(r)} ${r.Action} ${resourceType(r.Resource)} ${r.Outcome}`;
+    const expected = [
+      'demo.frontdesk create Patient success',
+      'demo.frontdesk create Appointment success',
+      'demo.frontdesk update Appointment success', // check-in
+      'demo.frontdesk create Consent success',
+    ];
+    if (S.clinicalPatient?.id === S.patientId) {
+      expected.push(
+        'demo.clinician create Encounter success',
+        'demo.clinician create DocumentReference success', // the note (its first draft)
+        'demo.clinician update DocumentReference success', // signing it
+        'demo.clinician create DocumentReference success', // the addendum
+        'demo.clinician create DocumentReference success', // the PNG
+        'demo.clinician create DocumentReference success', // the text (or PDF) document
+      );
+    }
+    const writes = rows.filter((r) => ['create', 'update', 'delete'].includes(r.Action) && r.Outcome === 'success').map(key);
+    const missing = [...expected];
+    const extra = [];
+    for (const w of writes) {
+      const i = missing.indexOf(w);
+      if (i >= 0) missing.splice(i, 1);
+      else extra.push(w);
+    }
+    const readers = new Set(['demo.frontdesk', 'demo.clinician', 'demo.privacy']);
+    const strangers = rows.filter((r) => !readers.has(u(r))).map(key);
+    const views = rows.filter((r) => u(r) === 'demo.clinician' && ['read', 'export'].includes(r.Action) && resourceType(r.Resource) === 'DocumentReference');
+    const denials = rows.filter((r) => u(r) === 'demo.frontdesk' && r.Outcome === 'denied');
+    const problems = [];
+    if (missing.length) problems.push(`missing: ${missing.join(', ')}`);
+    if (extra.length) problems.push(`unexpected changes: ${extra.join(', ')}`);
+    if (strangers.length) problems.push(`rows by others: ${strangers.join(', ')}`);
+    if (S.clinicalPatient?.id === S.patientId && views.length < S.documents.length) problems.push(`only ${views.length} document views by demo.clinician`);
+    if (S.noteId && S.clinicalPatient?.id === S.patientId && !denials.some((r) => resourceType(r.Resource) === 'DocumentReference')) {
+      problems.push('the front desk\'s refused note is not in the log');
+    }
+    run.note(`${rows.length} rows for the patient: ${writes.length} changes, ${rows.length - writes.length} reads/denials`);
+    if (problems.length) {
+      const dump = rows.map((r) => `${key(r)} ${r.Resource}`).join(' | ');
+      throw new Failure(`${problems.join('; ')} [rows: ${dump}]`);
+    }
+    // The denial by user, in case the patient was not the registered one.
+    if (S.noteId && S.clinicalPatient?.id !== S.patientId) {
+      await p.goto(a.url(`/ui/audit?patient=${encodeURIComponent(S.clinicalPatient.id)}&user=demo.frontdesk`));
+      const rs = await auditRows(p);
+      expect(rs.some((r) => r.Outcome === 'denied' && resourceType(r.Resource) === 'DocumentReference'), 'the front desk\'s refused note is not in the log');
+    }
+    // Break-glass review.
+    await a.visit('/ui/', 'home (privacy officer)');
+    await p.getByRole('link', { name: /Break-glass reviews/ }).first().click();
+    await p.waitForURL(/\/ui\/reviews/);
+    await run.look(p, 'break-glass reviews');
+    const forms = p.locator('form').filter({ has: p.getByRole('button', { name: 'Close review' }) });
+    const n = await forms.count();
+    expect(n >= 1, 'no break-glass review to close');
+    let idx = 0;
+    if (n > 1) {
+      const texts = await forms.evaluateAll((fs) => fs.map((f) => (f.closest('li,tr,article,section') || f).innerText));
+      idx = Math.max(0, texts.findIndex((t) => t.includes('demo.nurse') || t.includes(OUTSIDER.full)));
+    }
+    const f = forms.nth(idx);
+    await choose(f.getByLabel('Outcome', { exact: true }), 'appropriate');
+    await f.getByLabel('Note', { exact: true }).fill(`E2E ${tag}: emergency confirmed with the triage nurse`);
+    const code = await submit(p, f.getByRole('button', { name: 'Close review' }));
+    expect(code < 400, `closing the review answered ${code}`);
+    await run.look(p, 'reviews after closing');
+    const left = await p.locator('form').filter({ has: p.getByRole('button', { name: 'Close review' }) }).count();
+    expect(left === n - 1, `${left} open reviews left of ${n}`);
+  } finally {
+    await a.close();
+  }
+}
+
+async function auditVerify(run, srv) {
+  // demo.privacy's role has no audit.verify (see carevault-core authz.rs): the auditor verifies.
+  const a = await new Person(run, srv, 'demo.auditor').open();
+  try {
+    const p = a.page;
+    await a.signIn();
+    const r = await a.visit('/ui/audit/verify', 'audit verify');
+    expect(r.status() === 200, `/ui/audit/verify: HTTP ${r.status()}`);
+    const st = (await p.locator('#verify-status').innerText()).trim();
+    expect(/\bOK\b/i.test(st) && !/fail|broken|tamper/i.test(st), `#verify-status says: ${st}`);
+  } finally {
+    await a.close();
+  }
+}
+
+// ---- admin: the users page (and a screenshot of it) -----------------------------------------------
+
+async function adminUsers(run, srv) {
+  const a = await new Person(run, srv, 'demo.admin').open();
+  try {
+    const p = a.page;
+    await a.signIn();
+    const r = await a.visit('/ui/admin', 'admin users', 'admin-users');
+    expect(r.status() === 200, `/ui/admin: HTTP ${r.status()}`);
+    for (const u of ['demo.frontdesk', 'demo.clinician', 'demo.privacy']) {
+      await p.getByRole('cell', { name: u }).or(p.getByRole('rowheader', { name: u })).first().waitFor();
+    }
+    const name = `e2e.tester.${tag}`;
+    await p.getByLabel('Username', { exact: true }).fill(name);
+    await choose(p.getByLabel('Role', { exact: true }), 'nurse');
+    await p.getByLabel('Initial password', { exact: true }).fill(`violet harbor ${tag} lantern meadow`);
+    const code = await submit(p, p.getByRole('button', { name: 'Add user' }));
+    expect(code < 400, `adding a user answered ${code}: ${(await p.getByRole('alert').first().textContent().catch(() => '')) || ''}`);
+    await p.getByText(name).first().waitFor();
+    await run.look(p, 'user added');
+  } finally {
+    await a.close();
+  }
+}
+
 // ---- main --------------------------------------------------------------------------------------
 
 async function main() {
@@ -356,6 +851,49 @@ async function main() {
       await run.check('3b', 'idle timeout: "Stay signed in" keeps the session', () => idleStay(run, idle));
     }
     if (want(4)) await run.check('4', 'passkey: register on /ui/account (virtual authenticator), then sign in with it', () => passkey(run, srv));
+    if (want(5)) {
+      await run.check('5', 'front desk: register, book today, check in, signed consent on the tablet page', () => frontDesk(run, srv));
+      await S.frontdesk?.close();
+    }
+    if (want(7)) {
+      await run.check('7', 'clinician: chart, visit, SOAP note, sign, addendum, PNG and text documents opened', () => clinician(run, srv), {
+        needs: [[!want(5) || S.patientId, 'the patient of 5']],
+      });
+      await S.clinician?.close();
+    }
+    if (want(6)) {
+      await run.check('6', 'front desk cannot open the clinical note: .denied on the chart, 403 page', () => frontDeskDenied(run, srv), {
+        needs: [[S.noteId && S.clinicalPatient, 'the note of 7']],
+      });
+    }
+    if (want(8)) {
+      await run.check('8a', 'break-glass: demo.nurse is refused a chart, breaks the glass, sees it', () => breakGlass(run, srv));
+      await run.check('8b', 'privacy officer: audit by patient = the journeys, the denial, break-glass review closed', () => officer(run, srv), {
+        needs: [[S.patientId, 'the patient of 5']],
+      });
+      await run.check('8c', 'audit verify shows OK (demo.auditor)', () => auditVerify(run, srv));
+    }
+    if (want(10) || want('admin')) await run.check('10a', 'admin: users page lists the demo accounts; a user is added', () => adminUsers(run, srv));
+    if (want(9)) {
+      await run.check('9', 'tablet width 768 px: no horizontal scrolling (chart, consent pages, note editor)', async () => {
+        const need = ['chart (front desk)', 'consent tablet', 'consent page'];
+        const seen = run.tablet.map((t) => t.label);
+        const missing = need.filter((n) => !seen.includes(n));
+        const bad = run.tablet.filter((t) => !t.ok).map((t) => `${t.label} (${t.url}): scrollWidth ${t.scrollWidth} > ${t.innerWidth}`);
+        run.note(run.tablet.map((t) => `${t.label} ${t.scrollWidth}/${t.innerWidth}`).join(', '));
+        expect(!bad.length, bad.join('; '));
+        expect(!missing.length, `not measured (an earlier journey stopped): ${missing.join(', ')}`);
+      });
+    }
+  }
+  if (opt.screenshots) {
+    await run.check('10', 'screenshots of the main pages in docs/screenshots/', async () => {
+      const all = ['signin', 'enroll-qr', 'home', 'patient-search', 'chart', 'schedule-day', 'note-editor', 'consent-tablet', 'account', 'admin-users', 'audit'];
+      const missing = all.filter((n) => !run.shotsTaken.has(n));
+      expect(!missing.length, `not taken (their journeys stopped first): ${missing.join(', ')}`);
+    });
+  } else {
+    console.log('skip 10 screenshots: not requested (pass --screenshots to write docs/screenshots/)');
   }
   await Promise.all([srv.stop(), idle.stop()]);
   const secs = ((Date.now() - started) / 1000).toFixed(0);
