@@ -281,7 +281,7 @@ export class Run {
       console.log(`skip ${id} ${title}: needs ${missing.join(', ')}`);
       return false;
     }
-    this.current = { id, axe: [], notes: [], storage: [] };
+    this.current = { id, axe: [], notes: [], storage: [], soft: [] };
     const t0 = Date.now();
     let err = null;
     try {
@@ -293,7 +293,8 @@ export class Run {
     this.current = null;
     const secs = ((Date.now() - t0) / 1000).toFixed(1);
     const problems = [];
-    if (err) problems.push(err instanceof Failure ? err.message : `${err.name}: ${err.message.split('\n')[0]}`);
+    if (err) problems.push(this.describe(err));
+    problems.push(...c.soft);
     if (c.storage.length) problems.push(`web storage not empty on ${c.storage.join(', ')}`);
     if (c.axe.length) problems.push(`axe: serious/critical violations on ${c.axe.length} page(s)`);
     const notes = c.notes.length ? ` [${c.notes.join('; ')}]` : '';
@@ -312,6 +313,27 @@ export class Run {
       }
     }
     return false;
+  }
+
+  /** An error in one line: Playwright's first line, what it waited for, and the page it was on. */
+  describe(e) {
+    if (e instanceof Failure) return e.message;
+    const lines = String(e.message).replace(/\x1b\[[0-9;]*m/g, '').split('\n');
+    const waiting = lines.map((l) => l.match(/waiting for (.*)/)).find(Boolean);
+    return `${e.name}: ${lines[0]}${waiting ? ` (waiting for ${waiting[1].trim()})` : ''}${this.lastNav ? ` [${this.lastNav}]` : ''}`;
+  }
+
+  /** A part of a journey whose failure is reported but does not stop the rest of it. */
+  async part(what, fn) {
+    try {
+      await fn();
+      return true;
+    } catch (e) {
+      const msg = this.describe(e);
+      if (this.current) this.current.soft.push(`${what}: ${msg}`);
+      else throw e;
+      return false;
+    }
   }
 
   note(text) {
@@ -398,6 +420,12 @@ export class Person {
     this.ctx.setDefaultTimeout(15_000);
     this.ctx.setDefaultNavigationTimeout(30_000);
     this.page = this.ctx.pages()[0] || (await this.ctx.newPage());
+    // The last page loaded, for the failure messages.
+    this.page.on('response', (r) => {
+      if (r.request().isNavigationRequest() && r.frame() === this.page.mainFrame()) {
+        this.run.lastNav = `${this.user.username} at ${new URL(r.url()).pathname}${new URL(r.url()).search}, HTTP ${r.status()}`;
+      }
+    });
     return this;
   }
 
