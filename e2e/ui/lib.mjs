@@ -365,7 +365,10 @@ export class Run {
     }
     if (shot && this.screenshots) {
       fs.mkdirSync(this.shotDir, { recursive: true });
-      await page.screenshot({ path: path.join(this.shotDir, `${shot}.png`), fullPage: true });
+      // The whole page, but at most 2400 px of a long one (the audit log).
+      const [w, h] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]);
+      const clip = h > 2400 ? { x: 0, y: 0, width: w, height: 2400 } : undefined;
+      await page.screenshot({ path: path.join(this.shotDir, `${shot}.png`), fullPage: true, clip });
       this.shotsTaken.add(shot);
     }
   }

@@ -446,7 +446,8 @@ async function frontDesk(run, srv) {
     const tried = [];
     for (const m of times) {
       if (!pathOf(p).startsWith('/ui/appointments/new') && !pathOf(p).startsWith('/ui/appointments')) break;
-      await choose(p.getByLabel('Practitioner', { exact: true }), /clinician|physician/i);
+      // demo.clinician's practitioner record in the demo seed is Dana Demoson.
+      await choose(p.getByLabel('Practitioner', { exact: true }), /Demoson|clinician|physician/i);
       const loc = p.getByLabel('Location', { exact: true });
       if (await loc.count()) await choose(loc, null);
       await choose(p.getByLabel('Appointment type', { exact: true }), /follow|visit|consult|new/i);
