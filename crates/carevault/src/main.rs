@@ -468,6 +468,10 @@ async fn print_banner(s: &config::Settings, vault: &Vault, server: &carevault_we
         println!("==================================================================");
     }
     println!("carevault {} listening on {url} ({}, data folder {})", env!("CARGO_PKG_VERSION"), vault.backend_name(), s.data_dir.display());
+    // Browsers get the staff UI on `localhost` (the WebAuthn relying party of the default
+    // public origin), whatever loopback address the server listens on.
+    let ui = if server.local_addr.ip().is_loopback() { format!("https://localhost:{}", server.local_addr.port()) } else { url.clone() };
+    println!("staff web UI: {ui}/ui/");
     println!("FHIR R4: {url}/fhir/r4/metadata");
     if fresh || vault.was_created() {
         println!("initialized: data folder, database, master key (keys/master.key - back it up apart from the data), audit signing key");
@@ -482,7 +486,9 @@ async fn print_banner(s: &config::Settings, vault: &Vault, server: &carevault_we
         if let Ok(text) = std::fs::read_to_string(demo_file) {
             print!("{text}");
         }
-        println!("sign in: POST {url}/api/v1/auth/login, then POST {url}/api/v1/auth/mfa/totp with a code from the TOTP secret (e.g. oathtool --totp -b SECRET)");
+        println!("sign in: open {ui}/ui/ with a demo account; at the first sign-in, \"Show my QR code\" sets up an authenticator app");
+        println!("  (or keep the printed TOTP secret: \"Enter its code instead\", e.g. oathtool --totp -b SECRET)");
+        println!("API: POST {url}/api/v1/auth/login, then POST {url}/api/v1/auth/mfa/totp");
     } else if vault.user_count().await.unwrap_or(0) == 0 {
         println!("no staff account yet; create the first one with:");
         println!("  carevault user add --username admin --role practice_admin --password-stdin --data-dir {}", s.data_dir.display());
