@@ -338,6 +338,7 @@ async function passkey(run, srv) {
  * page it leads to). Returns the status of the POST's own response. */
 async function submit(page, button) {
   const loaded = page.waitForEvent('load', { timeout: 30_000 });
+  loaded.catch(() => {}); // awaited below; not unhandled when the click itself fails
   const [resp] = await Promise.all([
     page.waitForResponse((r) => r.request().method() === 'POST' && r.request().isNavigationRequest(), { timeout: 30_000 }),
     button.click(),
@@ -349,6 +350,7 @@ async function submit(page, button) {
 /** Follows a link as a person would; fails with the status when the page is an error. */
 async function follow(page, link) {
   const loaded = page.waitForEvent('load', { timeout: 30_000 });
+  loaded.catch(() => {}); // awaited below; not unhandled when the click itself fails
   const [resp] = await Promise.all([
     page.waitForResponse((r) => r.request().isNavigationRequest() && r.frame() === page.mainFrame(), { timeout: 30_000 }),
     link.click(),
@@ -901,9 +903,8 @@ async function main() {
       await S.frontdesk?.close();
     }
     if (want(7)) {
-      await run.check('7', 'clinician: chart, visit, SOAP note, sign, addendum, PNG and text documents opened', () => clinician(run, srv), {
-        needs: [[!want(5) || S.patientId, 'the patient of 5']],
-      });
+      // Without the patient of 5, the clinician uses a demo patient of the care team (and says so).
+      await run.check('7', 'clinician: chart, visit, SOAP note, sign, addendum, PNG and text documents opened', () => clinician(run, srv));
       await S.clinician?.close();
     }
     if (want(6)) {
@@ -946,6 +947,11 @@ async function main() {
   console.log(`${run.passed} passed, ${run.failed} failed${run.skipped ? `, ${run.skipped} skipped` : ''}`);
   process.exit(run.failed ? 1 : 0);
 }
+
+// A promise of a page that a failed check left behind must not end the run.
+process.on('unhandledRejection', (e) => {
+  if (process.env.E2E_DEBUG) console.log(`note: ignored after its check: ${String(e?.message || e).split('\n')[0]}`);
+});
 
 main().catch((e) => {
   console.error(e);
