@@ -1150,3 +1150,35 @@ async fn consent_revoke(ui: Ui, State(st): State<AppState>, Path(id): Path<Strin
     }
     after(&ui, st.vault.revoke_consent(&ui.actor, ui.actor.default_purpose(), &id).await, |c| format!("/ui/consents/{}", c.id))
 }
+
+// ----- home page -----
+
+/// "My tasks" on the home page: the actor's unsigned draft notes (ids, patients and times; the
+/// core audits the listing). Notes waiting for the actor's co-signature are not listed: the
+/// co-signer is only inside each note's sealed body.
+#[allow(dead_code)] // wired into home.rs by the integrator
+pub(crate) async fn home_section(ui: &Ui, st: &AppState) -> Option<Markup> {
+    if !ui.can(carevault_domain::Permission::NoteWrite) {
+        return None;
+    }
+    let drafts = st.vault.my_draft_notes(&ui.actor).await.ok()?;
+    Some(html! {
+        section aria-labelledby="tasks-h" {
+            h2 id="tasks-h" { "My tasks" }
+            @if drafts.is_empty() {
+                p { "No unsigned notes." }
+            } @else {
+                p { "Notes you have not signed yet:" }
+                ul {
+                    @for d in &drafts {
+                        li {
+                            a href=(format!("/ui/notes/{}", d.id)) { "Draft note, started " (when(d.created_at)) }
+                            " (last saved " (when(d.updated_at)) ") · "
+                            a href=(format!("/ui/patients/{}", d.patient_id)) { "patient's chart" }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
