@@ -85,11 +85,13 @@ fn reauth_link(next: &str) -> String {
 }
 
 fn reauth_page(ui: &Ui, next: &str) -> Response {
-    let (title, text) = explain(&CoreError::ReauthRequired);
+    let (title, _) = explain(&CoreError::ReauthRequired);
     let content = html! {
         h1 { (title) }
-        p role="alert" class="error" { "Exporting audit records needs a recent sign-in. The attempt has been recorded in the audit log." }
-        p { (text) }
+        p role="alert" class="error" {
+            "Exporting audit records needs a recent sign-in. The attempt has been recorded in the audit log. "
+            "Confirm your password and code, then export again."
+        }
         p { a href=(reauth_link(next)) { "Confirm it's you" } }
         p { a href=(next) { "Back to the audit log" } }
     };
@@ -247,7 +249,7 @@ async fn audit_page(ui: Ui, State(st): State<AppState>, Query(q): Query<HashMap<
             h2 id="results-title" { "Records" }
             @if ui.can(Permission::AuditExport) {
                 p {
-                    a href=(with_query("/ui/audit/export.csv", &qs)) download { "Export CSV" }
+                    a href=(with_query("/ui/audit/export.csv", &qs)) { "Export CSV" }
                     " (the records these filters find, up to 10 000; needs a recent sign-in; the export is recorded)"
                 }
             }
