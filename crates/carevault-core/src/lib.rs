@@ -43,8 +43,8 @@ mod sealing;
 mod vault;
 
 pub use access::{
-    AlertView, AssignmentView, AuditEventView, BreakGlassView, CareTeamMember, GrantRequest, GrantView, RoleView, ScopeInput, SessionView,
-    UnitView, UserView,
+    audit_csv, AlertView, AssignmentView, AuditEventView, AuditQuery, BreakGlassView, CareTeamMember, GrantRequest, GrantView, RoleView,
+    ScopeInput, SessionView, UnitView, UserView, AUDIT_EXPORT_MAX, AUDIT_PAGE_MAX,
 };
 pub use actor::{Actor, RequestContext};
 pub use allergies::AllergyRecord;
