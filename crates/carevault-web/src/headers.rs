@@ -13,7 +13,10 @@ const HEADERS: &[(&str, &str)] = &[
          frame-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ),
     ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
+    // `same-origin`, not `no-referrer`: browsers then send a real `Origin` on the UI's own form
+    // posts and fetches (with `no-referrer` they send `Origin: null`, which the cross-origin
+    // check must refuse), while no other site ever learns a carevault URL.
+    ("referrer-policy", "same-origin"),
     ("x-frame-options", "DENY"),
     (
         "permissions-policy",

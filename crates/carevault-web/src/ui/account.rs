@@ -135,7 +135,6 @@ async fn reauth(
 // ----- the account page -----
 
 /// The home page's reminder when the user is running out of recovery codes.
-#[allow(dead_code)] // wired into home.rs by the integrator
 pub(crate) async fn home_section(ui: &Ui, st: &AppState) -> Option<Markup> {
     let left = st.vault.recovery_codes_left(&ui.actor).await.ok()?;
     if left >= 3 {

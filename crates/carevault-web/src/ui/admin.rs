@@ -43,7 +43,6 @@ fn notice_of(q: QueryResult<NoticeQuery>) -> Option<String> {
 }
 
 /// The home page's administration box: a way to the accounts for those who may read them.
-#[allow(dead_code)] // wired into home.rs by the integrator
 pub(crate) async fn home_section(ui: &Ui, _st: &AppState) -> Option<Markup> {
     if !ui.can(Permission::UserRead) {
         return None;

@@ -478,7 +478,6 @@ async fn close_alert(ui: Ui, State(st): State<AppState>, Path(id): Path<String>,
 
 /// For officers: the open alerts and break-glass reviews, with links. `None` for everyone
 /// else (the gated lists are asked only of those holding their permission).
-#[allow(dead_code)] // wired into home.rs by the integrator
 pub(crate) async fn home_section(ui: &Ui, st: &AppState) -> Option<Markup> {
     let privacy = ui.can(Permission::AlertPrivacy);
     let security = ui.can(Permission::AlertSecurity);

@@ -1156,7 +1156,6 @@ async fn consent_revoke(ui: Ui, State(st): State<AppState>, Path(id): Path<Strin
 /// "My tasks" on the home page: the actor's unsigned draft notes (ids, patients and times; the
 /// core audits the listing). Notes waiting for the actor's co-signature are not listed: the
 /// co-signer is only inside each note's sealed body.
-#[allow(dead_code)] // wired into home.rs by the integrator
 pub(crate) async fn home_section(ui: &Ui, st: &AppState) -> Option<Markup> {
     if !ui.can(carevault_domain::Permission::NoteWrite) {
         return None;

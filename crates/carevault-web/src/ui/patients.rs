@@ -156,7 +156,6 @@ async fn search(ui: Ui, State(st): State<AppState>, q: Result<Query<SearchQ>, Qu
 }
 
 /// The search box for the home page.
-#[allow(dead_code)] // wired into home.rs by the integrator
 pub(crate) async fn home_section(ui: &Ui, _st: &AppState) -> Option<Markup> {
     if !ui.can(Permission::PatientSearch) {
         return None;

@@ -775,7 +775,6 @@ async fn checkin(ui: Ui, State(st): State<AppState>, Path(id): Path<String>, hea
 
 /// "Today's schedule" for the home page: a practitioner's own day, else (front desk) the whole
 /// location's day; nothing for an actor who may not read appointments.
-#[allow(dead_code)] // wired into home.rs by the integrator
 pub(crate) async fn home_section(ui: &Ui, st: &AppState) -> Option<Markup> {
     if !ui.can(Permission::AppointmentRead) {
         return None;
