@@ -107,6 +107,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SensitiveVip,
             BreakGlassReview,
             AuditRead,
+            AuditExport,
             AlertPrivacy,
             UserRead,
             DirectoryRead,
@@ -114,7 +115,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
         Role::SecurityOfficer => {
             &[UserRead, UserDeactivate, UserMfaReset, SessionManage, AuditRead, AuditVerify, AlertSecurity, DirectoryRead]
         }
-        Role::Auditor => &[AuditRead, AuditVerify],
+        Role::Auditor => &[AuditRead, AuditVerify, AuditExport],
     }
 }
 

@@ -55,6 +55,16 @@ pub struct ChartRecord {
     pub body: Value,
 }
 
+/// One of the actor's draft notes, as listed on their task list (no content).
+#[derive(Debug, Clone)]
+pub struct DraftNote {
+    pub id: String,
+    pub patient_id: String,
+    pub encounter_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 impl std::fmt::Debug for ChartRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ChartRecord({} {} v{} {})", self.kind, self.id, self.version, self.status)
@@ -677,6 +687,41 @@ impl Vault {
             out.push(self.open_chart(&receipt, r).await?);
         }
         Ok(out)
+    }
+
+    /// The actor's own unsigned draft notes (at most 50, oldest first): ids, patients and times
+    /// only, nothing is decrypted. Audited as a search of each patient's notes.
+    pub async fn my_draft_notes(&self, actor: &Actor) -> Result<Vec<DraftNote>, CoreError> {
+        let purpose = actor.default_purpose();
+        self.gate(actor, Operation::NoteList, purpose, &crate::authz::Target::Anywhere, ("DocumentReference", None)).await?;
+        let rows = self.inner.store.draft_notes_by(actor.user_id.as_str(), 50).await?;
+        let mut patients: Vec<&str> = rows.iter().map(|r| r.patient_id.as_str()).collect();
+        patients.sort_unstable();
+        patients.dedup();
+        let now = self.inner.clock.now_micros();
+        let events: Vec<Draft> = patients
+            .iter()
+            .map(|p| {
+                Draft::new(now, AuditAction::Search, Outcome::Success)
+                    .by(actor)
+                    .resource("DocumentReference", None)
+                    .patient(p)
+                    .purpose(purpose)
+            })
+            .collect();
+        if !events.is_empty() {
+            self.inner.writer.write(vec![], events, None).await?;
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| DraftNote {
+                id: r.id,
+                patient_id: r.patient_id,
+                encounter_id: r.parent_id,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            })
+            .collect())
     }
 
     // ----- conditions -----

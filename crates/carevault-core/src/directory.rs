@@ -155,6 +155,9 @@ fn check_name(path: &str, s: &str) -> Result<String, CoreError> {
 
 impl Vault {
     fn directory_purpose(actor: &Actor) -> PurposeOfUse {
+        if actor.is_system() {
+            return PurposeOfUse::SystemAdministration;
+        }
         actor.privileges.purposes().first().copied().unwrap_or(PurposeOfUse::Operations)
     }
 

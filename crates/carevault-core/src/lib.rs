@@ -43,8 +43,8 @@ mod sealing;
 mod vault;
 
 pub use access::{
-    AlertView, AssignmentView, AuditEventView, BreakGlassView, CareTeamMember, GrantRequest, GrantView, RoleView, ScopeInput, SessionView,
-    UnitView, UserView,
+    audit_csv, AlertView, AssignmentView, AuditEventView, AuditQuery, BreakGlassView, CareTeamMember, GrantRequest, GrantView, RoleView,
+    ScopeInput, SessionView, UnitView, UserView, AUDIT_EXPORT_MAX, AUDIT_PAGE_MAX,
 };
 pub use actor::{Actor, RequestContext};
 pub use allergies::AllergyRecord;
@@ -52,7 +52,7 @@ pub use audit::verify::{VerifyFailure, VerifyReport};
 pub use auth::{form_token, random_token, LoginStep, MfaReset, NewUser, PasskeyChallenge, PasskeyView, SessionGrant};
 pub use authz::{role_permissions, role_purposes, DenyReason, Privileges};
 pub use booking::{AppointmentQuery, AppointmentTypeView, WaitlistRequest, WaitlistView};
-pub use chart::ChartRecord;
+pub use chart::{ChartRecord, DraftNote};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::CoreConfig;
 pub use datadir::DataDir;

@@ -103,7 +103,9 @@ impl Vault {
     }
 
     pub(crate) fn schedule_purpose(actor: &Actor) -> PurposeOfUse {
-        if actor.privileges.purposes().contains(&PurposeOfUse::Operations) {
+        if actor.is_system() {
+            PurposeOfUse::SystemAdministration
+        } else if actor.privileges.purposes().contains(&PurposeOfUse::Operations) {
             PurposeOfUse::Operations
         } else {
             actor.default_purpose()

@@ -85,6 +85,7 @@ catalogue! {
         ConsentTemplateManage => "consent.template.manage", "Publish new versions of consent templates.";
         AuditRead => "audit.read", "Read the audit log (who did what, when, to which record).";
         AuditVerify => "audit.verify", "Verify the integrity of the audit log.";
+        AuditExport => "audit.export", "Export audit records as CSV (needs a recent sign-in).";
         AlertPrivacy => "alert.privacy", "See and close privacy alerts (break-glass use, access to flagged records).";
         AlertSecurity => "alert.security", "See and close security alerts (sign-in storms, MFA resets, deactivations).";
     }
@@ -340,6 +341,7 @@ operations! {
     CodeSearch => "terminology.icd10.search", Some(P::DirectoryRead), Administrative;
     AuditRead => "audit.read", Some(P::AuditRead), Administrative;
     AuditVerify => "audit.verify", Some(P::AuditVerify), Administrative;
+    AuditExport => "audit.export", Some(P::AuditExport), Administrative;
     PrivacyAlerts => "alert.privacy.list", Some(P::AlertPrivacy), Administrative;
     SecurityAlerts => "alert.security.list", Some(P::AlertSecurity), Administrative;
     PrivacyAlertClose => "alert.privacy.close", Some(P::AlertPrivacy), Administrative;

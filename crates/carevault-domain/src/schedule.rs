@@ -115,6 +115,21 @@ pub fn local_midnight(tz: &TimeZoneName, date: Date) -> Option<i64> {
     zone.to_ambiguous_timestamp(date.to_datetime(Time::midnight())).compatible().ok().map(micros)
 }
 
+/// The UTC instant (Unix microseconds) of a local wall-clock time `minute` after midnight of
+/// `date` in `tz`, or `None` when that time is skipped (spring forward); a repeated time (fall
+/// back) is its first occurrence.
+pub fn local_instant(tz: &TimeZoneName, date: Date, minute: u16) -> Option<i64> {
+    instant(&TimeZone::get(tz.as_str()).ok()?, date, minute)
+}
+
+/// The local date and minute after local midnight, in `tz`, of an instant (Unix microseconds).
+pub fn local_date_minute(tz: &TimeZoneName, micros: i64) -> Option<(Date, u16)> {
+    let zone = TimeZone::get(tz.as_str()).ok()?;
+    let dt = zone.to_datetime(jiff::Timestamp::from_microsecond(micros).ok()?);
+    let minute = u16::try_from(i32::from(dt.hour()) * 60 + i32::from(dt.minute())).ok()?;
+    Some((dt.date(), minute))
+}
+
 /// The starts of a weekly recurring series: `count` occurrences every `every_weeks` weeks at
 /// the same local wall-clock time as `first` in `tz` (so a 09:00 series stays at 09:00 across a
 /// DST change). A local time that does not exist on a day (spring-forward gap) is refused.

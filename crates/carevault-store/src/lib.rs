@@ -252,6 +252,60 @@ impl Store {
         rows.iter().map(AuditRow::from_row).collect()
     }
 
+    /// Audit events matching `f`, newest first (by sequence number), at most `limit`. Every
+    /// filter is optional; the time range is `from <= at < to` (µs). The patient filter matches
+    /// the record's patient column or a resource id equal to the patient id (refusals before
+    /// the patient is known carry it only there).
+    pub async fn audit_search(&self, f: &AuditSearch, limit: i64) -> Result<Vec<AuditRow>> {
+        let mut sql = String::from("SELECT * FROM audit_events WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if f.actor.is_some() {
+            sql.push_str(&format!(" AND actor = {}", next()));
+        }
+        if f.patient_id.is_some() {
+            let (a, b) = (next(), next());
+            sql.push_str(&format!(" AND (patient_id = {a} OR resource_id = {b})"));
+        }
+        if f.action.is_some() {
+            sql.push_str(&format!(" AND action = {}", next()));
+        }
+        if f.from.is_some() {
+            sql.push_str(&format!(" AND at >= {}", next()));
+        }
+        if f.to.is_some() {
+            sql.push_str(&format!(" AND at < {}", next()));
+        }
+        if f.before_seq.is_some() {
+            sql.push_str(&format!(" AND seq < {}", next()));
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", next()));
+        let mut q = sqlx::query(&sql);
+        if let Some(a) = &f.actor {
+            q = q.bind(a.clone());
+        }
+        if let Some(p) = &f.patient_id {
+            q = q.bind(p.clone()).bind(p.clone());
+        }
+        if let Some(a) = &f.action {
+            q = q.bind(a.clone());
+        }
+        if let Some(t) = f.from {
+            q = q.bind(t);
+        }
+        if let Some(t) = f.to {
+            q = q.bind(t);
+        }
+        if let Some(s) = f.before_seq {
+            q = q.bind(s);
+        }
+        let rows = q.bind(limit).fetch_all(&self.read).await.map_err(dialect::classify)?;
+        rows.iter().map(AuditRow::from_row).collect()
+    }
+
     pub async fn audit_head(&self) -> Result<Option<HeadRow>> {
         let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
             .fetch_optional(&self.read)

@@ -98,6 +98,19 @@ impl Store {
         rows.iter().map(RecordRow::from_row).collect()
     }
 
+    /// The draft notes written by `user_id`, oldest first, at most `limit` (the author's tasks).
+    pub async fn draft_notes_by(&self, user_id: &str, limit: i64) -> Result<Vec<RecordRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM records WHERE kind = 'note' AND status = 'draft' AND created_by = $1 ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(RecordRow::from_row).collect()
+    }
+
     /// The records whose parent is `parent_id` (a note's addenda, an encounter's notes).
     pub async fn child_records(&self, parent_id: &str) -> Result<Vec<RecordRow>> {
         let rows = sqlx::query("SELECT * FROM records WHERE parent_id = $1 ORDER BY created_at, id")

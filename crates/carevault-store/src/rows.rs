@@ -161,6 +161,21 @@ impl PatientVersionRow {
     }
 }
 
+/// Filters of an audit search (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct AuditSearch {
+    /// `user:<id>` or `system:<job>`, as the actor column holds it.
+    pub actor: Option<String>,
+    pub patient_id: Option<String>,
+    pub action: Option<String>,
+    /// Inclusive, µs since the epoch.
+    pub from: Option<i64>,
+    /// Exclusive, µs since the epoch.
+    pub to: Option<i64>,
+    /// Only records older than this sequence number (paging back).
+    pub before_seq: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
     pub seq: i64,

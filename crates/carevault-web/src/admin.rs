@@ -431,8 +431,22 @@ pub(crate) struct AuditFilter {
     after: Option<i64>,
     #[serde(default)]
     limit: Option<i64>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    patient: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    before: Option<i64>,
 }
 
+/// `?after=` reads forward (oldest first); any of `user`, `patient`, `action`, `from`, `to`,
+/// `before` searches instead (newest first, at most 500 a page).
 pub(crate) async fn audit_events(
     State(st): State<AppState>,
     Peer(ctx): Peer,
@@ -440,6 +454,19 @@ pub(crate) async fn audit_events(
     q: Result<Query<AuditFilter>, QueryRejection>,
 ) -> Response {
     let q = query!(q);
+    let search = q.user.is_some() || q.patient.is_some() || q.action.is_some() || q.from.is_some() || q.to.is_some() || q.before.is_some();
+    if search && q.after.is_none() {
+        let aq = carevault_core::AuditQuery {
+            user: q.user,
+            patient: q.patient,
+            action: q.action,
+            from: q.from,
+            to: q.to,
+            before: q.before,
+            limit: q.limit,
+        };
+        return with_actor!(st, ctx, headers, |a| ok(st.vault.audit_search(&a, &aq).await));
+    }
     with_actor!(st, ctx, headers, |a| ok(st.vault.audit_events(&a, q.after.unwrap_or(0), q.limit.unwrap_or(100)).await))
 }
 

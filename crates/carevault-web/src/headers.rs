@@ -13,7 +13,10 @@ const HEADERS: &[(&str, &str)] = &[
          frame-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ),
     ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
+    // `same-origin`, not `no-referrer`: browsers then send a real `Origin` on the UI's own form
+    // posts and fetches (with `no-referrer` they send `Origin: null`, which the cross-origin
+    // check must refuse), while no other site ever learns a carevault URL.
+    ("referrer-policy", "same-origin"),
     ("x-frame-options", "DENY"),
     (
         "permissions-policy",
@@ -33,7 +36,15 @@ pub(crate) async fn security_headers(demo: bool, req: Request, next: Next) -> Re
     let started = std::time::Instant::now();
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    // A handler's own `sandbox` policy (served documents) is kept, after the common one.
+    let sandboxed = h.get("content-security-policy").is_some_and(|v| v.as_bytes() == b"sandbox");
     for (k, v) in HEADERS {
+        if sandboxed && *k == "content-security-policy" {
+            if let Ok(v) = HeaderValue::from_str(&format!("{v}; sandbox")) {
+                h.insert(HeaderName::from_static(k), v);
+                continue;
+            }
+        }
         h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
     }
     if demo {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use carevault_core::{Actor, BookRequest, Clock, CoreError, GrantRequest, ScopeInput, WaitlistRequest};
+use carevault_core::{Actor, AuditQuery, BookRequest, Clock, CoreError, GrantRequest, ScopeInput, WaitlistRequest};
 use carevault_domain::{Operation, Role};
 use carevault_testkit::{Staff, TestVault, PASSWORD};
 use serde_json::json;
@@ -129,6 +129,9 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("schedule.appointment_type.list", ["Y", "Y", "Y", "N", "Y", "N", "N", "N"]),
         ("audit.read", ["N", "N", "N", "N", "N", "Y", "Y", "Y"]),
         ("audit.verify", ["N", "N", "N", "N", "N", "N", "Y", "Y"]),
+        // Export (a bulk copy leaving the system): privacy officer and auditor, not the
+        // security officer, who reads the log in place.
+        ("audit.export", ["N", "N", "N", "N", "N", "Y", "N", "Y"]),
         ("alert.privacy.list", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
         ("alert.privacy.close", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
         ("alert.security.list", ["N", "N", "N", "N", "N", "N", "Y", "N"]),
@@ -549,6 +552,7 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
         Operation::CodeSearch => unit(v.search_icd10(a, "E11", 5).await),
         Operation::AuditRead => unit(v.audit_events(a, 0, 5).await),
         Operation::AuditVerify => unit(v.verify_audit_as(a).await),
+        Operation::AuditExport => unit(v.audit_export_csv(a, &carevault_core::AuditQuery::default()).await),
         Operation::PrivacyAlerts => unit(v.alerts(a, "privacy", true).await),
         Operation::PrivacyAlertClose => v.close_alert(a, &w.privacy_alert).await,
         Operation::SecurityAlerts => unit(v.alerts(a, "security", true).await),
@@ -765,6 +769,156 @@ async fn break_glass_opens_one_patient_for_its_window_with_alert_and_review() {
     assert!(matches!(v.close_break_glass_review(&privacy, &bg.id, "inappropriate", "").await, Err(CoreError::Invalid(_))));
     v.close_break_glass_review(&privacy, &bg.id, "appropriate", "").await.expect("close");
     assert!(v.break_glass_queue(&privacy, "open").await.expect("queue").iter().all(|q| q.id != bg.id));
+}
+
+/// Audit search: by user, patient, action and time range (from inclusive, to exclusive), newest
+/// first, paged by sequence number, audited; the CSV export needs audit.export and a recent
+/// sign-in, is audited as an export and holds the plain columns only.
+#[tokio::test]
+async fn audit_search_filters_and_the_csv_export() {
+    let tv = TestVault::new().await.expect("vault");
+    let v = &tv.vault;
+    let (fd, _) = tv.staff_in("front_desk", None).await.expect("fd");
+    let (doc, doc_staff) = tv.staff_in("physician", None).await.expect("doc");
+    let (security, _) = tv.staff_in("security_officer", None).await.expect("security");
+    let (privacy, _) = tv.staff_in("privacy_officer", None).await.expect("privacy");
+    let p1 = v.create_patient(&fd, fd.default_purpose(), &patient("Auditone")).await.expect("p1").id.to_string();
+    let p2 = v.create_patient(&fd, fd.default_purpose(), &patient("Audittwo")).await.expect("p2").id.to_string();
+    tv.clock.advance_secs(60);
+    let t0 = v.now_micros();
+    v.read_patient(&doc, doc.default_purpose(), &p1).await.expect("read p1");
+    v.read_patient(&doc, doc.default_purpose(), &p2).await.expect("read p2");
+    tv.clock.advance_secs(60);
+    let t1 = v.now_micros();
+    v.read_patient(&fd, fd.default_purpose(), &p1).await.expect("fd reads p1");
+    let (auditor, auditor_staff) = tv.staff_in("auditor", None).await.expect("auditor");
+    let q = |f: &dyn Fn(&mut AuditQuery)| {
+        let mut q = AuditQuery::default();
+        f(&mut q);
+        q
+    };
+
+    // By patient: its creation and both reads, newest first, nothing about p2.
+    let rows = v.audit_search(&auditor, &q(&|q| q.patient = Some(p1.clone()))).await.expect("by patient");
+    assert!(rows.iter().all(|e| e.patient_id.as_deref() == Some(&p1) || e.resource_id.as_deref() == Some(&p1)), "{rows:?}");
+    assert!(rows.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    assert_eq!(rows.iter().filter(|e| e.action == "read").count(), 2);
+    assert!(rows.iter().any(|e| e.action == "create"));
+    // By user (username or actor column) and action.
+    let by_doc = v.audit_search(&auditor, &q(&|q| q.user = Some(doc_staff.username.clone()))).await.expect("by user");
+    assert!(!by_doc.is_empty() && by_doc.iter().all(|e| e.actor == format!("user:{}", doc_staff.id)));
+    assert!(by_doc.iter().all(|e| e.username.as_deref() == Some(doc_staff.username.as_str())));
+    let reads = v
+        .audit_search(
+            &auditor,
+            &q(&|q| {
+                q.user = Some(format!("user:{}", doc_staff.id));
+                q.action = Some("read".into());
+            }),
+        )
+        .await
+        .expect("by user and action");
+    assert_eq!(reads.len(), 2);
+    // Time range: from is inclusive, to exclusive.
+    let fmt = carevault_core::format_instant;
+    let window = v
+        .audit_search(
+            &auditor,
+            &q(&|q| {
+                q.from = Some(fmt(t0));
+                q.to = Some(fmt(t1));
+                q.action = Some("read".into());
+            }),
+        )
+        .await
+        .expect("window");
+    assert_eq!(window.len(), 2, "{window:?}");
+    assert!(window.iter().all(|e| e.at >= t0 && e.at < t1 && e.actor == format!("user:{}", doc_staff.id)));
+    let from_t1 = v.audit_search(&auditor, &q(&|q| q.from = Some(fmt(t1)))).await.expect("from t1");
+    assert!(from_t1.iter().all(|e| e.at >= t1) && from_t1.iter().any(|e| e.at == t1));
+    // Paging back by sequence number.
+    let page1 = v.audit_search(&auditor, &q(&|q| q.limit = Some(2))).await.expect("page 1");
+    assert_eq!(page1.len(), 2);
+    let last = page1[1].seq;
+    let older = q(&|q| {
+        q.limit = Some(2);
+        q.before = Some(last);
+    });
+    let page2 = v.audit_search(&auditor, &older).await.expect("page 2");
+    assert!(page2.iter().all(|e| e.seq < last) && page2.len() == 2);
+    // Bad filters are refused precisely, and audited.
+    for bad in [
+        q(&|q| q.action = Some("frobnicate".into())),
+        q(&|q| q.patient = Some("not a patient id!".into())),
+        q(&|q| q.user = Some("nobody-here".into())),
+        q(&|q| q.from = Some("14/03/2027".into())),
+        q(&|q| {
+            q.from = Some(fmt(t1));
+            q.to = Some(fmt(t0));
+        }),
+    ] {
+        assert!(matches!(v.audit_search(&auditor, &bad).await, Err(CoreError::Invalid(_))), "{bad:?}");
+    }
+    // Searching is itself recorded, with the patient it was about.
+    let mine = v.audit_search(&privacy, &q(&|q| q.user = Some(auditor_staff.username.clone()))).await.expect("auditor's trail");
+    assert!(mine
+        .iter()
+        .any(|e| e.action == "search" && e.resource_type.as_deref() == Some("AuditEvent") && e.patient_id.as_deref() == Some(&p1)));
+    assert!(mine.iter().any(|e| e.action == "search" && e.outcome == "invalid"));
+    // Reading the log needs audit.read.
+    assert!(matches!(v.audit_search(&fd, &AuditQuery::default()).await, Err(CoreError::Forbidden { .. })));
+
+    // Export: not the security officer (reads in place), not the front desk.
+    assert!(matches!(v.audit_export_csv(&security, &AuditQuery::default()).await, Err(CoreError::Forbidden { .. })));
+    assert!(matches!(v.audit_export_csv(&fd, &AuditQuery::default()).await, Err(CoreError::Forbidden { .. })));
+    let csv = v.audit_export_csv(&auditor, &q(&|q| q.patient = Some(p1.clone()))).await.expect("export");
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "time,sequence,user,action,outcome,resource type,resource id,patient,purpose,source ip,review flags");
+    assert_eq!(lines.len() - 1, rows.len() + 1, "the records of p1 and the auditor's search about p1");
+    assert!(lines[1..].iter().all(|l| l.split(',').count() == 11 && l.contains(&p1)));
+    assert!(csv.contains(&doc_staff.username));
+    let exported = v.audit_search(&privacy, &q(&|q| q.action = Some("export".into()))).await.expect("exports");
+    assert!(exported.iter().any(|e| e.actor == format!("user:{}", auditor_staff.id) && e.outcome == "success"));
+    // Step-up: a sign-in older than the step-up window is not enough (refused and audited).
+    tv.clock.advance_secs(6 * 60);
+    assert!(matches!(v.audit_export_csv(&auditor, &AuditQuery::default()).await, Err(CoreError::ReauthRequired)));
+    assert!(matches!(v.audit_export_csv(&privacy, &AuditQuery::default()).await, Err(CoreError::ReauthRequired)));
+    let (privacy, _) = tv.staff_in("privacy_officer", None).await.expect("a freshly signed-in privacy officer");
+    assert!(v.audit_export_csv(&privacy, &AuditQuery::default()).await.is_ok());
+    let refused = v
+        .audit_search(
+            &privacy,
+            &q(&|q| {
+                q.user = Some(auditor_staff.username.clone());
+                q.action = Some("access-denied".into());
+            }),
+        )
+        .await
+        .expect("refusals");
+    assert!(!refused.is_empty());
+}
+
+#[test]
+fn audit_csv_quotes_as_rfc_4180() {
+    let e = carevault_core::AuditEventView {
+        seq: 7,
+        at: 0,
+        actor: "system:a,b".into(),
+        action: "read".into(),
+        outcome: "success".into(),
+        resource_type: Some("Patient".into()),
+        resource_id: None,
+        patient_id: None,
+        purpose: Some("TREAT".into()),
+        review_flags: Some("sensitive:vip break-glass".into()),
+        username: None,
+        source_ip: Some("say \"hi\"\nthere".into()),
+    };
+    let csv = carevault_core::audit_csv(&[e]);
+    assert_eq!(
+        csv.split("\r\n").nth(1),
+        Some("1970-01-01T00:00:00.000Z,7,\"system:a,b\",read,success,Patient,,,TREAT,\"say \"\"hi\"\"\nthere\",sensitive:vip break-glass")
+    );
 }
 
 #[tokio::test]

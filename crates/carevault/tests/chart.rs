@@ -223,6 +223,22 @@ async fn cosignature_flow() {
     }
 }
 
+#[tokio::test]
+async fn my_draft_notes_lists_only_the_authors_unsigned_notes() {
+    let c = clinic().await;
+    let v = &c.tv.vault;
+    let enc = walk_in(&c).await;
+    let s = json!({"plan": "Task list."});
+    let a = v.create_note(&c.doc, TREAT, &enc, &s, None).await.expect("note a");
+    let b = v.create_note(&c.doc, TREAT, &enc, &s, None).await.expect("note b");
+    v.sign_note(&c.doc, TREAT, &b.id).await.expect("sign b");
+    let mine = v.my_draft_notes(&c.doc).await.expect("drafts");
+    assert_eq!(mine.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec![a.id.as_str()]);
+    assert_eq!((mine[0].patient_id.as_str(), mine[0].encounter_id.as_deref()), (c.patient.as_str(), Some(enc.as_str())));
+    assert!(v.my_draft_notes(&c.doc2).await.expect("none").is_empty(), "another author's drafts are not listed");
+    assert!(matches!(v.my_draft_notes(&c.fd).await, Err(CoreError::Forbidden { .. })), "the front desk reads no notes");
+}
+
 fn order_line(n: u32, code: &str, billable: bool, short: &str, long: &str) -> String {
     format!("{n:05} {code:<7} {} {short:<60} {long}", u8::from(billable))
 }

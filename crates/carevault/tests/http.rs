@@ -44,7 +44,7 @@ async fn security_headers_cookie_and_sign_in_flow() {
     let h = r.headers();
     assert_eq!(h["strict-transport-security"], "max-age=63072000; includeSubDomains");
     assert_eq!(h["x-content-type-options"], "nosniff");
-    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["referrer-policy"], "same-origin");
     assert_eq!(h["cache-control"], "no-store");
     assert!(h["content-security-policy"].to_str().expect("csp").contains("frame-ancestors 'none'"));
     assert!(h["permissions-policy"].to_str().expect("pp").contains("publickey-credentials-get=(self)"));

@@ -63,6 +63,7 @@ pub(crate) async fn static_file(axum::extract::Path(name): axum::extract::Path<S
         "app.css" => (include_str!("../../static/app.css"), "text/css; charset=utf-8"),
         "app.js" => (include_str!("../../static/app.js"), "text/javascript; charset=utf-8"),
         "passkey.js" => (include_str!("../../static/passkey.js"), "text/javascript; charset=utf-8"),
+        "signature.js" => (include_str!("../../static/signature.js"), "text/javascript; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     let mut r = body.into_response();
