@@ -384,7 +384,8 @@ export class Run {
 // ---- a browser session of one staff member -----------------------------------------------------
 
 export class Person {
-  constructor(run, server, username, { viewport = { width: 1280, height: 900 } } = {}) {
+  constructor(run, server, username, { viewport = { width: 1280, height: 900 }, extraArgs = [] } = {}) {
+    this.extraArgs = extraArgs;
     this.run = run;
     this.srv = server;
     this.user = server.users[username];
@@ -398,7 +399,7 @@ export class Person {
     this.ctx = await chromium.launchPersistentContext(this.profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...this.extraArgs],
       ignoreHTTPSErrors: true,
       viewport: this.viewport,
       locale: 'en-US',
