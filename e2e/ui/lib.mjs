@@ -493,7 +493,8 @@ export class Person {
       p.getByRole('button', { name: 'Sign out', exact: true }).click(),
     ]);
     await p.getByRole('heading', { level: 1, name: 'You are signed out' }).waitFor();
-    return this.fetched.get('POST /ui/signout') || resp.headers();
+    // allHeaders(): headers() leaves out security-related ones such as Clear-Site-Data.
+    return this.fetched.get('POST /ui/signout') || (await resp.allHeaders());
   }
 
   /** Opens `p` and checks the page (axe, storage); returns the response. */

@@ -91,7 +91,15 @@ async fn same_origin(req: axum::extract::Request, next: axum::middleware::Next) 
     let unsafe_method = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
     if unsafe_method {
         if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-            let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+            // HTTP/1.1 names the host in `Host`; HTTP/2 in the `:authority` pseudo-header, which
+            // hyper puts in the URI.
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+                .unwrap_or_default();
             if origin != format!("https://{host}") {
                 let msg = "cross-origin request refused";
                 if req.uri().path().starts_with("/fhir/") {

@@ -77,10 +77,44 @@
   canvas.addEventListener("pointercancel", end);
   canvas.addEventListener("lostpointercapture", end);
 
+  // Keyboard drawing (no pointer needed): Space puts the pen down or lifts it, the arrow keys
+  // move it, Shift moves further. The pen's place is shown as a small cross.
+  var pen = [40, Math.round(canvas.height / 2)];
+  var penDown = null;
+  function cross() {
+    redraw();
+    ctx.save();
+    ctx.strokeStyle = penDown ? "#0b5cad" : "#888";
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(pen[0] - 6, pen[1]); ctx.lineTo(pen[0] + 6, pen[1]);
+    ctx.moveTo(pen[0], pen[1] - 6); ctx.lineTo(pen[0], pen[1] + 6);
+    ctx.stroke();
+    ctx.restore();
+  }
+  canvas.addEventListener("keydown", function (ev) {
+    var step = ev.shiftKey ? 40 : 10;
+    var moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (ev.key === " " || ev.key === "Spacebar") {
+      ev.preventDefault();
+      if (penDown) { penDown = null; update(); }
+      else if (strokes.length < MAX_STROKES) { penDown = [[pen[0], pen[1]]]; strokes.push(penDown); }
+      cross();
+    } else if (moves[ev.key]) {
+      ev.preventDefault();
+      pen = [Math.min(Math.max(pen[0] + moves[ev.key][0], 0), canvas.width), Math.min(Math.max(pen[1] + moves[ev.key][1], 0), canvas.height)];
+      if (penDown && penDown.length < MAX_POINTS) { penDown.push([pen[0], pen[1]]); update(); }
+      cross();
+    }
+  });
+  canvas.addEventListener("focus", cross);
+  canvas.addEventListener("blur", function () { if (penDown) { penDown = null; update(); } redraw(); });
+
   if (clear) {
     clear.addEventListener("click", function () {
       strokes = [];
       current = null;
+      penDown = null;
       redraw();
       update();
     });

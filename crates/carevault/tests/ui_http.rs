@@ -80,6 +80,14 @@ async fn first_sign_in_enrolls_with_qr_code_and_every_form_needs_its_token() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(audit_count(&app).await, before, "a forged form reaches nothing");
     let token = csrf_of(&page);
+    // A browser names its origin on every post (Referrer-Policy same-origin, not no-referrer,
+    // which makes it send `Origin: null`); this origin passes on HTTP/1.1 (Host) and HTTP/2
+    // (:authority), another is refused before the handler.
+    let fields = [("csrf", token.as_str()), ("username", staff.username.as_str()), ("password", "wrong password!")];
+    let r = c.post(app.url("/ui/signin")).header("origin", "https://evil.example").form(&fields).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c.post(app.url("/ui/signin")).header("origin", app.base.clone()).form(&fields).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "same origin reaches the password check");
     let r = post_form(&c, app.url("/ui/signin"), &[("csrf", &token), ("username", &staff.username), ("password", "wrong password!")]).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.text().await.expect("html").contains("The username or password is not right."));

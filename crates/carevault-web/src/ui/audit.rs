@@ -504,7 +504,7 @@ pub(crate) async fn home_section(ui: &Ui, st: &AppState) -> Option<Markup> {
                 @if alerts_failed {
                     p class="error" role="alert" { "The alerts could not be loaded." }
                 } @else {
-                    p { (alerts.len()) " open " a href="/ui/alerts" { "alerts" } }
+                    p { a href="/ui/alerts" { "Open alerts" } ": " (alerts.len()) }
                     @if !alerts.is_empty() {
                         ul {
                             @for a in alerts.iter().take(5) {
@@ -518,7 +518,7 @@ pub(crate) async fn home_section(ui: &Ui, st: &AppState) -> Option<Markup> {
                 h2 id=[(!(privacy || security)).then_some("home-alerts")] { "Break-glass reviews" }
                 @match q {
                     Ok(items) => {
-                        p { (items.len()) " waiting for " a href="/ui/reviews" { "review" } }
+                        p { a href="/ui/reviews" { "Break-glass reviews" } ": " (items.len()) " waiting for review" }
                         @if !items.is_empty() {
                             ul {
                                 @for b in items.iter().take(5) {

@@ -910,9 +910,13 @@ async fn render_consent_form(
                         label for="signer-relationship" { "Relationship to the patient (if not the patient)" }
                         input id="signer-relationship" name="signer_relationship" type="text" maxlength="100" autocomplete="off" value=(input.relationship);
                         div id="signature-label" class="label" { "Signature" }
-                        canvas class="signature" id="signature-pad" width="800" height="220" role="img" aria-label="Signature"
+                        canvas class="signature" id="signature-pad" width="800" height="220" role="application" aria-label="Signature"
+                            aria-describedby="signature-keys" tabindex="0"
                             data-input="signature-data" data-agree="agree" data-submit="sign-consent" data-clear="clear-signature" {
                             "Draw your signature here with a finger or a stylus."
+                        }
+                        p id="signature-keys" class="hint" {
+                            "Draw with a finger, stylus or mouse. With the keyboard: focus the pad, press Space to put the pen down or lift it, and move it with the arrow keys (Shift moves further)."
                         }
                         input type="hidden" name="signature" id="signature-data" value="";
                         p id="signature-status" role="status" class="hint" { "No signature yet." }
