@@ -812,7 +812,7 @@ async function officer(run, srv) {
       await run.part('home shows the break-glass review', async () => {
         await p.getByRole('heading', { level: 2, name: 'Break-glass reviews' }).waitFor({ timeout: 5000 });
         expect((await p.locator('main').innerText()).includes('demo.nurse'), "the home page does not list demo.nurse's break-glass");
-        await follow(p, p.locator('main').getByRole('link', { name: 'review', exact: true }));
+        await follow(p, p.locator('main').getByRole('link', { name: 'Break-glass reviews', exact: true }));
       });
       if (pathOf(p) !== '/ui/reviews') {
         const rr = await p.goto(a.url('/ui/reviews'));
