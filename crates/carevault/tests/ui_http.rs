@@ -74,6 +74,9 @@ async fn first_sign_in_enrolls_with_qr_code_and_every_form_needs_its_token() {
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(h["cache-control"], "no-store");
     let page = r.text().await.expect("html");
+    let r = c.get(app.url("/ui/no-such-page")).send().await.expect("404");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.expect("html").contains("<html lang=\"en\">"), "an unknown UI address is a page");
     assert!(!page.contains("<script>") && !page.contains(" style="), "no inline script or style");
     let before = audit_count(&app).await;
     let r = post_form(&c, app.url("/ui/signin"), &[("csrf", "forged"), ("username", &staff.username), ("password", PASSWORD)]).await;

@@ -55,6 +55,12 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(admin::routes())
         .merge(account::routes())
         .merge(audit::routes())
+        .fallback(not_found_page)
+}
+
+/// An unknown address under `/ui/`: a page, not problem+json (a person is reading it).
+async fn not_found_page() -> Response {
+    message_page(StatusCode::NOT_FOUND, "Page not found", "There is no page at this address.")
 }
 
 /// Static files: the UI's stylesheet and scripts, compiled into the binary.
