@@ -1,7 +1,7 @@
 // The harness of the browser end-to-end tests: demo servers, Chromium sessions (one fresh
 // --user-data-dir each), RFC 6238 codes, axe on every visited page, and the check reporter.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
@@ -212,6 +212,14 @@ export class DemoServer {
     env.CAREVAULT_PUBLIC_ORIGIN = this.base;
     env.CAREVAULT_LOG = process.env.E2E_CAREVAULT_LOG || 'info';
     Object.assign(env, this.extraEnv);
+    // E2E_PG_URL=postgres://user@host:port/db runs each server on its own fresh PostgreSQL
+    // database (made with psql next to that one, dropped at stop); otherwise embedded SQLite.
+    if (process.env.E2E_PG_URL) {
+      const base = process.env.E2E_PG_URL;
+      this.pgDb = `cv_ui_${process.pid}_${this.port}`;
+      execFileSync('psql', [base, '-qc', `CREATE DATABASE ${this.pgDb}`], { stdio: 'ignore' });
+      env.CAREVAULT_DATABASE_URL = `${base.slice(0, base.lastIndexOf('/'))}/${this.pgDb}`;
+    }
     this.out = fs.openSync(path.join(this.dir, 'server.stdout'), 'w');
     this.err = fs.openSync(path.join(this.dir, 'server.stderr'), 'w');
     this.proc = spawn(this.bin, ['demo', '--data-dir', path.join(this.dir, 'data'), '--listen', `127.0.0.1:${this.port}`], {
@@ -253,6 +261,13 @@ export class DemoServer {
     this.proc.kill('SIGTERM');
     for (let i = 0; i < 100 && !this.exited; i++) await sleep(100);
     if (!this.exited) this.proc.kill('SIGKILL');
+    if (this.pgDb && process.env.E2E_PG_URL) {
+      try {
+        execFileSync('psql', [process.env.E2E_PG_URL, '-qc', `DROP DATABASE IF EXISTS ${this.pgDb}`], { stdio: 'ignore' });
+      } catch (e) {
+        process.stderr.write(`could not drop ${this.pgDb}: ${e.message}\n`);
+      }
+    }
   }
 }
 
