@@ -41,6 +41,14 @@ pub struct CoreConfig {
     pub care_window_days: i64,
     /// Largest document upload, in bytes. Default 25 MiB.
     pub document_max_bytes: usize,
+    /// Free space (bytes) to keep on the data folder's disk: below it changes are refused with
+    /// 503 while reads and sign-ins go on. `None`: 5 % of the disk, at least 8 MiB and at most
+    /// 512 MiB. `Some(0)` disables the reserve.
+    pub min_free_bytes: Option<u64>,
+    /// A folder on another disk or share where every signed tree head is appended too.
+    pub witness_dir: Option<std::path::PathBuf>,
+    /// Jobs the audit writer queues before callers wait. Default 8192.
+    pub writer_queue: usize,
 }
 
 impl Default for CoreConfig {
@@ -65,6 +73,9 @@ impl Default for CoreConfig {
             public_origin: "https://localhost:8443".to_string(),
             care_window_days: 30,
             document_max_bytes: 25 * 1024 * 1024,
+            min_free_bytes: None,
+            witness_dir: None,
+            writer_queue: 8192,
         }
     }
 }

@@ -11,8 +11,6 @@
 //! the record keeps the exact rendered document, its SHA-256 and the signing context; a signed
 //! consent renders to a PDF that `verify_consent_pdf` checks by recomputing the hashes.
 
-use std::io::Write;
-
 use base64::Engine;
 use carevault_domain::consent::{self, ConsentKind, DocumentFields, DrawnSignature, SignedConsent, SigningContext, Template};
 use carevault_domain::{AuditAction, Operation, Outcome, PurposeOfUse};
@@ -110,21 +108,25 @@ impl Vault {
                 return Err(refuse(bad("encounter", "not an encounter of this patient")).await);
             }
         }
+        if self.inner.storage.below_reserve() {
+            return Err(refuse(CoreError::StorageLow).await);
+        }
         let id = crate::chart::new_record_id();
         let key = carevault_crypto::keyring::new_key_material();
         let (sealed, summary) = carevault_crypto::stream::seal_all(&key, &doc_aad(&id), &up.content)
             .map_err(|e| CoreError::Internal(format!("document sealing: {e}")))?;
         let path = self.document_path(&id);
-        let tmp = path.with_extension("partial");
+        // Crash-safe: the sealed stream gets its name only once it is whole and synced.
         let written = tokio::task::spawn_blocking({
-            let (tmp, path) = (tmp.clone(), path.clone());
-            move || write_private(&tmp, &path, &sealed)
+            let path = path.clone();
+            move || carevault_crypto::files::write_new(&path, &sealed)
         })
         .await
         .map_err(|_| CoreError::Internal("document writer stopped".into()))?;
         if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(CoreError::Internal(format!("document file: {e}")));
+            tracing::error!(error = %e, "a document file could not be written");
+            // A full disk or an I/O error is the storage's fault, not the request's: 503.
+            return Err(refuse(CoreError::StoreUnavailable).await);
         }
         let sha = hex::encode(summary.plaintext_sha256);
         let body = json!({
@@ -483,19 +485,4 @@ fn template_of(r: &ConsentTemplateRow) -> Option<Template> {
         title: r.title.clone(),
         body: r.body.clone(),
     })
-}
-
-/// Writes `bytes` to `tmp` (0600), syncs, and renames it to `path`.
-fn write_private(tmp: &std::path::Path, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
 }

@@ -34,6 +34,10 @@ pub enum CoreError {
     AuditUnavailable,
     #[error("the data store is unavailable")]
     StoreUnavailable,
+    #[error(
+        "the server's disk is nearly full (below its free-space reserve): changes are refused until space is freed; reading continues"
+    )]
+    StorageLow,
     #[error("internal error ({0})")]
     Internal(String),
 }
@@ -56,6 +60,7 @@ impl CoreError {
             CoreError::Conflict(_) => "CV-CONFLICT-002",
             CoreError::AuditUnavailable => "CV-AUDIT-001",
             CoreError::StoreUnavailable => "CV-STORE-001",
+            CoreError::StorageLow => "CV-STORE-002",
             CoreError::Internal(_) => "CV-INTERNAL-001",
         }
     }
@@ -75,7 +80,7 @@ impl CoreError {
             CoreError::Invalid(_) => Outcome::Invalid,
             CoreError::NotFound { .. } => Outcome::NotFound,
             CoreError::VersionConflict { .. } | CoreError::Conflict(_) => Outcome::Conflict,
-            CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::Internal(_) => Outcome::Error,
+            CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::StorageLow | CoreError::Internal(_) => Outcome::Error,
         }
     }
 }

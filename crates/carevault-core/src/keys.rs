@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use carevault_crypto::keyring::{new_key_material, write_secret_file};
+use carevault_crypto::keyring::new_key_material;
 use carevault_crypto::signing::AuditSigner;
 use carevault_crypto::{BlindIndexKey, DataKey, Keyring, MasterKey};
 use carevault_store::{KeyRow, Store};
@@ -74,29 +74,73 @@ pub(crate) async fn load_or_init(
         .next()
         .ok_or_else(|| StartupError::Keys("the audit signing key is missing from the database".into()))?;
     let signer = AuditSigner::from_secret(&*master.unwrap_key(&label(SIGNING, sign_row.version), &sign_row.wrapped)?);
-    let pinned = dd.signing_public_key_path();
-    match std::fs::read_to_string(&pinned) {
-        Ok(text) => {
-            if text.trim() != hex::encode(signer.public_key()) {
-                return Err(StartupError::Keys(format!(
-                    "the audit signing key in the database does not match the pinned public key {}; the database may have been replaced",
-                    pinned.display()
-                )));
-            }
-        }
-        Err(_) => {
-            // PostgreSQL store shared by several instances: each data folder pins the key.
-            write_pinned(&pinned, &signer)?;
-        }
-    }
+    check_pin(store, dd, &signer)?;
     Ok((Loaded { master, keyring, blind, signer }, false))
 }
 
+/// The signing key's public half as the pin file holds it.
+fn pin_text(signer: &AuditSigner) -> String {
+    format!("{}\n", hex::encode(signer.public_key()))
+}
+
+/// Where a first start writes the pin before the keys are committed; renamed onto the pin after.
+fn pending_pin_path(dd: &DataDir) -> std::path::PathBuf {
+    dd.keys_dir().join("audit-signing.pub.init")
+}
+
+/// The pinned public key must be present and be the database's. A pin still under its pending
+/// name means the first start was cut off after committing the keys: it is finished now.
+fn check_pin(store: &Store, dd: &DataDir, signer: &AuditSigner) -> Result<(), StartupError> {
+    let pinned = dd.signing_public_key_path();
+    let expected = hex::encode(signer.public_key());
+    match std::fs::read_to_string(&pinned) {
+        Ok(text) if text.trim() == expected => Ok(()),
+        Ok(text) if text.trim().is_empty() || hex::decode(text.trim()).map(|k| k.len() != 32).unwrap_or(true) => {
+            Err(StartupError::Keys(format!(
+                "{} is damaged (empty or not a 32-byte hex key). Restore it from a backup of this data folder. \
+                 If you are certain this database is genuine, its audit key is {expected}: write that line into the file and start again",
+                pinned.display()
+            )))
+        }
+        Ok(_) => Err(StartupError::Keys(format!(
+            "the audit signing key in the database does not match the pinned public key {}; the database may have been replaced",
+            pinned.display()
+        ))),
+        Err(_) => {
+            let pending = pending_pin_path(dd);
+            if std::fs::read_to_string(&pending).map(|t| t.trim() == expected).unwrap_or(false) {
+                carevault_crypto::files::rename_durably(&pending, &pinned)
+                    .map_err(|e| StartupError::Keys(format!("{}: {e}", pinned.display())))?;
+                tracing::warn!(pin = %pinned.display(), "finished an initialization that was interrupted after its keys were committed");
+                return Ok(());
+            }
+            let used = dd.checkpoint_log_path().exists() || dd.audit_dir().join("signing-key.pub").exists();
+            if store.backend() == carevault_store::Backend::Sqlite || used {
+                return Err(StartupError::Keys(format!(
+                    "the pinned audit public key {} is missing, so the database's audit key cannot be trusted. Restore the file \
+                     from a backup of this data folder (a copy is kept in audit/signing-key.pub). If you are certain this database \
+                     is genuine, its audit key is {expected}: write that line into the file and start again",
+                    pinned.display()
+                )));
+            }
+            // A new data folder of an instance joining a shared PostgreSQL store: it pins the
+            // store's key now (trust on first use), and verifies against it from then on.
+            write_pinned(&pinned, signer)?;
+            tracing::warn!(pin = %pinned.display(), "pinned the audit signing key of the shared database in this new data folder");
+            Ok(())
+        }
+    }
+}
+
 fn write_pinned(path: &Path, signer: &AuditSigner) -> Result<(), StartupError> {
-    std::fs::write(path, format!("{}\n", hex::encode(signer.public_key())))
+    carevault_crypto::files::write_replace(path, pin_text(signer).as_bytes())
         .map_err(|e| StartupError::Keys(format!("{}: {e}", path.display())))
 }
 
+/// First start. Every file is written crash-safe (temporary name, sync, rename, folder sync),
+/// in an order a restart after a crash at any point can finish: master key, the pin under its
+/// pending name, the keys in the database (one transaction), the pin under its real name, then
+/// the empty checkpoint file.
 async fn init(store: &Store, dd: &DataDir, master_path: &Path, now: i64, instance_kind: &str) -> Result<Loaded, StartupError> {
     let pinned = dd.signing_public_key_path();
     if pinned.exists() {
@@ -121,6 +165,8 @@ async fn init(store: &Store, dd: &DataDir, master_path: &Path, now: i64, instanc
             created_at: now,
         },
     ];
+    let pending = pending_pin_path(dd);
+    write_pinned(&pending, &signer)?;
     let mut tx = store.begin().await?;
     tx.lock_audit_head().await?;
     for r in &rows {
@@ -130,9 +176,11 @@ async fn init(store: &Store, dd: &DataDir, master_path: &Path, now: i64, instanc
     tx.set_meta("store_id", &hex::encode(carevault_crypto::random_bytes::<16>())).await?;
     tx.set_meta("created_at", &now.to_string()).await?;
     tx.commit().await?;
-    write_pinned(&pinned, &signer)?;
+    carevault_crypto::files::rename_durably(&pending, &pinned).map_err(|e| StartupError::Keys(format!("{}: {e}", pinned.display())))?;
     // Keep a private copy of the public key beside the checkpoint file too.
-    let _ = write_secret_file(&dd.audit_dir().join("signing-key.pub"), format!("{}\n", hex::encode(signer.public_key())).as_bytes());
+    let copy = dd.audit_dir().join("signing-key.pub");
+    carevault_crypto::files::write_replace(&copy, pin_text(&signer).as_bytes())
+        .map_err(|e| StartupError::Keys(format!("{}: {e}", copy.display())))?;
     let mut keyring = Keyring::new();
     keyring.insert(DataKey::from_bytes(1, &data));
     Ok(Loaded { master, keyring, blind: BlindIndexKey::from_bytes(&blind), signer })

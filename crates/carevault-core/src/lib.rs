@@ -40,6 +40,7 @@ mod patients;
 mod rotation;
 mod schedule;
 mod sealing;
+mod storage;
 mod vault;
 
 pub use access::{
@@ -48,7 +49,8 @@ pub use access::{
 };
 pub use actor::{Actor, RequestContext};
 pub use allergies::AllergyRecord;
-pub use audit::verify::{VerifyFailure, VerifyReport};
+pub use audit::tree::{ConsistencyProof, InclusionProof, TreeHead};
+pub use audit::verify::{VerifyFailure, VerifyOptions, VerifyReport};
 pub use auth::{form_token, random_token, LoginStep, MfaReset, NewUser, PasskeyChallenge, PasskeyView, SessionGrant};
 pub use authz::{role_permissions, role_purposes, DenyReason, Privileges};
 pub use booking::{AppointmentQuery, AppointmentTypeView, WaitlistRequest, WaitlistView};
@@ -63,7 +65,24 @@ pub use error::{CoreError, StartupError};
 pub use patients::{PatientRecord, SearchPage};
 pub use rotation::{KeyStatus, RotationProgress};
 pub use schedule::{AppointmentView, BookRequest};
-pub use vault::{verify_audit_at, InstanceKind, OpenOptions, Vault};
+pub use storage::StorageHealth;
+pub use vault::{prove_consistency_at, prove_inclusion_at, verify_audit_at, InstanceKind, OpenOptions, Vault};
+
+/// Crash-safe writes of private files (mode 0600) for the web crate and the binary: the bytes
+/// go to a temporary name, are synced, take the final name in one step, and the folder is synced.
+pub mod durable {
+    use std::path::Path;
+
+    /// Creates `path`; fails with `AlreadyExists` rather than replacing a file.
+    pub fn write_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+        carevault_crypto::files::write_new(path, contents)
+    }
+
+    /// Writes `path`, replacing any previous file at once.
+    pub fn write_replace(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+        carevault_crypto::files::write_replace(path, contents)
+    }
+}
 
 /// Formats Unix microseconds as an RFC 3339 instant (UTC, millisecond precision).
 pub fn format_instant(micros: i64) -> String {

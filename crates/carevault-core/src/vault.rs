@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use carevault_store::Store;
 use tokio::sync::Semaphore;
 
+use crate::audit::files::AuditFiles;
 use crate::audit::writer::{AuditWriter, WriterConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::config::CoreConfig;
 use crate::datadir::DataDir;
 use crate::error::{CoreError, StartupError};
 use crate::sealing::Sealer;
+use crate::storage::{StorageHealth, StorageMonitor};
 
 /// Whether a data folder holds a real clinic's data or the synthetic demo clinic. The two
 /// never mix.
@@ -75,6 +77,8 @@ pub(crate) struct Inner {
     pub created: bool,
     /// The WebAuthn relying party (passkeys), from `public_origin`.
     pub passkeys: carevault_crypto::passkey::RelyingParty,
+    pub storage: Arc<StorageMonitor>,
+    pub files: Arc<AuditFiles>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -96,9 +100,9 @@ fn restrict_sqlite_files(dd: &DataDir) {
     let _ = dd;
 }
 
-/// Verifies the audit log of a data folder without the master key: only the store and the
-/// pinned public key are needed (an auditor's view).
-pub async fn verify_audit_at(data_dir: &std::path::Path, database_url: Option<&str>) -> Result<crate::VerifyReport, StartupError> {
+/// Opens the store of a data folder for read-only audit work (verify, proofs), without the
+/// master key: only the store and the pinned public key are needed (an auditor's view).
+async fn open_for_audit(data_dir: &std::path::Path, database_url: Option<&str>) -> Result<(DataDir, Store), StartupError> {
     let dd = DataDir::new(data_dir);
     dd.prepare(false)?;
     if database_url.is_none() && !dd.sqlite_path().exists() {
@@ -106,9 +110,67 @@ pub async fn verify_audit_at(data_dir: &std::path::Path, database_url: Option<&s
     }
     let url = database_url.map(str::to_string).unwrap_or_else(|| dd.sqlite_url());
     let store = Store::open(&url).await?;
-    let report = crate::audit::verify::verify(&store, &dd).await.map_err(|e| StartupError::Store(e.to_string()));
+    Ok((dd, store))
+}
+
+/// Verifies the audit log of a data folder (and, with `options`, its consistency with tree
+/// heads kept elsewhere).
+pub async fn verify_audit_at(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    options: &crate::VerifyOptions,
+) -> Result<crate::VerifyReport, StartupError> {
+    let (dd, store) = open_for_audit(data_dir, database_url).await?;
+    let report = crate::audit::verify::verify(&store, &dd, options).await.map_err(|e| StartupError::Store(e.to_string()));
     store.close().await;
     report
+}
+
+/// The RFC 9162 inclusion proof of record `seq` (default tree size: the newest signed head).
+pub async fn prove_inclusion_at(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    seq: i64,
+    tree_size: Option<u64>,
+) -> Result<Result<crate::InclusionProof, CoreError>, StartupError> {
+    let (_, store) = open_for_audit(data_dir, database_url).await?;
+    let r = crate::audit::tree::prove_inclusion(&store, seq, tree_size).await;
+    store.close().await;
+    Ok(r)
+}
+
+/// The RFC 9162 consistency proof between two tree sizes (default second size: the newest
+/// signed head).
+pub async fn prove_consistency_at(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    first: u64,
+    second: Option<u64>,
+) -> Result<Result<crate::ConsistencyProof, CoreError>, StartupError> {
+    let (_, store) = open_for_audit(data_dir, database_url).await?;
+    let r = crate::audit::tree::prove_consistency(&store, first, second).await;
+    store.close().await;
+    Ok(r)
+}
+
+/// A new log starts with the installation's own record, so an initialized folder never has an
+/// empty log. An empty log beside accounts or patients means records were removed: refused.
+async fn record_installation(store: &Store, writer: &AuditWriter, store_id: &str, now: i64) -> Result<(), StartupError> {
+    let head = store.audit_head().await?;
+    if head.as_ref().is_some_and(|h| h.seq > 0) {
+        return Ok(());
+    }
+    if head.is_none() || !store.users().await?.is_empty() || store.patient_count().await? > 0 {
+        return Err(StartupError::Refused(
+            "the audit log is empty (or its head row is missing) although the database holds accounts or patients: audit records \
+             were removed. Restore the database from a backup; `carevault audit verify` shows what is wrong"
+                .into(),
+        ));
+    }
+    let draft = crate::audit::Draft::new(now, carevault_domain::AuditAction::ConfigChange, carevault_domain::Outcome::Success)
+        .actor_name("system:init".into())
+        .resource("Installation", Some(store_id));
+    writer.append(draft).await.map(|_| ()).map_err(|e| StartupError::Store(format!("the first audit record could not be written: {e}")))
 }
 
 /// The chokepoint. Cheap to clone.
@@ -164,6 +226,27 @@ impl Vault {
         if opts.instance == InstanceKind::Demo && store.has_non_demo_data().await? {
             return Err(StartupError::Refused(format!("{} holds non-demo data; the demo refuses to run on it", dd.root().display())));
         }
+        let store_id = store.meta("store_id").await?.unwrap_or_else(|| "unknown".into());
+        let files = Arc::new(AuditFiles::new(&dd.audit_dir(), opts.config.witness_dir.as_deref(), &store_id));
+        let file_error = |e: std::io::Error| StartupError::DataDir {
+            path: dd.root().display().to_string(),
+            message: format!("{}: {e}", files.checkpoint_file().display()),
+        };
+        if created {
+            files.create_empty().map_err(file_error)?;
+        } else {
+            for notice in files.repair_at_start(now).map_err(file_error)? {
+                tracing::warn!(notice = %notice, "audit checkpoint file repaired at start");
+            }
+        }
+        {
+            // Checkpoints committed just before a crash, whose line was not yet written.
+            let lock = files.lock_exclusive().await.map_err(file_error)?;
+            files.catch_up(&store, now).await;
+            drop(lock);
+        }
+        let reserve = opts.config.min_free_bytes.unwrap_or_else(|| StorageMonitor::default_reserve(dd.root()));
+        let storage = Arc::new(StorageMonitor::new(dd.root().to_path_buf(), reserve));
         let signer = Arc::new(keys.signer);
         let (writer, task) = AuditWriter::start(
             store.clone(),
@@ -172,9 +255,16 @@ impl Vault {
             WriterConfig {
                 checkpoint_every: opts.config.checkpoint_every.max(1),
                 checkpoint_interval_micros: opts.config.checkpoint_interval_secs.max(1) * 1_000_000,
-                checkpoint_file: dd.checkpoint_log_path(),
+                queue: opts.config.writer_queue,
+                files: files.clone(),
+                storage: storage.clone(),
             },
         );
+        if let Err(e) = record_installation(&store, &writer, &store_id, now).await {
+            task.abort();
+            store.close().await;
+            return Err(e);
+        }
         let sealer = Sealer::new(keys.master, keys.keyring, keys.blind, now);
         Ok(Vault {
             inner: Arc::new(Inner {
@@ -189,6 +279,8 @@ impl Vault {
                 kind: opts.instance,
                 created,
                 passkeys,
+                storage,
+                files,
                 writer_task: Mutex::new(Some(task)),
             }),
         })
@@ -223,14 +315,43 @@ impl Vault {
         Ok(self.inner.store.users().await?.len())
     }
 
-    /// Verifies the audit log (chain, signed head, checkpoints in the database and the file).
+    /// Verifies the audit log (chain, signed head, Merkle tree, checkpoints in the database and
+    /// the file, and any witness heads in `options`).
     pub async fn verify_audit(&self) -> Result<crate::VerifyReport, CoreError> {
-        crate::audit::verify::verify(&self.inner.store, &self.inner.data_dir).await
+        self.verify_audit_with(&crate::VerifyOptions::default()).await
+    }
+
+    pub async fn verify_audit_with(&self, options: &crate::VerifyOptions) -> Result<crate::VerifyReport, CoreError> {
+        crate::audit::verify::verify(&self.inner.store, &self.inner.data_dir, options).await
     }
 
     /// Writes a signed checkpoint of the audit head now.
     pub async fn checkpoint(&self) -> Result<(), CoreError> {
         self.inner.writer.checkpoint().await
+    }
+
+    /// Signs a tree head of the audit log as it stands now (a checkpoint, also appended to the
+    /// checkpoint file and the witness folder) and returns it: what an auditor keeps.
+    pub async fn tree_head(&self) -> Result<crate::TreeHead, CoreError> {
+        self.inner.writer.checkpoint().await?;
+        let row =
+            self.inner.store.latest_tree_head().await?.ok_or_else(|| CoreError::Internal("no tree head after a checkpoint".into()))?;
+        crate::TreeHead::from_checkpoint(&row).ok_or_else(|| CoreError::Internal("malformed tree head".into()))
+    }
+
+    /// Whether the vault can write: free space above the reserve, last write committed.
+    pub fn storage_health(&self) -> StorageHealth {
+        self.inner.storage.health()
+    }
+
+    /// The configured free-space reserve, in bytes (0: none).
+    pub fn storage_reserve(&self) -> u64 {
+        self.inner.storage.reserve()
+    }
+
+    /// Why the evidence files (checkpoint file, witness) lag behind the database, if they do.
+    pub fn audit_files_problem(&self) -> Option<String> {
+        self.inner.files.problem()
     }
 
     /// Checkpoints, stops the writer and closes the store.

@@ -63,19 +63,10 @@ fn check_owner_only(_path: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Writes `contents` to a new file that only its owner can read (0600), failing if it exists.
+/// Writes `contents` to a new file that only its owner can read (0600), failing if it exists;
+/// crash-safe (see [`crate::files`]).
 pub fn write_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(contents)?;
-    f.sync_all()
+    crate::files::write_new(path, contents)
 }
 
 impl MasterKey {

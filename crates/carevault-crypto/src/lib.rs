@@ -2,6 +2,7 @@
 //! RustCrypto (AES-256-GCM, HMAC-SHA-256, SHA-256, Argon2id), ed25519-dalek and totp-rs; this
 //! crate only composes them. Only `carevault-core` depends on it.
 
+pub mod files;
 pub mod keyring;
 pub mod passkey;
 pub mod password;

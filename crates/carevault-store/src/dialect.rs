@@ -52,6 +52,16 @@ pub(crate) async fn after_connect(backend: Backend, conn: &mut AnyConnection) ->
     Ok(())
 }
 
+/// How a write transaction starts. SQLite: `IMMEDIATE`, so the write lock is taken (waiting up
+/// to the busy timeout) before the first statement rather than on upgrade, where a busy
+/// database fails at once.
+pub(crate) fn begin_statement(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN",
+    }
+}
+
 pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'static str)] {
     match backend {
         Backend::Sqlite => &[
@@ -66,6 +76,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (9, "closures", include_str!("../migrations/sqlite/0009_closures.sql")),
             (10, "booking_details", include_str!("../migrations/sqlite/0010_booking_details.sql")),
             (11, "clinical_records", include_str!("../migrations/sqlite/0011_clinical_records.sql")),
+            (12, "audit_tree", include_str!("../migrations/sqlite/0012_audit_tree.sql")),
         ],
         Backend::Postgres => &[
             (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -79,11 +90,14 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (9, "closures", include_str!("../migrations/postgres/0009_closures.sql")),
             (10, "booking_details", include_str!("../migrations/postgres/0010_booking_details.sql")),
             (11, "clinical_records", include_str!("../migrations/postgres/0011_clinical_records.sql")),
+            (12, "audit_tree", include_str!("../migrations/postgres/0012_audit_tree.sql")),
         ],
     }
 }
 
-/// Maps a driver error to a store error; named uniqueness violations become `Conflict`.
+/// Maps a driver error to a store error; named uniqueness violations become `Conflict`; a full
+/// disk, an I/O error, a lost or terminated connection and the like become `Unavailable`
+/// (transient: 503, nothing acknowledged).
 pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) => {
@@ -102,15 +116,27 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
                 return StoreError::Conflict(which);
             }
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), including extended codes.
-            if msg.contains("not a database") || msg.contains("malformed") || code == "11" || code == "26" {
+            if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                return if postgres_unavailable(&code) { StoreError::Unavailable(msg) } else { StoreError::Database(msg) };
+            }
+            // SQLite reports extended result codes; the primary code is the low byte.
+            let primary = code.parse::<i32>().map(|c| c & 0xff).unwrap_or(-1);
+            // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26).
+            if msg.contains("not a database") || msg.contains("malformed") || primary == 11 || primary == 26 {
                 return StoreError::Corrupt(msg);
+            }
+            if sqlite_unavailable(primary) {
+                return StoreError::Unavailable(msg);
             }
             StoreError::Database(msg)
         }
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Configuration(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Configuration(_) => StoreError::Unavailable(e.to_string()),
         _ => {
             let s = e.to_string();
             if s.contains("not a database") || s.contains("malformed") {
@@ -119,5 +145,38 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
                 StoreError::Database(s)
             }
         }
+    }
+}
+
+/// SQLite primary result codes that say the storage, not the statement, failed: BUSY (5, the
+/// busy timeout ran out), LOCKED (6), NOMEM (7), READONLY (8), IOERR (10), FULL (13),
+/// CANTOPEN (14), PROTOCOL (15).
+fn sqlite_unavailable(primary: i32) -> bool {
+    matches!(primary, 5 | 6 | 7 | 8 | 10 | 13 | 14 | 15)
+}
+
+/// PostgreSQL SQLSTATE classes that say the server or the connection failed: 08 connection
+/// exception, 53 insufficient resources (disk full, out of memory, too many connections),
+/// 57 operator intervention (backend terminated, server shutting down, query canceled),
+/// 58 system error (I/O), and 25P03 idle-in-transaction timeout.
+fn postgres_unavailable(sqlstate: &str) -> bool {
+    matches!(sqlstate.get(..2), Some("08" | "53" | "57" | "58")) || sqlstate == "25P03"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_failures_are_transient_and_statement_failures_are_not() {
+        assert!(sqlite_unavailable(13)); // SQLITE_FULL
+        assert!(sqlite_unavailable(778 & 0xff)); // SQLITE_IOERR_WRITE
+        assert!(!sqlite_unavailable(19)); // SQLITE_CONSTRAINT
+        assert!(!sqlite_unavailable(1)); // SQLITE_ERROR
+        assert!(postgres_unavailable("57P01")); // admin_shutdown (pg_terminate_backend)
+        assert!(postgres_unavailable("53100")); // disk_full
+        assert!(postgres_unavailable("08006")); // connection_failure
+        assert!(!postgres_unavailable("23503")); // foreign_key_violation
+        assert!(!postgres_unavailable("P0001")); // raise_exception
     }
 }

@@ -95,8 +95,7 @@ impl Store {
     /// Starts a write transaction. Every write transaction first takes the audit-chain lock
     /// (see [`WriteTx::lock_audit_head`]), which also serializes writers on both engines.
     pub async fn begin(&self) -> Result<WriteTx> {
-        let tx = self.write.begin().await.map_err(dialect::classify)?;
-        Ok(WriteTx::new(tx))
+        WriteTx::begin(&self.write, self.backend).await
     }
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -307,7 +306,7 @@ impl Store {
     }
 
     pub async fn audit_head(&self) -> Result<Option<HeadRow>> {
-        let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+        let row = sqlx::query("SELECT seq, hash, signature, tree_frontier FROM audit_head WHERE id = 1")
             .fetch_optional(&self.read)
             .await
             .map_err(dialect::classify)?;
@@ -315,11 +314,55 @@ impl Store {
     }
 
     pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>> {
-        let rows = sqlx::query("SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq")
+        self.checkpoints_after(-1).await
+    }
+
+    /// Checkpoints with `seq > after`, ascending.
+    pub async fn checkpoints_after(&self, after: i64) -> Result<Vec<CheckpointRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, at, public_key, signature, root_hash, tree_signature FROM audit_checkpoints WHERE seq > $1 ORDER BY seq",
+        )
+        .bind(after)
+        .fetch_all(&self.read)
+        .await
+        .map_err(dialect::classify)?;
+        rows.iter().map(CheckpointRow::from_row).collect()
+    }
+
+    /// The newest checkpoint that carries a signed tree head.
+    pub async fn latest_tree_head(&self) -> Result<Option<CheckpointRow>> {
+        let row = sqlx::query(
+            "SELECT seq, hash, at, public_key, signature, root_hash, tree_signature FROM audit_checkpoints \
+             WHERE root_hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.read)
+        .await
+        .map_err(dialect::classify)?;
+        row.as_ref().map(CheckpointRow::from_row).transpose()
+    }
+
+    /// Roots of the stored complete blocks of the audit Merkle tree with `idx < before`.
+    pub async fn audit_tree_blocks(&self, before: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT idx, hash FROM audit_tree_blocks WHERE idx < $1 ORDER BY idx")
+            .bind(before)
             .fetch_all(&self.read)
             .await
             .map_err(dialect::classify)?;
-        rows.iter().map(CheckpointRow::from_row).collect()
+        rows.iter()
+            .map(|r: &AnyRow| {
+                Ok((r.try_get::<i64, _>(0).map_err(dialect::classify)?, r.try_get::<Vec<u8>, _>(1).map_err(dialect::classify)?))
+            })
+            .collect()
+    }
+
+    /// The number of stored blocks at or beyond `idx` (blocks of records that do not exist).
+    pub async fn audit_tree_blocks_from(&self, idx: i64) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM audit_tree_blocks WHERE idx >= $1")
+            .bind(idx)
+            .fetch_one(&self.read)
+            .await
+            .map_err(dialect::classify)?;
+        row.try_get::<i64, _>(0).map_err(dialect::classify)
     }
 
     /// Patient versions sealed under a key older than `below`, oldest key first.
@@ -363,6 +406,15 @@ impl Store {
                 ))
             })
             .collect()
+    }
+}
+
+#[cfg(feature = "test-support")]
+impl Store {
+    /// Runs statements outside any write transaction (fault-injection tests only).
+    pub async fn execute_for_tests(&self, sql: &str) -> Result<()> {
+        sqlx::Executor::execute(&self.read, sql).await.map_err(dialect::classify)?;
+        Ok(())
     }
 }
 

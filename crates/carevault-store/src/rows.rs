@@ -225,11 +225,13 @@ pub struct HeadRow {
     pub seq: i64,
     pub hash: Vec<u8>,
     pub signature: Option<Vec<u8>>,
+    /// The Merkle tree's frontier at `seq` (absent before schema 12 and until rebuilt).
+    pub tree_frontier: Option<Vec<u8>>,
 }
 
 impl HeadRow {
     pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
-        Ok(HeadRow { seq: get(r, "seq")?, hash: get(r, "hash")?, signature: get(r, "signature")? })
+        Ok(HeadRow { seq: get(r, "seq")?, hash: get(r, "hash")?, signature: get(r, "signature")?, tree_frontier: get(r, "tree_frontier")? })
     }
 }
 
@@ -240,6 +242,9 @@ pub struct CheckpointRow {
     pub at: i64,
     pub public_key: Vec<u8>,
     pub signature: Vec<u8>,
+    /// The Merkle root at tree size `seq` and the signature of that tree head (schema 12 on).
+    pub root_hash: Option<Vec<u8>>,
+    pub tree_signature: Option<Vec<u8>>,
 }
 
 impl CheckpointRow {
@@ -250,6 +255,8 @@ impl CheckpointRow {
             at: get(r, "at")?,
             public_key: get(r, "public_key")?,
             signature: get(r, "signature")?,
+            root_hash: get(r, "root_hash")?,
+            tree_signature: get(r, "tree_signature")?,
         })
     }
 }

@@ -1,15 +1,36 @@
 //! The write transaction. Core opens one per group commit; each statement here is the only SQL
 //! that changes data.
+//!
+//! The transaction is driven with plain `BEGIN`/`COMMIT` on a connection taken from the write
+//! pool, not with sqlx's transaction manager: after a failed `COMMIT` (a full disk, an I/O
+//! error, a lost PostgreSQL backend) the engine may or may not have rolled back on its own, and
+//! sqlx's bookkeeping of the nesting depth then drifts from the engine's (later "commits" became
+//! `RELEASE SAVEPOINT` inside a transaction that never ended, and were acknowledged while
+//! nothing reached the disk). So a transaction that did not commit cleanly never goes back to
+//! the pool: its connection is closed, which rolls back whatever the engine still holds, and
+//! the next transaction starts on a fresh connection.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Executor, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Executor, Row};
 
-use crate::dialect::classify;
+use crate::dialect::{classify, Backend};
 use crate::rows::*;
 use crate::{Result, StoreError};
 
 pub struct WriteTx {
-    pub(crate) tx: Transaction<'static, Any>,
+    pub(crate) tx: PoolConnection<Any>,
+    /// True until `COMMIT` or `ROLLBACK` succeeded; a transaction dropped while open closes its
+    /// connection instead of returning it to the pool.
+    open: bool,
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.tx.close_on_drop();
+        }
+    }
 }
 
 macro_rules! exec {
@@ -19,36 +40,76 @@ macro_rules! exec {
 }
 
 impl WriteTx {
-    pub(crate) fn new(tx: Transaction<'static, Any>) -> Self {
-        WriteTx { tx }
+    /// Takes the write connection and starts a transaction (on SQLite `BEGIN IMMEDIATE`: the
+    /// write lock is taken now, waiting up to the busy timeout for another process).
+    pub(crate) async fn begin(pool: &AnyPool, backend: Backend) -> Result<WriteTx> {
+        let conn = pool.acquire().await.map_err(classify)?;
+        let mut tx = WriteTx { tx: conn, open: true };
+        (&mut *tx.tx).execute(crate::dialect::begin_statement(backend)).await.map_err(classify)?;
+        Ok(tx)
     }
 
-    pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await.map_err(classify)
+    /// Commits. On any error nothing of the transaction may be taken as durable; the connection
+    /// is closed (see the module documentation).
+    pub async fn commit(mut self) -> Result<()> {
+        (&mut *self.tx).execute("COMMIT").await.map_err(classify)?;
+        self.open = false;
+        Ok(())
     }
 
-    pub async fn rollback(self) -> Result<()> {
-        self.tx.rollback().await.map_err(classify)
+    pub async fn rollback(mut self) -> Result<()> {
+        (&mut *self.tx).execute("ROLLBACK").await.map_err(classify)?;
+        self.open = false;
+        Ok(())
     }
 
     /// Takes the audit-chain lock (a row lock on PostgreSQL, the write lock on SQLite) and
     /// returns the chain head. Must be the first statement of the transaction.
     pub async fn lock_audit_head(&mut self) -> Result<HeadRow> {
         exec!(self, sqlx::query("UPDATE audit_head SET lock_counter = lock_counter + 1 WHERE id = 1"))?;
-        let row: AnyRow =
-            sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1").fetch_one(&mut *self.tx).await.map_err(classify)?;
+        let row: Option<AnyRow> = sqlx::query("SELECT seq, hash, signature, tree_frontier FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        // The row is made by the first migration; without it the chain cannot be extended.
+        let row = row.ok_or_else(|| StoreError::Database("the audit chain head row is missing".into()))?;
         HeadRow::from_row(&row)
     }
 
-    pub async fn set_audit_head(&mut self, seq: i64, hash: &[u8], signature: &[u8]) -> Result<()> {
+    pub async fn set_audit_head(&mut self, seq: i64, hash: &[u8], signature: &[u8], tree_frontier: &[u8]) -> Result<()> {
         exec!(
             self,
-            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1")
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3, tree_frontier = $4 WHERE id = 1")
                 .bind(seq)
                 .bind(hash.to_vec())
                 .bind(signature.to_vec())
+                .bind(tree_frontier.to_vec())
         )?;
         Ok(())
+    }
+
+    /// Stores the root of a complete block of the audit Merkle tree (replacing a stale one when
+    /// the tree is rebuilt).
+    pub async fn put_tree_block(&mut self, idx: i64, hash: &[u8]) -> Result<()> {
+        exec!(
+            self,
+            sqlx::query("INSERT INTO audit_tree_blocks (idx, hash) VALUES ($1, $2) ON CONFLICT (idx) DO UPDATE SET hash = excluded.hash")
+                .bind(idx)
+                .bind(hash.to_vec())
+        )?;
+        Ok(())
+    }
+
+    /// Audit events with `seq > after`, ascending, at most `limit`, read inside this
+    /// transaction (rebuilding the tree under the chain lock).
+    pub async fn audit_events(&mut self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(AuditRow::from_row).collect()
     }
 
     pub async fn insert_audit(&mut self, e: &AuditRow) -> Result<()> {
@@ -78,34 +139,41 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Inserts a checkpoint; false if one exists for this sequence number already.
+    /// Inserts a checkpoint; false if one exists for this sequence number already. A checkpoint
+    /// written before tree heads existed gets this one's tree head.
     pub async fn insert_checkpoint(&mut self, c: &CheckpointRow) -> Result<bool> {
         let r = exec!(
             self,
-            sqlx::query("INSERT INTO audit_checkpoints (seq, hash, at, public_key, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING")
-                .bind(c.seq)
-                .bind(c.hash.clone())
-                .bind(c.at)
-                .bind(c.public_key.clone())
-                .bind(c.signature.clone())
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, hash, at, public_key, signature, root_hash, tree_signature) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (seq) DO UPDATE SET root_hash = excluded.root_hash, \
+                 tree_signature = excluded.tree_signature WHERE audit_checkpoints.root_hash IS NULL"
+            )
+            .bind(c.seq)
+            .bind(c.hash.clone())
+            .bind(c.at)
+            .bind(c.public_key.clone())
+            .bind(c.signature.clone())
+            .bind(c.root_hash.clone())
+            .bind(c.tree_signature.clone())
         )?;
         Ok(r.rows_affected() == 1)
     }
 
     /// Savepoints give each job of a group commit its own all-or-nothing scope.
     pub async fn savepoint(&mut self) -> Result<()> {
-        self.tx.execute("SAVEPOINT cv_job").await.map_err(classify)?;
+        (&mut *self.tx).execute("SAVEPOINT cv_job").await.map_err(classify)?;
         Ok(())
     }
 
     pub async fn release_savepoint(&mut self) -> Result<()> {
-        self.tx.execute("RELEASE SAVEPOINT cv_job").await.map_err(classify)?;
+        (&mut *self.tx).execute("RELEASE SAVEPOINT cv_job").await.map_err(classify)?;
         Ok(())
     }
 
     pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
-        self.tx.execute("ROLLBACK TO SAVEPOINT cv_job").await.map_err(classify)?;
-        self.tx.execute("RELEASE SAVEPOINT cv_job").await.map_err(classify)?;
+        (&mut *self.tx).execute("ROLLBACK TO SAVEPOINT cv_job").await.map_err(classify)?;
+        (&mut *self.tx).execute("RELEASE SAVEPOINT cv_job").await.map_err(classify)?;
         Ok(())
     }
 

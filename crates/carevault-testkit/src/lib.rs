@@ -32,8 +32,9 @@ impl Backend {
         match self {
             Backend::Sqlite => None,
             Backend::Postgres { base_url, schema } => {
+                // The application name lets a fault test end exactly this test's backends.
                 let sep = if base_url.contains('?') { '&' } else { '?' };
-                Some(format!("{base_url}{sep}options[search_path]={schema}"))
+                Some(format!("{base_url}{sep}options[search_path]={schema}&application_name={schema}"))
             }
         }
     }
@@ -90,7 +91,12 @@ impl TestVault {
     }
 
     pub async fn with_config(config: CoreConfig) -> anyhow::Result<TestVault> {
-        let dir = tempfile::tempdir()?;
+        Self::with_config_in(config, &std::env::temp_dir()).await
+    }
+
+    /// A vault whose data folder is inside `parent` (e.g. a small filesystem).
+    pub async fn with_config_in(config: CoreConfig, parent: &Path) -> anyhow::Result<TestVault> {
+        let dir = tempfile::tempdir_in(parent)?;
         let backend = backend().await?;
         let clock = Arc::new(ManualClock::starting_now());
         // A folder that does not exist yet: the vault creates it (mode 0700).
@@ -104,7 +110,14 @@ impl TestVault {
 
     /// Closes and reopens the vault on the same folder and database.
     pub async fn reopen(&mut self) -> anyhow::Result<()> {
+        let config = self.config.clone();
+        self.reopen_with(config).await
+    }
+
+    /// Closes and reopens the vault with other settings.
+    pub async fn reopen_with(&mut self, config: CoreConfig) -> anyhow::Result<()> {
         self.vault.shutdown().await;
+        self.config = config;
         self.vault =
             open_vault(&self.data_dir(), &self.backend, self.clock.clone(), self.config.clone(), InstanceKind::Production, false).await?;
         Ok(())
@@ -223,6 +236,78 @@ pub fn grep_tree(root: &Path, needles: &[&str]) -> Vec<(PathBuf, String)> {
     hits
 }
 
+/// Runs the calling test again inside a private mount namespace with a small tmpfs of `size_mb`
+/// mounted, so it can fill a real filesystem without touching the machine's disks.
+///
+/// In the parent test process: re-runs `test_name` (the test function's name) inside
+/// `unshare --mount` (or, without root, `unshare --mount --map-root-user`), asserts that it
+/// passed, and returns `None`. In that child: returns the mount point. When no mount namespace
+/// can be made here, the test is skipped with a notice, unless `CAREVAULT_TEST_REQUIRE_FAULTS`
+/// is set (CI sets it), in which case it fails.
+pub fn private_tmpfs(test_name: &str, size_mb: u32) -> anyhow::Result<Option<PathBuf>> {
+    const CHILD: &str = "CAREVAULT_TEST_TMPFS";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        return Ok(Some(PathBuf::from(dir)));
+    }
+    let exe = std::env::current_exe()?;
+    let mount = tempfile::Builder::new().prefix("cv-tmpfs-").tempdir()?;
+    let script = format!("mount -t tmpfs -o size={size_mb}m,mode=0700 cvtest \"$0\" || exit 97; exec \"$@\"");
+    let mut last = String::new();
+    for extra in [&[][..], &["--map-root-user"][..]] {
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private"])
+            .args(extra)
+            .args(["sh", "-c", &script])
+            .arg(mount.path())
+            .arg(&exe)
+            .args(["--exact", test_name, "--nocapture", "--test-threads", "1"])
+            .env(CHILD, mount.path())
+            .output();
+        match out {
+            Ok(o) if o.status.code() == Some(97) || (!o.status.success() && String::from_utf8_lossy(&o.stderr).starts_with("unshare:")) => {
+                last = String::from_utf8_lossy(&o.stderr).into_owned();
+            }
+            Ok(o) => {
+                let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+                anyhow::ensure!(o.status.success(), "{test_name} failed inside its private {size_mb} MiB filesystem:\n{text}");
+                anyhow::ensure!(text.contains("1 passed"), "{test_name} did not run inside its private filesystem:\n{text}");
+                return Ok(None);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    let msg = format!("{test_name}: cannot make a private mount namespace with a small filesystem here ({})", last.trim());
+    anyhow::ensure!(std::env::var_os("CAREVAULT_TEST_REQUIRE_FAULTS").is_none(), "{msg}");
+    eprintln!("SKIPPED {msg}; set CAREVAULT_TEST_REQUIRE_FAULTS=1 to make this a failure");
+    Ok(None)
+}
+
+/// The `carevault` binary at `bin` (a test's `CARGO_BIN_EXE_carevault`) with the environment
+/// cleared of settings and pointed at `backend`'s database.
+pub fn command(bin: &str, backend: &Backend) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.env_remove("CAREVAULT_DATABASE_URL").env_remove("CAREVAULT_DATA_DIR").env_remove("CAREVAULT_MASTER_KEY_FILE");
+    if let Some(url) = backend.vault_url() {
+        c.env("CAREVAULT_DATABASE_URL", url);
+    }
+    c
+}
+
+/// Runs the binary with `args` (and `stdin`) to the end; fails on a panic message.
+pub fn run_command(bin: &str, backend: &Backend, args: &[&str], stdin: Option<&str>) -> anyhow::Result<std::process::Output> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command(bin, backend).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    if let Some(input) = stdin {
+        child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(!stderr.contains("panicked"), "a panic: {stderr}");
+    Ok(out)
+}
+
 pub fn pg_dump(backend: &Backend) -> anyhow::Result<Option<String>> {
     let Backend::Postgres { base_url, schema } = backend else {
         return Ok(None);
@@ -252,7 +337,11 @@ impl App {
     }
 
     pub async fn spawn_with(config: CoreConfig, body_limit: usize) -> anyhow::Result<App> {
-        let tv = TestVault::with_config(config).await?;
+        Self::serve(TestVault::with_config(config).await?, body_limit).await
+    }
+
+    /// The server over an existing test vault (e.g. one on a small filesystem, or reopened).
+    pub async fn serve(tv: TestVault, body_limit: usize) -> anyhow::Result<App> {
         let tls = carevault_web::TlsSource::SelfSigned { dir: tv.data_dir().join("tls"), hostnames: vec![] };
         let server =
             carevault_web::start(tv.vault.clone(), carevault_web::WebConfig { listen: "127.0.0.1:0".parse()?, body_limit, tls }).await?;

@@ -474,7 +474,16 @@ pub(crate) async fn audit_verify(State(st): State<AppState>, Peer(ctx): Peer, he
     with_actor!(st, ctx, headers, |a| match st.vault.verify_audit_as(&a).await {
         Ok(r) => json_response(
             StatusCode::OK,
-            json!({"intact": r.intact(), "records": r.records, "failures": r.failures.iter().map(|f| json!({"seq": f.seq, "message": f.message})).collect::<Vec<_>>()}),
+            json!({
+                "intact": r.intact(),
+                "records": r.records,
+                "root_hash": r.root_hash,
+                "checkpoints_in_database": r.checkpoints_in_database,
+                "checkpoints_in_file": r.checkpoints_in_file,
+                "tree_heads_checked": r.tree_heads,
+                "failures": r.failures.iter().map(|f| json!({"seq": f.seq, "message": f.message})).collect::<Vec<_>>(),
+                "notes": r.notes,
+            }),
         ),
         Err(e) => ApiError(e).into_response(),
     })

@@ -159,7 +159,48 @@ pub(crate) async fn session(State(st): State<AppState>, Peer(ctx): Peer, headers
     }
 }
 
-/// `GET /api/v1/health`: no data, no database; the HTTPS floor used by the benchmark.
-pub(crate) async fn health() -> Response {
-    StatusCode::NO_CONTENT.into_response()
+/// `GET /api/v1/health`: no data and no database query (the HTTPS floor used by the
+/// benchmark): 204 when all is well; 200 with a JSON body when the server works but its audit
+/// evidence files lag behind the database; 503 (problem+json) when changes are refused because
+/// free space is below the reserve, or when the last write to the store failed.
+pub(crate) async fn health(State(st): State<AppState>) -> Response {
+    use carevault_core::StorageHealth;
+    match st.vault.storage_health() {
+        StorageHealth::Low { free_bytes, reserve_bytes, path } => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-low",
+            &format!(
+                "free space on the data folder's disk ({path}) is {} MiB, below the reserve of {} MiB: changes are refused until space is freed; reading continues",
+                free_bytes / (1024 * 1024),
+                reserve_bytes / (1024 * 1024)
+            ),
+        ),
+        StorageHealth::Failing { since_micros, cause } => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-failing",
+            &format!(
+                "writing to the store has failed since {} ({}); nothing that failed was acknowledged, and the server retries by itself",
+                carevault_core::format_instant(since_micros),
+                storage_cause(&cause)
+            ),
+        ),
+        StorageHealth::Ok => match st.vault.audit_files_problem() {
+            None => StatusCode::NO_CONTENT.into_response(),
+            Some(p) => json_response(StatusCode::OK, json!({"status": "degraded", "detail": p})),
+        },
+    }
+}
+
+/// The kind of store failure, without the driver's text.
+fn storage_cause(cause: &str) -> &'static str {
+    let c = cause.to_ascii_lowercase();
+    if c.contains("full") || c.contains("no space") {
+        "the disk is full"
+    } else if c.contains("i/o") || c.contains("disk i/o") {
+        "an I/O error"
+    } else if c.contains("connect") || c.contains("terminat") || c.contains("reached") || c.contains("closed") {
+        "the database connection was lost"
+    } else {
+        "a database error"
+    }
 }

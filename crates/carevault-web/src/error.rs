@@ -21,7 +21,7 @@ pub(crate) fn status_of(e: &CoreError, if_match_given: bool) -> StatusCode {
         CoreError::NotFound { .. } => StatusCode::NOT_FOUND,
         CoreError::VersionConflict { .. } if if_match_given => StatusCode::PRECONDITION_FAILED,
         CoreError::VersionConflict { .. } | CoreError::Conflict(_) => StatusCode::CONFLICT,
-        CoreError::AuditUnavailable | CoreError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::StorageLow => StatusCode::SERVICE_UNAVAILABLE,
         CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -39,7 +39,7 @@ fn issue_code(e: &CoreError) -> &'static str {
         CoreError::Invalid(i) => i.code.as_str(),
         CoreError::NotFound { .. } => "not-found",
         CoreError::VersionConflict { .. } | CoreError::Conflict(_) => "conflict",
-        CoreError::AuditUnavailable | CoreError::StoreUnavailable => "transient",
+        CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::StorageLow => "transient",
         CoreError::Internal(_) => "exception",
     }
 }
@@ -89,10 +89,16 @@ pub(crate) fn fhir_json(status: StatusCode, body: &serde_json::Value) -> Respons
 }
 
 fn retry_after(e: &CoreError, r: &mut Response) {
-    if let CoreError::Throttled { retry_after_secs } = e {
-        if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    let secs = match e {
+        CoreError::Throttled { retry_after_secs } => *retry_after_secs,
+        // Transient: the store recovers by itself (a failed batch, a lost connection) or once
+        // an operator frees space.
+        CoreError::AuditUnavailable | CoreError::StoreUnavailable => 5,
+        CoreError::StorageLow => 60,
+        _ => return,
+    };
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
     }
 }
 

@@ -78,7 +78,14 @@ pub(crate) const OPERATIONS: &[Entry] = &[
         &[("password", S, true), ("code", S, true)],
         204,
     ),
-    ("get", "/health", "health", "Liveness (no data)", &[], 204),
+    (
+        "get",
+        "/health",
+        "health",
+        "Health without data: 204 all well; 200 audit evidence files lag; 503 changes refused (storage low or failing)",
+        &[],
+        204,
+    ),
     (
         "post",
         "/account/password",
@@ -461,9 +468,14 @@ pub(crate) fn build() -> Value {
                     json!({"description": "OK", "content": {"application/json": {"schema": {}}}})
                 },
                 "400": problem_ref(), "401": problem_ref(), "403": problem_ref(), "404": problem_ref(), "409": problem_ref(),
-                "413": problem_ref(), "415": problem_ref(), "429": problem_ref(),
+                "413": problem_ref(), "415": problem_ref(), "429": problem_ref(), "503": problem_ref(),
             }
         });
+        if *id == "health" {
+            op["responses"]["200"] = json!({"description": "Degraded: the audit evidence files lag behind the database",
+                "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"status": {"type": "string"}, "detail": {"type": "string"}}, "required": ["status", "detail"]}}}});
+        }
         let p = params(method, path);
         if !p.is_empty() {
             op["parameters"] = Value::Array(p);

@@ -26,50 +26,46 @@ pub(crate) struct Loaded {
     pub generated: bool,
 }
 
+/// Crash-safe (temporary name, sync, rename, folder sync): a power cut leaves the old file or
+/// the whole new one, never an empty certificate that would stop the next start.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(path)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()
+    carevault_core::durable::write_replace(path, contents.as_bytes())
 }
 
 pub(crate) fn load(source: &TlsSource) -> Result<Loaded, WebError> {
-    let (cert_path, key_path, generated) = match source {
-        TlsSource::Files { cert, key } => (cert.clone(), key.clone(), false),
+    match source {
+        TlsSource::Files { cert, key } => load_pair(cert, key, false),
         TlsSource::SelfSigned { dir, hostnames } => {
             let cert = dir.join("cert.pem");
             let key = dir.join("key.pem");
-            let mut generated = false;
-            if !cert.exists() || !key.exists() {
-                let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-                names.extend(hostnames.iter().cloned());
-                let ck =
-                    rcgen::generate_simple_self_signed(names).map_err(|e| WebError::Tls(format!("certificate generation failed: {e}")))?;
-                let _ = std::fs::remove_file(&cert);
-                let _ = std::fs::remove_file(&key);
-                write_private(&key, &ck.key_pair.serialize_pem()).map_err(|e| WebError::Tls(format!("{}: {e}", key.display())))?;
-                write_private(&cert, &ck.cert.pem()).map_err(|e| WebError::Tls(format!("{}: {e}", cert.display())))?;
-                generated = true;
+            if cert.exists() && key.exists() {
+                match load_pair(&cert, &key, false) {
+                    Ok(l) => return Ok(l),
+                    // A pair a crash left half-replaced (the key of one certificate, the
+                    // certificate of another) is ours to make again.
+                    Err(e) => tracing::warn!(error = %e, "the generated TLS certificate could not be loaded; generating a new one"),
+                }
             }
-            (cert, key, generated)
+            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+            names.extend(hostnames.iter().cloned());
+            let ck = rcgen::generate_simple_self_signed(names).map_err(|e| WebError::Tls(format!("certificate generation failed: {e}")))?;
+            write_private(&key, &ck.key_pair.serialize_pem()).map_err(|e| WebError::Tls(format!("{}: {e}", key.display())))?;
+            write_private(&cert, &ck.cert.pem()).map_err(|e| WebError::Tls(format!("{}: {e}", cert.display())))?;
+            load_pair(&cert, &key, true)
         }
-    };
-    let cert_pem = std::fs::read_to_string(&cert_path).map_err(|e| WebError::Tls(format!("{}: {e}", cert_path.display())))?;
+    }
+}
+
+fn load_pair(cert_path: &Path, key_path: &Path, generated: bool) -> Result<Loaded, WebError> {
+    let cert_pem = std::fs::read_to_string(cert_path).map_err(|e| WebError::Tls(format!("{}: {e}", cert_path.display())))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| WebError::Tls(format!("{}: not a PEM certificate chain: {e}", cert_path.display())))?;
     if certs.is_empty() {
         return Err(WebError::Tls(format!("{} holds no certificate", cert_path.display())));
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| WebError::Tls(format!("{}: not a PEM private key: {e}", key_path.display())))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key_path).map_err(|e| WebError::Tls(format!("{}: not a PEM private key: {e}", key_path.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -108,6 +104,10 @@ mod tests {
         let b = load(&src).expect("second");
         assert!(!b.generated);
         assert_eq!(a.cert_pem, b.cert_pem);
+        // A crash that left an empty certificate (or one of another key) does not stop a start.
+        std::fs::write(dir.join("cert.pem"), b"").expect("truncate");
+        let c = load(&src).expect("after a torn certificate");
+        assert!(c.generated);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

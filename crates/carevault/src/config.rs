@@ -24,6 +24,22 @@ pub struct FileConfig {
     pub access: AccessSection,
     #[serde(default)]
     pub chart: ChartSection,
+    #[serde(default)]
+    pub audit: AuditSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    pub witness_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    pub min_free_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +85,9 @@ pub struct Settings {
     pub public_origin: String,
     pub care_window_days: i64,
     pub document_max_bytes: usize,
+    pub witness_dir: Option<PathBuf>,
+    /// `None`: the default reserve (5 % of the disk, 8 MiB..512 MiB).
+    pub min_free_mb: Option<u64>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -139,8 +158,15 @@ pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&st
     if tls_cert.is_some() != tls_key.is_some() {
         bail!("configure both tls_cert and tls_key, or neither (a self-signed certificate is then generated)");
     }
+    let min_free_mb = env_num::<u64>("CAREVAULT_MIN_FREE_MB")?.or(file.storage.min_free_mb);
+    if min_free_mb.is_some_and(|m| m > 1024 * 1024) {
+        bail!("min_free_mb must be at most 1048576 (1 TiB); 0 turns the free-space reserve off");
+    }
+    let witness_dir = env("CAREVAULT_WITNESS_DIR").map(PathBuf::from).or(file.audit.witness_dir);
     Ok(Settings {
         data_dir: data_dir.to_path_buf(),
+        witness_dir,
+        min_free_mb,
         listen,
         database_url: env("CAREVAULT_DATABASE_URL").or(file.database_url),
         master_key_file: env("CAREVAULT_MASTER_KEY_FILE").map(PathBuf::from).or(file.master_key_file),

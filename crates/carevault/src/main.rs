@@ -136,9 +136,54 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain, the signed head and the signed checkpoints (database and file).
-    /// Exits 0 when intact, 1 naming the first bad record otherwise. Needs no master key.
+    /// Verify the hash chain, the Merkle tree, the signed head, and the signed checkpoints and
+    /// tree heads (database and file, which must agree); with --witness/--witness-dir, also that
+    /// the log extends every tree head kept elsewhere. Exits 0 when intact, 1 naming the first
+    /// bad record otherwise. Needs no master key.
     Verify {
+        #[command(flatten)]
+        data: DataArgs,
+        /// A tree head kept off the machine (the JSON `audit head` printed; a file may hold
+        /// several, one per line). Repeatable.
+        #[arg(long = "witness", value_name = "HEAD.json")]
+        witness: Vec<PathBuf>,
+        /// A witness folder written by `[audit] witness_dir`: every tree head in it is checked.
+        #[arg(long, value_name = "DIR")]
+        witness_dir: Option<PathBuf>,
+    },
+    /// Sign a tree head of the audit log as it stands now and print it as JSON
+    /// {"tree_size","root_hash","timestamp","signature","public_key"}: keep it off the machine.
+    Head {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print an RFC 9162 proof as JSON (needs no master key).
+    Prove {
+        #[command(subcommand)]
+        proof: ProveCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProveCommand {
+    /// That record N is in the tree of the newest signed tree head (or of --tree-size):
+    /// {"leaf_index","tree_size","leaf_hash","root_hash","audit_path"}.
+    Inclusion {
+        /// The record's sequence number (from 1).
+        #[arg(long)]
+        seq: i64,
+        #[arg(long)]
+        tree_size: Option<u64>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// That the tree of --to-size records (default: the newest signed tree head) extends the
+    /// tree of --from-size records: {"first_size","second_size","first_root","second_root","proof"}.
+    Consistency {
+        #[arg(long)]
+        from_size: u64,
+        #[arg(long)]
+        to_size: Option<u64>,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -179,6 +224,14 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        // Operator commands: warnings (a repaired file, a finished initialization) to stderr.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -206,6 +259,8 @@ fn core_config(s: &config::Settings) -> CoreConfig {
         inactive_account_days: s.inactive_account_days,
         step_up_secs: s.step_up_secs,
         public_origin: s.public_origin.clone(),
+        min_free_bytes: s.min_free_mb.map(|m| m * 1024 * 1024),
+        witness_dir: s.witness_dir.clone(),
         ..CoreConfig::default()
     }
 }
@@ -308,33 +363,52 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("unlocked {username}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { command: AuditCommand::Verify { data } } => {
+        Command::Audit { command: AuditCommand::Verify { data, witness, witness_dir } } => {
             let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
-            let report = carevault_core::verify_audit_at(&s.data_dir, s.database_url.as_deref()).await?;
-            println!(
-                "audit log: {} records, signed head at {}, {} checkpoints in the database, {} in {}",
-                report.records,
-                report.head_seq,
-                report.checkpoints_in_database,
-                report.checkpoints_in_file,
-                s.data_dir.join("audit").join("checkpoints.log").display()
-            );
-            match report.first_failure() {
-                None => {
-                    println!("audit verify: OK (hash chain, signed head and checkpoints intact)");
+            let mut options = carevault_core::VerifyOptions { witness_heads: Vec::new(), witness_dir };
+            for path in &witness {
+                match read_heads(path) {
+                    Ok(heads) => options.witness_heads.extend(heads.into_iter().map(|h| (path.display().to_string(), h))),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+            }
+            let report = carevault_core::verify_audit_at(&s.data_dir, s.database_url.as_deref(), &options).await?;
+            print_verify_report(&report, &s.data_dir);
+            Ok(if report.intact() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Audit { command: AuditCommand::Head { data } } => {
+            let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+            let vault = open_any(&s).await?;
+            let head = vault.tree_head().await;
+            vault.shutdown().await;
+            println!("{}", head?.to_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::Prove { proof } } => {
+            let (data, json) = match proof {
+                ProveCommand::Inclusion { seq, tree_size, data } => {
+                    let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+                    let r = carevault_core::prove_inclusion_at(&s.data_dir, s.database_url.as_deref(), seq, tree_size).await?;
+                    (data, r.map(|p| p.to_json()))
+                }
+                ProveCommand::Consistency { from_size, to_size, data } => {
+                    let s = config::load(&data.data_dir, data.config.as_deref(), None)?;
+                    let r = carevault_core::prove_consistency_at(&s.data_dir, s.database_url.as_deref(), from_size, to_size).await?;
+                    (data, r.map(|p| p.to_json()))
+                }
+            };
+            let _ = data;
+            match json {
+                Ok(v) => {
+                    println!("{v}");
                     Ok(ExitCode::SUCCESS)
                 }
-                Some(first) => {
-                    match first.seq {
-                        Some(seq) => {
-                            eprintln!("audit verify: FAILED at record {seq}: {}", first.message)
-                        }
-                        None => eprintln!("audit verify: FAILED: {}", first.message),
-                    }
-                    for f in report.failures.iter().skip(1).take(20) {
-                        eprintln!("  also: {}", f.message);
-                    }
-                    Ok(ExitCode::FAILURE)
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(2))
                 }
             }
         }
@@ -414,6 +488,60 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Tree heads from a file: one JSON object, or one per line.
+fn read_heads(path: &Path) -> anyhow::Result<Vec<carevault_core::TreeHead>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the witness head {}", path.display()))?;
+    let parse = |t: &str| -> anyhow::Result<carevault_core::TreeHead> {
+        let v: serde_json::Value = serde_json::from_str(t).map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?;
+        carevault_core::TreeHead::from_json(&v).map_err(|e| anyhow::anyhow!("{}: not a tree head: {e}", path.display()))
+    };
+    if let Ok(h) = parse(text.trim()) {
+        return Ok(vec![h]);
+    }
+    let heads = text.lines().filter(|l| !l.trim().is_empty()).map(parse).collect::<anyhow::Result<Vec<_>>>()?;
+    if heads.is_empty() {
+        bail!("{} holds no tree head", path.display());
+    }
+    Ok(heads)
+}
+
+/// What `audit verify` checked, and what it found; never "intact" for a part it did not check.
+fn print_verify_report(r: &carevault_core::VerifyReport, data_dir: &Path) {
+    println!(
+        "audit log: {} records (hash chain and Merkle tree recomputed, root {}), signed head at {}",
+        r.records, r.root_hash, r.head_seq
+    );
+    println!(
+        "checkpoints: {} in the database, {} in {}; {} signed tree heads and {} stored block roots checked",
+        r.checkpoints_in_database,
+        r.checkpoints_in_file,
+        data_dir.join("audit").join("checkpoints.log").display(),
+        r.tree_heads,
+        r.tree_blocks
+    );
+    if r.witness_heads > 0 {
+        println!("witness: the log was checked against {} tree head(s) kept elsewhere", r.witness_heads);
+    }
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+    match r.first_failure() {
+        None => {
+            let witness = if r.witness_heads > 0 { ", consistent with every witness head" } else { "" };
+            println!("audit verify: OK (hash chain, Merkle tree, signed head, checkpoints and tree heads intact{witness})");
+        }
+        Some(first) => {
+            match first.seq {
+                Some(seq) => eprintln!("audit verify: FAILED at record {seq}: {}", first.message),
+                None => eprintln!("audit verify: FAILED: {}", first.message),
+            }
+            for f in r.failures.iter().skip(1).take(20) {
+                eprintln!("  also: {}", f.message);
+            }
+        }
+    }
+}
+
 /// `keys` commands work on demo folders too.
 async fn open_any(s: &config::Settings) -> anyhow::Result<Vault> {
     match open(s, false, InstanceKind::Production).await {
@@ -426,8 +554,14 @@ async fn open_any(s: &config::Settings) -> anyhow::Result<Vault> {
 
 async fn serve(s: config::Settings, kind: InstanceKind) -> anyhow::Result<ExitCode> {
     let fresh = !s.data_dir.exists();
-    let vault = open(&s, true, kind).await?;
+    // The log first, so what the vault says while it opens (a repaired checkpoint file, an
+    // initialization finished after a crash) is kept.
+    carevault_core::DataDir::new(&s.data_dir).prepare(true)?;
     init_logging(&s)?;
+    if let Some(w) = s.witness_dir.as_ref().filter(|w| !w.is_dir()) {
+        tracing::error!(witness_dir = %w.display(), "the audit witness folder does not exist (is the share mounted?); tree heads are not written there until it does");
+    }
+    let vault = open(&s, true, kind).await?;
     let demo_file = s.data_dir.join("DEMO-ACCOUNTS.txt");
     if kind == InstanceKind::Demo && vault.was_created() {
         let accounts = vault.seed_demo_clinic().await?;
@@ -497,14 +631,7 @@ async fn print_banner(s: &config::Settings, vault: &Vault, server: &carevault_we
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path).and_then(|mut f| f.write_all(text.as_bytes())).with_context(|| format!("writing {}", path.display()))
+    carevault_core::durable::write_replace(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 async fn wait_for_signal() {

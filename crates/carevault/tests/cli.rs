@@ -1,7 +1,7 @@
 //! The `carevault` command as an operator uses it, and the architecture rules.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the test failing
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -11,26 +11,11 @@ use carevault_testkit::{Backend, TestVault, PASSWORD};
 const BIN: &str = env!("CARGO_BIN_EXE_carevault");
 
 fn cmd(backend: &Backend) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_remove("CAREVAULT_DATABASE_URL").env_remove("CAREVAULT_DATA_DIR").env_remove("CAREVAULT_MASTER_KEY_FILE");
-    if let Some(url) = backend.vault_url() {
-        c.env("CAREVAULT_DATABASE_URL", url);
-    }
-    c
+    carevault_testkit::command(BIN, backend)
 }
 
 fn run(backend: &Backend, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut c = cmd(backend);
-    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn carevault");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "a panic: {stderr}");
-    out
+    carevault_testkit::run_command(BIN, backend, args, stdin).expect("run carevault")
 }
 
 fn text(o: &Output) -> (String, String) {

@@ -41,8 +41,14 @@ pub(crate) fn canonical(r: &AuditRow) -> Vec<u8> {
     b
 }
 
+#[cfg(test)]
 pub(crate) fn record_hash(prev: &[u8], r: &AuditRow) -> [u8; 32] {
-    carevault_crypto::sha256(&[prev, &canonical(r)])
+    chain_hash(prev, &canonical(r))
+}
+
+/// The chain hash of a record from its canonical encoding.
+pub(crate) fn chain_hash(prev: &[u8], canonical: &[u8]) -> [u8; 32] {
+    carevault_crypto::sha256(&[prev, canonical])
 }
 
 /// The message an Ed25519 signature over the chain head covers.

@@ -1,10 +1,16 @@
 //! The tamper-evident audit log: a SHA-256 hash chain over every event, a signed chain head
-//! updated with every commit, and Ed25519-signed checkpoints kept both in the database and in
-//! a file outside it.
+//! updated with every commit, an RFC 9162 Merkle tree over the same records, and Ed25519-signed
+//! checkpoints with signed tree heads kept in the database, in a file outside it and, when
+//! configured, in a witness folder elsewhere.
 
 pub(crate) mod chain;
+pub(crate) mod files;
+pub(crate) mod merkle;
+pub mod tree;
 pub mod verify;
 pub(crate) mod writer;
+#[cfg(test)]
+mod writer_tests;
 
 use carevault_domain::{AuditAction, Outcome, PurposeOfUse};
 

@@ -1,23 +1,53 @@
-//! `carevault audit verify`: recomputes the hash chain, checks the signed head and every
-//! signed checkpoint (database and file), and names the first bad record.
+//! `carevault audit verify`: recomputes the hash chain and the Merkle tree, checks the signed
+//! head, every signed checkpoint and tree head (database and file, which must agree), the stored
+//! tree blocks, and any tree heads kept elsewhere (witnesses); names the first bad record.
+//!
+//! It trusts only what it checks: the public key comes from the pin in the data folder (a
+//! missing pin, or a database key that differs, fails); a missing head row, an empty log, a
+//! missing or shortened checkpoint file and a checkpoint only one side holds each fail. The
+//! report lists what was checked, and says what it could not check (a rollback of the whole
+//! folder to an older genuine copy is visible only against a witness).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use carevault_crypto::signing;
-use carevault_store::Store;
+use carevault_store::{CheckpointRow, Store};
 
-use super::chain::{checkpoint_message, head_message, record_hash, GENESIS};
+use super::chain::{canonical, chain_hash, checkpoint_message, head_message, GENESIS};
+use super::files::{checkpoint_line, parse_checkpoint_line, read_checkpoints_consistently, read_lines, witness_file, FileCheckpoint};
+use super::merkle::{leaf_hash, Frontier, Hash, BLOCK};
+use super::tree::TreeHead;
 use crate::datadir::DataDir;
 
+/// Tree heads kept outside the machine to check the log against.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Heads an auditor kept (`--witness HEAD.json`), each with where it came from.
+    pub witness_heads: Vec<(String, TreeHead)>,
+    /// A witness folder written by `[audit] witness_dir` (`--witness-dir`).
+    pub witness_dir: Option<PathBuf>,
+}
+
 /// What verification found.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct VerifyReport {
     pub records: i64,
     pub head_seq: i64,
     pub checkpoints_in_database: usize,
     pub checkpoints_in_file: usize,
+    /// Signed tree heads checked against the recomputed tree (database, file).
+    pub tree_heads: usize,
+    /// Stored roots of complete blocks checked against the recomputed tree.
+    pub tree_blocks: usize,
+    /// Heads kept outside the machine that the log was checked against.
+    pub witness_heads: usize,
+    /// The Merkle root over all records.
+    pub root_hash: String,
     /// Every problem found, the first bad record first. Empty when the log is intact.
     pub failures: Vec<VerifyFailure>,
+    /// What the check could not cover, and harmless findings (an interrupted write).
+    pub notes: Vec<String>,
 }
 
 impl VerifyReport {
@@ -36,140 +66,234 @@ pub struct VerifyFailure {
     pub message: String,
 }
 
-struct Checkpoint {
-    origin: &'static str,
-    seq: i64,
-    hash: Vec<u8>,
-    at: i64,
-    public_key: Vec<u8>,
-    signature: Vec<u8>,
+struct Failures(Vec<VerifyFailure>);
+
+impl Failures {
+    fn add(&mut self, seq: Option<i64>, message: impl Into<String>) {
+        self.0.push(VerifyFailure { seq, message: message.into() });
+    }
 }
 
-fn fail(out: &mut Vec<VerifyFailure>, seq: Option<i64>, message: String) {
-    out.push(VerifyFailure { seq, message });
+/// A signed tree head to hold against the recomputed tree, and where it came from.
+struct HeadToCheck {
+    origin: String,
+    head: TreeHead,
+    witness: bool,
 }
 
-fn read_file_checkpoints(dd: &DataDir, failures: &mut Vec<VerifyFailure>) -> Vec<Checkpoint> {
-    let path = dd.checkpoint_log_path();
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Vec::new();
+/// The public key to check signatures with: the pin, compared with the database's key.
+async fn public_key(store: &Store, dd: &DataDir, f: &mut Failures) -> Result<Vec<u8>, crate::CoreError> {
+    let db_key = store.keys(crate::keys::SIGNING).await?.into_iter().next().and_then(|k| k.public_key);
+    let pin_path = dd.signing_public_key_path();
+    let pinned = match std::fs::read_to_string(&pin_path) {
+        Ok(t) => match hex::decode(t.trim()) {
+            Ok(k) if k.len() == 32 => Some(k),
+            _ => {
+                f.add(None, format!("the public-key pin {} is damaged (not a 32-byte hex key)", pin_path.display()));
+                None
+            }
+        },
+        Err(_) => {
+            f.add(
+                None,
+                format!(
+                    "the public-key pin {} is missing: the key in the database cannot be trusted (restore the pin from a backup)",
+                    pin_path.display()
+                ),
+            );
+            None
+        }
     };
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let parsed: Option<Checkpoint> = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| {
-            Some(Checkpoint {
-                origin: "checkpoint file",
-                seq: v.get("seq")?.as_i64()?,
-                hash: hex::decode(v.get("hash")?.as_str()?).ok()?,
-                at: v.get("at")?.as_i64()?,
-                public_key: hex::decode(v.get("public_key")?.as_str()?).ok()?,
-                signature: hex::decode(v.get("signature")?.as_str()?).ok()?,
-            })
-        });
-        match parsed {
-            Some(c) => out.push(c),
-            None => fail(failures, None, format!("{} line {} is not a valid checkpoint", path.display(), i + 1)),
+    match (pinned, db_key) {
+        (Some(p), Some(d)) => {
+            if p != d {
+                f.add(
+                    None,
+                    "the signing public key in the database differs from the key pinned in the data folder (keys/audit-signing.pub): the database's key was replaced",
+                );
+            }
+            Ok(p)
+        }
+        (Some(p), None) => {
+            f.add(None, "the database holds no audit signing key although the data folder pins one");
+            Ok(p)
+        }
+        // Without a pin, signatures are still checked against the database's key, so the
+        // report also says whether the log is at least consistent with it.
+        (None, Some(d)) => Ok(d),
+        (None, None) => {
+            f.add(None, "no audit signing public key found (neither keys/audit-signing.pub nor in the database)");
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// The checkpoint file's lines, and the cross-check with the database's checkpoints.
+fn check_file(
+    dd: &DataDir,
+    rows: &[CheckpointRow],
+    lines: std::io::Result<Option<super::files::Lines>>,
+    f: &mut Failures,
+    notes: &mut Vec<String>,
+) -> Vec<FileCheckpoint> {
+    let path = dd.checkpoint_log_path();
+    let lines = match lines {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            if !rows.is_empty() {
+                f.add(
+                    None,
+                    format!("{} is missing although the database holds {} checkpoints (the file was deleted)", path.display(), rows.len()),
+                );
+            } else {
+                notes.push(format!("{} does not exist yet (no checkpoint was written)", path.display()));
+            }
+            return Vec::new();
+        }
+        Err(e) => {
+            f.add(None, format!("{} could not be read: {e}", path.display()));
+            return Vec::new();
+        }
+    };
+    let mut parsed = Vec::new();
+    for (n, line) in &lines.complete {
+        match parse_checkpoint_line(line) {
+            Some(c) => parsed.push(c),
+            None => f.add(None, format!("{} line {n} is not a valid checkpoint", path.display())),
+        }
+    }
+    let in_file: BTreeMap<i64, &FileCheckpoint> = parsed.iter().map(|c| (c.seq, c)).collect();
+    let in_db: BTreeMap<i64, &CheckpointRow> = rows.iter().map(|c| (c.seq, c)).collect();
+    // The one checkpoint a crash can leave only half-written: the next one the database holds,
+    // whose line the torn tail begins.
+    let last_in_file = parsed.iter().map(|c| c.seq).max().unwrap_or(-1);
+    let mut torn_explained = None;
+    if let Some(torn) = &lines.torn {
+        let next = rows.iter().find(|r| r.seq > last_in_file);
+        match next {
+            Some(r) if checkpoint_line(r).starts_with(torn.as_str()) => {
+                torn_explained = Some(r.seq);
+                notes.push(format!(
+                    "{} ends with an incomplete line: the write of the checkpoint at record {} was interrupted (the database holds it; carevault repairs the file at its next start)",
+                    path.display(),
+                    r.seq
+                ));
+            }
+            _ => f.add(None, format!("{} ends with an incomplete line that matches no checkpoint of the database", path.display())),
+        }
+    }
+    let missing: Vec<i64> = in_db.keys().filter(|s| !in_file.contains_key(s) && Some(**s) != torn_explained).copied().collect();
+    if let Some(first) = missing.first() {
+        f.add(
+            None,
+            format!(
+                "the checkpoint file lacks {} checkpoint(s) the database holds (first at record {first}): the file was shortened or edited",
+                missing.len()
+            ),
+        );
+    }
+    for (seq, c) in &in_file {
+        match in_db.get(seq) {
+            None => f.add(
+                None,
+                format!("the checkpoint file holds a checkpoint at record {seq} that the database lacks: checkpoints were deleted from the database"),
+            ),
+            Some(d) if d.hash != c.hash || d.signature != c.signature || d.at != c.at => {
+                f.add(None, format!("the checkpoint at record {seq} differs between the database and the checkpoint file"))
+            }
+            Some(_) => {}
+        }
+    }
+    parsed
+}
+
+/// Heads from `--witness` files and the witness folder.
+async fn witness_heads(store: &Store, options: &VerifyOptions, f: &mut Failures, notes: &mut Vec<String>) -> Vec<HeadToCheck> {
+    let mut out: Vec<HeadToCheck> = options
+        .witness_heads
+        .iter()
+        .map(|(origin, head)| HeadToCheck { origin: origin.clone(), head: head.clone(), witness: true })
+        .collect();
+    if let Some(dir) = &options.witness_dir {
+        let store_id = store.meta("store_id").await.ok().flatten().unwrap_or_default();
+        let path = witness_file(dir, &store_id);
+        match read_lines(&path) {
+            Ok(Some(lines)) => {
+                if lines.torn.is_some() {
+                    notes.push(format!("{} ends with an incomplete line (an interrupted write); it was skipped", path.display()));
+                }
+                if lines.complete.is_empty() {
+                    f.add(None, format!("the witness file {} holds no tree head", path.display()));
+                }
+                for (n, line) in lines.complete {
+                    match serde_json::from_str::<serde_json::Value>(&line).map_err(|e| e.to_string()).and_then(|v| TreeHead::from_json(&v)) {
+                        Ok(head) => out.push(HeadToCheck { origin: format!("{} line {n}", path.display()), head, witness: true }),
+                        Err(e) => f.add(None, format!("{} line {n} is not a tree head: {e}", path.display())),
+                    }
+                }
+            }
+            Ok(None) => f.add(
+                None,
+                format!(
+                    "the witness folder {} holds no tree heads of this installation (expected {}): the database may have been replaced, or the witness was never written",
+                    dir.display(),
+                    path.display()
+                ),
+            ),
+            Err(e) => f.add(None, format!("{} could not be read: {e}", path.display())),
         }
     }
     out
 }
 
 /// Verifies the audit log of `store`, using the public key pinned in the data folder.
-pub async fn verify(store: &Store, dd: &DataDir) -> Result<VerifyReport, crate::CoreError> {
-    let mut failures = Vec::new();
-    let db_key = store.keys(crate::keys::SIGNING).await?.into_iter().next().and_then(|k| k.public_key);
-    let pinned = std::fs::read_to_string(dd.signing_public_key_path()).ok().and_then(|t| hex::decode(t.trim()).ok());
-    let public_key = match (pinned, db_key) {
-        (Some(p), Some(d)) => {
-            if p != d {
-                fail(
-                    &mut failures,
-                    None,
-                    "the signing public key in the database differs from the key pinned in the data folder (keys/audit-signing.pub)".into(),
-                );
-            }
-            p
-        }
-        (Some(p), None) => p,
-        (None, Some(d)) => d,
-        (None, None) => {
-            fail(&mut failures, None, "no audit signing public key found (keys/audit-signing.pub)".into());
-            Vec::new()
-        }
-    };
+pub async fn verify(store: &Store, dd: &DataDir, options: &VerifyOptions) -> Result<VerifyReport, crate::CoreError> {
+    let mut f = Failures(Vec::new());
+    let mut notes = Vec::new();
+    let key = public_key(store, dd, &mut f).await?;
 
-    let mut checkpoints: Vec<Checkpoint> = store
-        .audit_checkpoints()
-        .await?
-        .into_iter()
-        .map(|c| Checkpoint {
-            origin: "database checkpoint",
-            seq: c.seq,
-            hash: c.hash,
-            at: c.at,
-            public_key: c.public_key,
-            signature: c.signature,
-        })
-        .collect();
-    let in_db = checkpoints.len();
-    let from_file = read_file_checkpoints(dd, &mut failures);
-    let in_file = from_file.len();
-    checkpoints.extend(from_file);
-    let mut wanted: BTreeMap<i64, Option<Vec<u8>>> = checkpoints.iter().map(|c| (c.seq, None)).collect();
+    let head = store.audit_head().await?;
+    if head.is_none() {
+        f.add(None, "the signed head of the audit log (table audit_head) is missing: it was deleted");
+    }
+    let (db_checkpoints, lines) = read_checkpoints_consistently(store, &dd.audit_dir()).await?;
+    let file_checkpoints = check_file(dd, &db_checkpoints, lines, &mut f, &mut notes);
 
-    // Walk the chain.
-    let mut expected = 1i64;
-    let mut prev = GENESIS.to_vec();
-    let mut chain_broken = false;
-    loop {
-        let page = store.audit_events(expected - 1, 5000).await?;
-        if page.is_empty() {
-            break;
-        }
-        for row in &page {
-            if row.seq != expected {
-                fail(
-                    &mut failures,
-                    Some(expected),
-                    format!("record {expected} is missing: the log jumps from {} to {} (records deleted)", expected - 1, row.seq),
-                );
-                chain_broken = true;
-                break;
-            }
-            if row.prev_hash != prev {
-                fail(&mut failures, Some(row.seq), format!(
-                    "record {} does not follow record {}: its link to the previous record is wrong (a record was altered, removed or reordered)",
-                    row.seq,
-                    row.seq - 1
-                ));
-                chain_broken = true;
-                break;
-            }
-            if record_hash(&prev, row).as_slice() != row.hash.as_slice() {
-                fail(&mut failures, Some(row.seq), format!("record {} was altered: its content does not match its hash", row.seq));
-                chain_broken = true;
-                break;
-            }
-            if let Some(slot) = wanted.get_mut(&row.seq) {
-                *slot = Some(row.hash.clone());
-            }
-            prev = row.hash.clone();
-            expected += 1;
-        }
-        if chain_broken {
-            break;
+    // Every tree head to hold against the recomputed tree.
+    let mut heads: Vec<HeadToCheck> = Vec::new();
+    for c in &db_checkpoints {
+        if let Some(h) = TreeHead::from_checkpoint(c) {
+            heads.push(HeadToCheck { origin: "database tree head".into(), head: h, witness: false });
         }
     }
-    let last = expected - 1;
+    for c in &file_checkpoints {
+        if let Some(h) = &c.tree_head {
+            heads.push(HeadToCheck { origin: "checkpoint file tree head".into(), head: h.clone(), witness: false });
+        }
+    }
+    heads.extend(witness_heads(store, options, &mut f, &mut notes).await);
+    let wanted_roots: BTreeSet<u64> = heads.iter().map(|h| h.head.tree_size).collect();
+    let wanted_chain: BTreeSet<i64> = db_checkpoints.iter().map(|c| c.seq).chain(file_checkpoints.iter().map(|c| c.seq)).collect();
 
-    // The signed head: catches truncation of the tail and records appended outside carevault.
-    let head = store.audit_head().await?;
+    // The stored block roots, checked as the walk completes each block.
+    let stored_blocks: BTreeMap<i64, Vec<u8>> = store.audit_tree_blocks(i64::MAX).await?.into_iter().collect();
+
+    // Walk the chain and build the tree.
+    let walk = walk(store, &wanted_roots, &wanted_chain, &stored_blocks, &mut f).await?;
+    let last = walk.last;
+    if last == 0 && !walk.broken {
+        f.add(
+            None,
+            "the audit log is empty: an initialized data folder always holds at least its installation record (records were wiped)",
+        );
+    }
+
+    // The signed chain head: catches truncation of the tail and records appended outside carevault.
     let head_seq = head.as_ref().map_or(0, |h| h.seq);
     if let Some(h) = &head {
-        if !chain_broken {
+        if !walk.broken {
             if h.seq > last {
-                fail(
-                    &mut failures,
+                f.add(
                     Some(last + 1),
                     format!(
                         "records {}..{} are missing: the log ends at {last} but its signed head is at {} (tail truncated)",
@@ -179,42 +303,222 @@ pub async fn verify(store: &Store, dd: &DataDir) -> Result<VerifyReport, crate::
                     ),
                 );
             } else if h.seq < last {
-                fail(
-                    &mut failures,
+                f.add(
                     Some(h.seq + 1),
                     format!("records {}..{last} are not covered by the signed head (added outside carevault)", h.seq + 1),
                 );
-            } else if h.hash != prev {
-                fail(&mut failures, Some(last), format!("record {last} does not match the signed head"));
+            } else if h.hash != walk.prev {
+                f.add(Some(last), format!("record {last} does not match the signed head"));
+            } else if let Some(fr) = h.tree_frontier.as_deref() {
+                if Frontier::decode(fr).map(|x| x.root()) != Some(walk.frontier.root()) {
+                    f.add(None, "the Merkle tree state kept with the head does not match the records (it was altered)");
+                }
             }
         }
-        if h.seq > 0 {
-            let ok = h.signature.as_ref().is_some_and(|s| signing::verify(&public_key, &head_message(h.seq, &h.hash), s));
-            if !ok {
-                fail(&mut failures, None, "the signature of the audit head is invalid (head replaced or forged)".into());
-            }
+        if h.seq > 0 && !h.signature.as_ref().is_some_and(|s| signing::verify(&key, &head_message(h.seq, &h.hash), s)) {
+            f.add(None, "the signature of the audit head is invalid (head replaced or forged)");
         }
     }
 
-    // Checkpoints, in the database and in the file outside it.
-    for c in &checkpoints {
-        if c.public_key != public_key || !signing::verify(&public_key, &checkpoint_message(c.seq, &c.hash, c.at), &c.signature) {
-            fail(&mut failures, None, format!("{} at record {}: invalid signature", c.origin, c.seq));
+    // Checkpoints (chain hash signatures), in the database and in the file.
+    let checkpoints = db_checkpoints
+        .iter()
+        .map(|c| ("database checkpoint", c.seq, &c.hash, c.at, &c.public_key, &c.signature))
+        .chain(file_checkpoints.iter().map(|c| ("checkpoint file", c.seq, &c.hash, c.at, &c.public_key, &c.signature)));
+    for (origin, seq, hash, at, pk, sig) in checkpoints {
+        if *pk != key || !signing::verify(&key, &checkpoint_message(seq, hash, at), sig) {
+            f.add(None, format!("{origin} at record {seq}: invalid signature"));
             continue;
         }
-        match wanted.get(&c.seq) {
-            Some(Some(h)) if *h == c.hash => {}
-            Some(Some(_)) => fail(&mut failures, Some(c.seq), format!("record {} differs from the {} signed for it", c.seq, c.origin)),
-            _ if chain_broken => {}
-            _ => fail(
-                &mut failures,
-                Some(last + 1),
-                format!("the {} covers record {} but the log ends at {last} (tail truncated)", c.origin, c.seq),
-            ),
+        match walk.chain_at.get(&seq) {
+            Some(h) if h == hash => {}
+            Some(_) => f.add(Some(seq), format!("record {seq} differs from the {origin} signed for it")),
+            None if walk.broken => {}
+            None => f.add(Some(last + 1), format!("the {origin} covers record {seq} but the log ends at {last} (tail truncated)")),
         }
     }
 
-    failures.sort_by_key(|f| (f.seq.is_none(), f.seq.unwrap_or(0)));
+    // Tree heads: signed by the pinned key, and the recomputed tree has the same root at that size.
+    let mut tree_heads = 0;
+    let mut witnesses = 0;
+    for h in &heads {
+        let size = h.head.tree_size;
+        let signed_ok = h.head.signature_valid();
+        if !signed_ok {
+            f.add(None, format!("{} at size {size}: invalid signature (the head was altered)", h.origin));
+            continue;
+        }
+        if h.head.public_key.as_slice() != key.as_slice() {
+            f.add(
+                None,
+                format!(
+                    "{} at size {size} was signed by key {} but this log's key is {}: the signing key was substituted",
+                    h.origin,
+                    hex::encode(h.head.public_key),
+                    hex::encode(&key)
+                ),
+            );
+            continue;
+        }
+        let last_u = u64::try_from(last).unwrap_or(0);
+        match walk.roots.get(&size) {
+            Some(root) if *root == h.head.root_hash => {}
+            Some(_) => f.add(
+                None,
+                format!(
+                    "{} at size {size} does not match the log: the first {size} records were rewritten since that head was signed",
+                    h.origin
+                ),
+            ),
+            None if walk.broken => {}
+            None if size > last_u => f.add(
+                Some(last + 1),
+                format!(
+                    "{} covers {size} records but the log holds {last}: records were removed (the log was rolled back, truncated or wiped)",
+                    h.origin
+                ),
+            ),
+            None => {}
+        }
+        if h.witness {
+            witnesses += 1;
+        } else {
+            tree_heads += 1;
+        }
+    }
+    if options.witness_heads.is_empty() && options.witness_dir.is_none() {
+        notes.push(
+            "no outside witness was given: a rollback of the whole data folder to an older genuine copy, or a log re-signed with a substituted key and pin, can only be detected against a tree head kept elsewhere (--witness, --witness-dir)"
+                .into(),
+        );
+    }
+
+    let mut failures = f.0;
+    failures.sort_by_key(|x| (x.seq.is_none(), x.seq.unwrap_or(0)));
     failures.dedup();
-    Ok(VerifyReport { records: last, head_seq, checkpoints_in_database: in_db, checkpoints_in_file: in_file, failures })
+    Ok(VerifyReport {
+        records: last,
+        head_seq,
+        checkpoints_in_database: db_checkpoints.len(),
+        checkpoints_in_file: file_checkpoints.len(),
+        tree_heads,
+        tree_blocks: walk.blocks_checked,
+        witness_heads: witnesses,
+        root_hash: hex::encode(walk.frontier.root()),
+        failures,
+        notes,
+    })
+}
+
+/// What walking the records found.
+struct Walk {
+    /// The last record of the unbroken chain.
+    last: i64,
+    prev: Vec<u8>,
+    broken: bool,
+    frontier: Frontier,
+    /// Merkle roots at the sizes asked for.
+    roots: BTreeMap<u64, Hash>,
+    /// Chain hashes at the sequence numbers asked for.
+    chain_at: BTreeMap<i64, Vec<u8>>,
+    blocks_checked: usize,
+}
+
+/// Records are read a page ahead of the hashing, so reading and hashing overlap.
+const PAGE: i64 = 5000;
+
+async fn walk(
+    store: &Store,
+    wanted_roots: &BTreeSet<u64>,
+    wanted_chain: &BTreeSet<i64>,
+    stored_blocks: &BTreeMap<i64, Vec<u8>>,
+    f: &mut Failures,
+) -> Result<Walk, crate::CoreError> {
+    let mut w = Walk {
+        last: 0,
+        prev: GENESIS.to_vec(),
+        broken: false,
+        frontier: Frontier::default(),
+        roots: BTreeMap::new(),
+        chain_at: BTreeMap::new(),
+        blocks_checked: 0,
+    };
+    if wanted_roots.contains(&0) {
+        w.roots.insert(0, w.frontier.root());
+    }
+    let fetch = |after: i64| {
+        let s = store.clone();
+        tokio::spawn(async move { s.audit_events(after, PAGE).await })
+    };
+    let mut next = fetch(0);
+    'pages: loop {
+        let page = (&mut next).await.map_err(|e| crate::CoreError::Internal(format!("audit read task: {e}")))??;
+        if page.is_empty() {
+            break;
+        }
+        let last_of_page = page.last().map_or(0, |r| r.seq);
+        next = fetch(last_of_page);
+        for row in &page {
+            let expected = w.last + 1;
+            if row.seq != expected {
+                f.add(
+                    Some(expected),
+                    format!("record {expected} is missing: the log jumps from {} to {} (records deleted)", expected - 1, row.seq),
+                );
+                w.broken = true;
+                break 'pages;
+            }
+            if row.prev_hash != w.prev {
+                f.add(
+                    Some(row.seq),
+                    format!(
+                        "record {} does not follow record {}: its link to the previous record is wrong (a record was altered, removed or reordered)",
+                        row.seq,
+                        row.seq - 1
+                    ),
+                );
+                w.broken = true;
+                break 'pages;
+            }
+            let encoded = canonical(row);
+            if chain_hash(&w.prev, &encoded).as_slice() != row.hash.as_slice() {
+                f.add(Some(row.seq), format!("record {} was altered: its content does not match its hash", row.seq));
+                w.broken = true;
+                break 'pages;
+            }
+            if let Some((idx, block)) = w.frontier.push(leaf_hash(&encoded)) {
+                let idx = i64::try_from(idx).unwrap_or(i64::MAX);
+                match stored_blocks.get(&idx) {
+                    Some(stored) if stored.as_slice() == block.as_slice() => w.blocks_checked += 1,
+                    Some(_) => f.add(
+                        None,
+                        format!(
+                            "the stored Merkle root of records {}..{} does not match them (proofs would be wrong)",
+                            idx * BLOCK as i64 + 1,
+                            (idx + 1) * BLOCK as i64
+                        ),
+                    ),
+                    None => f.add(
+                        None,
+                        format!("the stored Merkle root of records {}..{} is missing", idx * BLOCK as i64 + 1, (idx + 1) * BLOCK as i64),
+                    ),
+                }
+            }
+            if wanted_roots.contains(&w.frontier.size()) {
+                w.roots.insert(w.frontier.size(), w.frontier.root());
+            }
+            if wanted_chain.contains(&row.seq) {
+                w.chain_at.insert(row.seq, row.hash.clone());
+            }
+            w.prev.clone_from(&row.hash);
+            w.last = row.seq;
+        }
+    }
+    next.abort();
+    let complete = w.frontier.size() / BLOCK;
+    let beyond = stored_blocks.keys().filter(|i| u64::try_from(**i).map_or(true, |i| i >= complete)).count();
+    if beyond > 0 && !w.broken {
+        f.add(None, format!("{beyond} stored Merkle block root(s) cover records beyond the end of the log (tail truncated)"));
+    }
+    Ok(w)
 }

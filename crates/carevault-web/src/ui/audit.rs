@@ -303,7 +303,9 @@ async fn verify_page(ui: Ui, State(st): State<AppState>) -> Response {
         h1 { "Audit chain verification" }
         @if report.intact() {
             div id="verify-status" role="status" class="notice" {
-                p { span class="badge ok" { "OK" } " The audit log is intact: " (report.records) " records checked; hash chain, signed head and checkpoints all verify." }
+                p { span class="badge ok" { "OK" } " The audit log is intact: " (report.records) " records checked; hash chain, Merkle tree, signed head, "
+                    (report.checkpoints_in_database) " checkpoints and " (report.tree_heads) " signed tree heads all verify." }
+                p { "Merkle root: " code { (report.root_hash) } }
             }
         } @else {
             div id="verify-status" role="alert" class="error" {
@@ -316,6 +318,9 @@ async fn verify_page(ui: Ui, State(st): State<AppState>) -> Response {
                     }
                 }
             }
+        }
+        @for n in &report.notes {
+            p class="hint" { (n) }
         }
         p { a href="/ui/audit" { "Back to the audit log" } }
     };
