@@ -224,10 +224,6 @@ impl AuditFiles {
         self.problem.lock().ok().and_then(|p| p.clone())
     }
 
-    pub(crate) fn is_behind(&self) -> bool {
-        self.behind.load(Ordering::Relaxed)
-    }
-
     fn set_problem(&self, p: Option<String>) {
         let was = self.behind.swap(p.is_some(), Ordering::Relaxed);
         if let Some(msg) = &p {

@@ -433,8 +433,8 @@ struct Outcome {
     result: Result<(Vec<i64>, Vec<String>), CoreError>,
 }
 
-/// How often the writer looks after itself when no job comes: catches up lagging evidence
-/// files, re-checks free space, retries kept alerts, and probes a failing store.
+/// How often the writer looks after itself: catches up lagging evidence files, re-checks free
+/// space, retries kept alerts, and probes a failing store.
 const TICK: Duration = Duration::from_secs(2);
 
 impl Writer {
@@ -449,6 +449,10 @@ impl Writer {
                 },
                 _ = tick.tick() => None,
             };
+            let ticked = first.is_none();
+            if ticked {
+                self.look_after().await;
+            }
             let mut batch = std::mem::take(&mut self.retry);
             batch.extend(first);
             while batch.len() < MAX_BATCH {
@@ -457,26 +461,24 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if batch.is_empty() {
-                self.look_after().await;
-            } else {
+            if !batch.is_empty() {
                 self.process(batch).await;
             }
         }
     }
 
-    /// The idle tick: free space, a probe write while the store fails, lagging files.
+    /// Every tick (about every 2 s, busy or not): free space, a probe write while the store
+    /// fails, and the evidence files caught up with the database (an append that failed, or
+    /// checkpoints another instance on a shared database wrote).
     async fn look_after(&mut self) {
         self.config.storage.below_reserve();
         if self.config.storage.is_failing() {
             // A real durable commit (the head re-signed): success clears the failing state.
             self.process(vec![Job { force_checkpoint: true, ..Job::new(vec![], vec![]) }]).await;
         }
-        if self.config.files.is_behind() {
-            let lock = self.config.files.lock_exclusive().await;
-            self.config.files.catch_up(&self.store, self.clock.now_micros()).await;
-            drop(lock);
-        }
+        let lock = self.config.files.lock_exclusive().await;
+        self.config.files.catch_up(&self.store, self.clock.now_micros()).await;
+        drop(lock);
     }
 
     async fn process(&mut self, mut batch: Vec<Job>) {
