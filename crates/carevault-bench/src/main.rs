@@ -5,11 +5,13 @@
 //! name value unit baseline=<value> <unit> ratio=<value/baseline>
 //! ```
 //!
-//! Scenarios: `read`, `search`, `verify`, `https`, `schedule`, `all`. Options: `--patients N`
-//! (patients seeded for `search` and `all`, default 100000; for `schedule`, default 10000),
-//! `--appointments N` (appointments booked by `schedule`, default 100000), `--secs N` (length of
-//! each timed loop, default 5). Progress goes to stderr, figures to stdout. See
-//! docs/BENCHMARKS.md.
+//! Scenarios: `read`, `search`, `verify`, `https`, `schedule`, `proofs`, `all`. Options:
+//! `--patients N` (patients seeded for `search` and `all`, default 100000; for `schedule`,
+//! default 10000), `--appointments N` (appointments booked by `schedule`, default 100000),
+//! `--records N` (audit records for `proofs`, default 1000000), `--secs N` (length of each timed
+//! loop, default 5). Progress goes to stderr, figures to stdout. See docs/BENCHMARKS.md.
+
+mod audit;
 
 use std::future::Future;
 use std::hint::black_box;
@@ -23,11 +25,11 @@ use carevault_domain::practice::TimeZoneName;
 use carevault_domain::schedule::{local_date, WeeklyWindow};
 use carevault_domain::{PurposeOfUse, Role};
 use carevault_testkit::TestVault;
-use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
-const USAGE: &str = "usage: carevault-bench <read|search|verify|https|schedule|all> [--patients N] [--appointments N] [--secs N]
+const USAGE: &str =
+    "usage: carevault-bench <read|search|verify|https|schedule|proofs|all> [--patients N] [--appointments N] [--records N] [--secs N]
 
   read      audited + encrypted Vault::read_patient vs a plain SELECT of the same row
   search    seeding rate, then family-prefix search vs an indexed plaintext table
@@ -35,11 +37,14 @@ const USAGE: &str = "usage: carevault-bench <read|search|verify|https|schedule|a
   https     GET /fhir/r4/Patient/{id} vs GET /api/v1/health, 32 HTTP/1.1 connections
   schedule  booking rate, a provider's day and week views (Vault::search_appointments) vs a
             plain SELECT, concurrent Vault::book vs a plain INSERT
+  proofs    a log of --records audit records: verify on it, the time to sign a tree head, the
+            size and time of inclusion and consistency proofs vs a plain row lookup
   all       every scenario on one vault (seeded with --patients)
 
   --patients N      patients seeded for `search` and `all` (default 100000), for `schedule`
                     (default 10000)
   --appointments N  appointments booked by `schedule` (default 100000, at least 1600)
+  --records N       audit records for `proofs` (default 1000000)
   --secs N          length of each timed loop in seconds (default 5)";
 
 const TREAT: PurposeOfUse = PurposeOfUse::Treatment;
@@ -70,6 +75,7 @@ enum Scenario {
     Verify,
     Https,
     Schedule,
+    Proofs,
     All,
 }
 
@@ -78,6 +84,7 @@ struct Opts {
     scenario: Scenario,
     patients: usize,
     appointments: usize,
+    records: usize,
     secs: u64,
 }
 
@@ -86,6 +93,7 @@ fn parse_args() -> Result<Opts> {
     let mut scenario = None;
     let mut patients = None;
     let mut appointments = 100_000usize;
+    let mut records = 1_000_000usize;
     let mut secs = 5u64;
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -96,6 +104,10 @@ fn parse_args() -> Result<Opts> {
             "--appointments" => {
                 let v = args.next().context("--appointments needs a number")?;
                 appointments = v.parse().with_context(|| format!("--appointments {v}: not a number"))?;
+            }
+            "--records" => {
+                let v = args.next().context("--records needs a number")?;
+                records = v.parse().with_context(|| format!("--records {v}: not a number"))?;
             }
             "--secs" => {
                 let v = args.next().context("--secs needs a number")?;
@@ -112,6 +124,7 @@ fn parse_args() -> Result<Opts> {
                     "verify" => Scenario::Verify,
                     "https" => Scenario::Https,
                     "schedule" => Scenario::Schedule,
+                    "proofs" => Scenario::Proofs,
                     "all" => Scenario::All,
                     other => bail!("unknown scenario '{other}'\n\n{USAGE}"),
                 });
@@ -124,7 +137,8 @@ fn parse_args() -> Result<Opts> {
     ensure!(patients >= 1, "--patients must be at least 1");
     ensure!(appointments >= SLOTS_PER_WEEK, "--appointments must be at least {SLOTS_PER_WEEK} (one full week of the clinic)");
     ensure!(secs >= 1, "--secs must be at least 1");
-    Ok(Opts { scenario, patients, appointments, secs })
+    ensure!(records >= 1000, "--records must be at least 1000");
+    Ok(Opts { scenario, patients, appointments, records, secs })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,176 +713,6 @@ async fn bench_search(b: &Bench, ids: &[String], seed_time: Duration) -> Result<
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. verify
-
-const AUDIT_TEXT: &[&str] =
-    &["event_id", "actor", "session", "source_ip", "action", "outcome", "resource_type", "resource_id", "patient_id", "purpose"];
-const AUDIT_BLOB: &[&str] = &["details", "prev_hash", "hash"];
-
-/// Feeds the bytes of every column of an audit row to `f` (integers big-endian, NULLs skipped)
-/// and returns its sequence number.
-fn audit_row_bytes(row: &AnyRow, mut f: impl FnMut(&[u8])) -> Result<i64> {
-    let seq: i64 = row.try_get("seq")?;
-    let at: i64 = row.try_get("at")?;
-    f(&seq.to_be_bytes());
-    f(&at.to_be_bytes());
-    for col in AUDIT_TEXT {
-        let v: Option<String> = row.try_get(*col)?;
-        if let Some(s) = v {
-            f(s.as_bytes());
-        }
-    }
-    for col in AUDIT_BLOB {
-        let v: Option<Vec<u8>> = row.try_get(*col)?;
-        if let Some(b) = v {
-            f(&b);
-        }
-    }
-    Ok(seq)
-}
-
-/// Every audit row, in pages of 5000 as the verifier reads them, handed to `f`.
-async fn each_audit_row(pool: &AnyPool, mut f: impl FnMut(&AnyRow) -> Result<i64>) -> Result<()> {
-    let mut after = 0i64;
-    loop {
-        let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after)
-            .bind(5000i64)
-            .fetch_all(pool)
-            .await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        for row in &rows {
-            after = f(row)?;
-        }
-    }
-}
-
-/// Reads every audit row with sqlx and chains SHA-256 over the bytes of all its columns (one
-/// digest per row, over the previous digest and the row). Returns (records, bytes hashed).
-async fn hash_audit(pool: &AnyPool) -> Result<(i64, u64)> {
-    let mut prev = [0u8; 32];
-    let mut records = 0i64;
-    let mut bytes = 0u64;
-    each_audit_row(pool, |row| {
-        let mut h = Sha256::new();
-        h.update(prev);
-        let seq = audit_row_bytes(row, |b| {
-            h.update(b);
-            bytes += b.len() as u64;
-        })?;
-        prev = h.finalize().into();
-        records += 1;
-        Ok(seq)
-    })
-    .await?;
-    black_box(prev);
-    Ok((records, bytes))
-}
-
-/// The same chained SHA-256 over the same bytes already in memory: the hashing floor.
-async fn sha256_in_memory_mb_s(pool: &AnyPool) -> Result<f64> {
-    let mut rows: Vec<Vec<u8>> = Vec::new();
-    each_audit_row(pool, |row| {
-        let mut buf = Vec::new();
-        let seq = audit_row_bytes(row, |b| buf.extend_from_slice(b))?;
-        rows.push(buf);
-        Ok(seq)
-    })
-    .await?;
-    let bytes: usize = rows.iter().map(Vec::len).sum();
-    let start = Instant::now();
-    let mut runs = 0u32;
-    while runs == 0 || start.elapsed() < Duration::from_secs(1) {
-        let mut prev = [0u8; 32];
-        for r in &rows {
-            let mut h = Sha256::new();
-            h.update(prev);
-            h.update(r);
-            prev = h.finalize().into();
-        }
-        black_box(prev);
-        runs += 1;
-    }
-    Ok(bytes as f64 * f64::from(runs) / 1e6 / start.elapsed().as_secs_f64().max(1e-9))
-}
-
-/// Repeats `f` until `secs` have passed (at least once); returns (runs, total time, last result).
-async fn repeat<T, Fut: Future<Output = Result<T>>>(secs: u64, mut f: impl FnMut() -> Fut) -> Result<(u32, Duration, T)> {
-    let start = Instant::now();
-    let mut runs = 0u32;
-    loop {
-        let v = f().await?;
-        runs += 1;
-        if start.elapsed() >= Duration::from_secs(secs) {
-            return Ok((runs, start.elapsed(), v));
-        }
-    }
-}
-
-async fn bench_verify(b: &Bench) -> Result<()> {
-    let pool = baseline_pool(&b.tv).await?;
-    // Warm the page cache for both sides alike.
-    let (records, bytes) = hash_audit(&pool).await?;
-    progress(format!("verify: {records} audit records, {:.1} MB of column bytes", bytes as f64 / 1e6));
-
-    let (core_runs, core_time, report) = repeat(b.secs, || async { Ok(b.tv.vault.verify_audit().await?) }).await?;
-    if !report.intact() {
-        progress(format!("  WARNING the audit log did not verify: {:?}", report.first_failure()));
-    }
-    ensure!(report.records == records, "verify_audit saw {} records, the baseline {records}", report.records);
-    progress(format!(
-        "  verify_audit: {core_runs} runs in {:.2} s ({} checkpoints in the database, {} in the file, intact: {})",
-        core_time.as_secs_f64(),
-        report.checkpoints_in_database,
-        report.checkpoints_in_file,
-        report.intact()
-    ));
-    let (plain_runs, plain_time, (plain_records, _)) = repeat(b.secs, || hash_audit(&pool)).await?;
-    ensure!(plain_records == records, "the audit log changed during the benchmark");
-    progress(format!("  raw SHA-256: {plain_runs} runs in {:.2} s", plain_time.as_secs_f64()));
-    let in_memory = sha256_in_memory_mb_s(&pool).await?;
-    progress(format!("  raw SHA-256 over the same bytes already in memory: {in_memory:.0} MB/s"));
-
-    let core_s = core_time.as_secs_f64() / f64::from(core_runs);
-    let plain_s = plain_time.as_secs_f64() / f64::from(plain_runs);
-    // Against the physical floor: raw SHA-256 over the same bytes in memory.
-    figure("verify.bytes", bytes as f64 / 1e6 / core_s, "MB/s", in_memory);
-    // Against reading the same rows from the store and hashing them.
-    figure("verify.records", records as f64 / core_s, "records/s", records as f64 / plain_s);
-    figure("verify.bytes_read_and_hashed", bytes as f64 / 1e6 / core_s, "MB/s", bytes as f64 / 1e6 / plain_s);
-    pool.close().await;
-    Ok(())
-}
-
-/// Writes `n` audited reads with [`SEED_TASKS`] concurrent tasks (an audit log to verify).
-async fn write_reads(b: &Bench, ids: Arc<Vec<String>>, n: usize) -> Result<()> {
-    progress(format!("writing {n} audited reads"));
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut handles = Vec::with_capacity(SEED_TASKS);
-    for _ in 0..SEED_TASKS {
-        let vault = b.tv.vault.clone();
-        let actor = b.actor.clone();
-        let ids = ids.clone();
-        let next = next.clone();
-        handles.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                black_box(vault.read_patient(&actor, TREAT, pick(&ids, i as u64)?).await?);
-            }
-        }));
-    }
-    for h in handles {
-        h.await.context("read task failed")??;
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
 // 4. https
 
 /// A full (password + TOTP) session for a new clinician account, made through the core.
@@ -1427,8 +1271,12 @@ async fn run(opts: Opts) -> Result<()> {
         }
         Scenario::Verify => {
             let (ids, _) = seed(&b, SMALL_SET).await?;
-            write_reads(&b, ids, VERIFY_READS).await?;
-            bench_verify(&b).await?;
+            audit::write_reads(&b, ids, VERIFY_READS).await?;
+            audit::bench_verify(&b).await?;
+        }
+        Scenario::Proofs => {
+            let (ids, _) = seed(&b, SMALL_SET).await?;
+            audit::bench_proofs(&b, ids, opts.records).await?;
         }
         Scenario::Https => {
             let (ids, _) = seed(&b, SMALL_SET).await?;
@@ -1443,7 +1291,7 @@ async fn run(opts: Opts) -> Result<()> {
             let sample = spread(&ids, READ_SET);
             bench_read(&b, sample.clone()).await?;
             bench_search(&b, &ids, t).await?;
-            bench_verify(&b).await?;
+            audit::bench_verify(&b).await?;
             bench_https(&b, sample).await?;
             bench_schedule(&b, ids, opts.appointments).await?;
         }

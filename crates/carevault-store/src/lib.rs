@@ -6,6 +6,7 @@
 //! migration folders and how errors are classified.
 
 mod access;
+mod audit_scan;
 pub mod dialect;
 mod directory;
 mod migrate;
@@ -19,6 +20,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub use access::*;
+pub use audit_scan::{AuditSnapshot, AuditVisitor};
 pub use dialect::Backend;
 pub use directory::*;
 pub use records::*;
@@ -47,6 +49,8 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    /// The SQLite URL (the audit snapshot opens the file itself); `None` on PostgreSQL.
+    url: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -78,7 +82,8 @@ impl Store {
                 (p.clone(), p)
             }
         };
-        let store = Store { read, write, backend };
+        let url = (backend == Backend::Sqlite).then(|| url.to_string());
+        let store = Store { read, write, backend, url };
         migrate::run(&store).await?;
         Ok(store)
     }

@@ -220,6 +220,51 @@ impl AuditRow {
     }
 }
 
+/// An audit record's columns as stored, borrowed (text columns as their UTF-8 bytes): what the
+/// hash chain and the Merkle tree hash.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditRowRef<'a> {
+    pub seq: i64,
+    pub event_id: &'a [u8],
+    pub at: i64,
+    pub actor: &'a [u8],
+    pub session: Option<&'a [u8]>,
+    pub source_ip: Option<&'a [u8]>,
+    pub action: &'a [u8],
+    pub outcome: &'a [u8],
+    pub resource_type: Option<&'a [u8]>,
+    pub resource_id: Option<&'a [u8]>,
+    pub patient_id: Option<&'a [u8]>,
+    pub purpose: Option<&'a [u8]>,
+    pub details: Option<&'a [u8]>,
+    pub review_flags: Option<&'a [u8]>,
+    pub prev_hash: &'a [u8],
+    pub hash: &'a [u8],
+}
+
+impl AuditRow {
+    pub fn as_ref(&self) -> AuditRowRef<'_> {
+        AuditRowRef {
+            seq: self.seq,
+            event_id: self.event_id.as_bytes(),
+            at: self.at,
+            actor: self.actor.as_bytes(),
+            session: self.session.as_deref().map(str::as_bytes),
+            source_ip: self.source_ip.as_deref().map(str::as_bytes),
+            action: self.action.as_bytes(),
+            outcome: self.outcome.as_bytes(),
+            resource_type: self.resource_type.as_deref().map(str::as_bytes),
+            resource_id: self.resource_id.as_deref().map(str::as_bytes),
+            patient_id: self.patient_id.as_deref().map(str::as_bytes),
+            purpose: self.purpose.as_deref().map(str::as_bytes),
+            details: self.details.as_deref(),
+            review_flags: self.review_flags.as_deref().map(str::as_bytes),
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HeadRow {
     pub seq: i64,

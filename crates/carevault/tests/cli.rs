@@ -296,6 +296,9 @@ fn dependency_edges_keep_the_chokepoint() {
                 };
                 assert!(allowed, "{name} must not depend on {dep_name}");
             }
+            if dep_name == "rusqlite" {
+                assert_eq!(name, "carevault-store", "{name} must not depend on rusqlite: only the store reaches the database");
+            }
             if dep_name == "webauthn-rs" {
                 assert_eq!(name, "carevault-crypto", "{name} must not depend on webauthn-rs");
             }

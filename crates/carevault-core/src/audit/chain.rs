@@ -1,7 +1,9 @@
 //! The hash chain: each record's hash covers its predecessor's hash and every field of the
 //! record, in a length-prefixed encoding that cannot be ambiguous.
 
+#[cfg(test)]
 use carevault_store::AuditRow;
+use carevault_store::AuditRowRef;
 
 pub(crate) const GENESIS: [u8; 32] = [0u8; 32];
 
@@ -17,33 +19,38 @@ fn put(buf: &mut Vec<u8>, field: Option<&[u8]>) {
 }
 
 /// The bytes a record's hash is computed over (without the predecessor hash).
-pub(crate) fn canonical(r: &AuditRow) -> Vec<u8> {
-    let mut b = Vec::with_capacity(256 + r.details.as_ref().map_or(0, Vec::len));
+pub(crate) fn canonical(r: AuditRowRef<'_>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(256 + r.details.map_or(0, <[u8]>::len));
+    encode_into(&mut b, r);
+    b
+}
+
+/// Appends the canonical encoding of `r` to `b` (a reused buffer on the verifier's hot path).
+pub(crate) fn encode_into(b: &mut Vec<u8>, r: AuditRowRef<'_>) {
     b.extend_from_slice(b"carevault-audit-v1");
     b.extend_from_slice(&r.seq.to_be_bytes());
-    put(&mut b, Some(r.event_id.as_bytes()));
+    put(b, Some(r.event_id));
     b.extend_from_slice(&r.at.to_be_bytes());
-    put(&mut b, Some(r.actor.as_bytes()));
-    put(&mut b, r.session.as_deref().map(str::as_bytes));
-    put(&mut b, r.source_ip.as_deref().map(str::as_bytes));
-    put(&mut b, Some(r.action.as_bytes()));
-    put(&mut b, Some(r.outcome.as_bytes()));
-    put(&mut b, r.resource_type.as_deref().map(str::as_bytes));
-    put(&mut b, r.resource_id.as_deref().map(str::as_bytes));
-    put(&mut b, r.patient_id.as_deref().map(str::as_bytes));
-    put(&mut b, r.purpose.as_deref().map(str::as_bytes));
-    put(&mut b, r.details.as_deref());
+    put(b, Some(r.actor));
+    put(b, r.session);
+    put(b, r.source_ip);
+    put(b, Some(r.action));
+    put(b, Some(r.outcome));
+    put(b, r.resource_type);
+    put(b, r.resource_id);
+    put(b, r.patient_id);
+    put(b, r.purpose);
+    put(b, r.details);
     // Added in schema 2; absent marks leave the encoding of older records unchanged.
-    if let Some(marks) = &r.review_flags {
+    if let Some(marks) = r.review_flags {
         b.extend_from_slice(b"review");
-        put(&mut b, Some(marks.as_bytes()));
+        put(b, Some(marks));
     }
-    b
 }
 
 #[cfg(test)]
 pub(crate) fn record_hash(prev: &[u8], r: &AuditRow) -> [u8; 32] {
-    chain_hash(prev, &canonical(r))
+    chain_hash(prev, &canonical(r.as_ref()))
 }
 
 /// The chain hash of a record from its canonical encoding.

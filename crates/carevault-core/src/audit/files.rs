@@ -345,22 +345,15 @@ pub(crate) fn witness_file(dir: &Path, store_id: &str) -> PathBuf {
     dir.join(format!("carevault-{store_id}.heads.jsonl"))
 }
 
-/// Reads the database's checkpoints and the checkpoint file together, under the shared lock, so
-/// a writer's commit and its file append are seen both or neither.
-pub(crate) async fn read_checkpoints_consistently(
-    store: &Store,
-    audit_dir: &Path,
-) -> Result<(Vec<CheckpointRow>, std::io::Result<Option<Lines>>), crate::CoreError> {
-    let lock_path = audit_dir.join("checkpoints.lock");
-    let guard = if lock_path.exists() {
-        tokio::task::spawn_blocking(move || lock(&lock_path, false)).await.ok().and_then(Result::ok)
-    } else {
-        None
-    };
-    let rows = store.audit_checkpoints().await?;
-    let lines = read_lines(&audit_dir.join("checkpoints.log"));
-    drop(guard);
-    Ok((rows, lines))
+/// The shared lock a verifier holds while it fixes its database snapshot and reads the file, so
+/// a writer's commit and its file append are seen both or neither. `None` when the folder has
+/// no lock file yet (nothing was ever checkpointed) or it cannot be taken.
+pub(crate) async fn lock_shared(audit_dir: &Path) -> Option<FileLock> {
+    let path = audit_dir.join("checkpoints.lock");
+    if !path.exists() {
+        return None;
+    }
+    tokio::task::spawn_blocking(move || lock(&path, false)).await.ok().and_then(Result::ok)
 }
 
 #[cfg(test)]

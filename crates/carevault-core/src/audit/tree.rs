@@ -174,7 +174,7 @@ async fn with_view<T>(store: &Store, size: u64, mut compute: impl FnMut(&mut Tre
                 message: format!("records {}..{} are not all in the log: run `carevault audit verify`", first + 1, last),
             });
         }
-        view.add_leaves(b, rows.iter().map(|r| leaf_hash(&canonical(r))).collect());
+        view.add_leaves(b, rows.iter().map(|r| leaf_hash(&canonical(r.as_ref()))).collect());
     }
     let out = compute(&mut view);
     if !view.missing().is_empty() {
@@ -205,7 +205,13 @@ pub async fn prove_inclusion(store: &Store, seq: i64, tree_size: Option<u64>) ->
     })?;
     let (path, root) = with_view(store, size, |v| (v.inclusion(index), v.root())).await?;
     let row = store.audit_events(seq - 1, 1).await?.into_iter().next().ok_or_else(|| invalid(format!("record {seq} is missing")))?;
-    Ok(InclusionProof { leaf_index: index, tree_size: size, leaf_hash: leaf_hash(&canonical(&row)), root_hash: root, audit_path: path })
+    Ok(InclusionProof {
+        leaf_index: index,
+        tree_size: size,
+        leaf_hash: leaf_hash(&canonical(row.as_ref())),
+        root_hash: root,
+        audit_path: path,
+    })
 }
 
 /// The consistency proof from the tree of `first` records to that of `second` (default: the

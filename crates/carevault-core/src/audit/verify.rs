@@ -12,10 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use carevault_crypto::signing;
-use carevault_store::{CheckpointRow, Store};
+use std::ops::{ControlFlow, Range};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use super::chain::{canonical, chain_hash, checkpoint_message, head_message, GENESIS};
-use super::files::{checkpoint_line, parse_checkpoint_line, read_checkpoints_consistently, read_lines, witness_file, FileCheckpoint};
+use carevault_store::{AuditRowRef, AuditVisitor, CheckpointRow, Store};
+
+use super::chain::{chain_hash, checkpoint_message, encode_into, head_message, GENESIS};
+use super::files::{checkpoint_line, lock_shared, parse_checkpoint_line, read_lines, witness_file, FileCheckpoint};
 use super::merkle::{leaf_hash, Frontier, Hash, BLOCK};
 use super::tree::TreeHead;
 use crate::datadir::DataDir;
@@ -72,6 +76,13 @@ impl Failures {
     fn add(&mut self, seq: Option<i64>, message: impl Into<String>) {
         self.0.push(VerifyFailure { seq, message: message.into() });
     }
+}
+
+/// A signature to check: public key, message, signature.
+type Signed = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+fn head_signed(h: &TreeHead) -> Signed {
+    (h.public_key.to_vec(), super::tree::tree_head_message(h.tree_size, &h.root_hash, h.timestamp), h.signature.to_vec())
 }
 
 /// A signed tree head to hold against the recomputed tree, and where it came from.
@@ -252,11 +263,17 @@ pub async fn verify(store: &Store, dd: &DataDir, options: &VerifyOptions) -> Res
     let mut notes = Vec::new();
     let key = public_key(store, dd, &mut f).await?;
 
-    let head = store.audit_head().await?;
+    // One snapshot of the database for everything below; the file is read under the shared
+    // lock while the snapshot is fixed, so neither is ahead of the other.
+    let lock = lock_shared(&dd.audit_dir()).await;
+    let mut snap = store.audit_snapshot().await?;
+    let head = snap.head().await?;
+    let lines = read_lines(&dd.checkpoint_log_path());
+    drop(lock);
     if head.is_none() {
         f.add(None, "the signed head of the audit log (table audit_head) is missing: it was deleted");
     }
-    let (db_checkpoints, lines) = read_checkpoints_consistently(store, &dd.audit_dir()).await?;
+    let db_checkpoints = snap.checkpoints().await?;
     let file_checkpoints = check_file(dd, &db_checkpoints, lines, &mut f, &mut notes);
 
     // Every tree head to hold against the recomputed tree.
@@ -276,10 +293,53 @@ pub async fn verify(store: &Store, dd: &DataDir, options: &VerifyOptions) -> Res
     let wanted_chain: BTreeSet<i64> = db_checkpoints.iter().map(|c| c.seq).chain(file_checkpoints.iter().map(|c| c.seq)).collect();
 
     // The stored block roots, checked as the walk completes each block.
-    let stored_blocks: BTreeMap<i64, Vec<u8>> = store.audit_tree_blocks(i64::MAX).await?.into_iter().collect();
+    let stored_blocks: BTreeMap<i64, Vec<u8>> = snap.tree_blocks().await?.into_iter().collect();
 
-    // Walk the chain and build the tree.
-    let walk = walk(store, &wanted_roots, &wanted_chain, &stored_blocks, &mut f).await?;
+    // Signatures are checked on another thread while the records are walked; a checkpoint the
+    // database and the file both hold is checked once.
+    let mut signed: BTreeSet<Signed> = BTreeSet::new();
+    for (seq, hash, at, sig) in db_checkpoints
+        .iter()
+        .map(|c| (c.seq, &c.hash, c.at, &c.signature))
+        .chain(file_checkpoints.iter().map(|c| (c.seq, &c.hash, c.at, &c.signature)))
+    {
+        signed.insert((key.clone(), checkpoint_message(seq, hash, at), sig.clone()));
+    }
+    for h in &heads {
+        signed.insert(head_signed(&h.head));
+    }
+    let signatures =
+        tokio::task::spawn_blocking(move || signed.into_iter().filter(|(k, m, s)| signing::verify(k, m, s)).collect::<BTreeSet<Signed>>());
+
+    // Walk the chain and build the tree: one thread steps through the records and encodes
+    // them, another hashes (chain, leaves, tree) and checks.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
+    let stop = Arc::new(AtomicBool::new(false));
+    let hasher = {
+        let stop = stop.clone();
+        let mut walk = Walk::new(wanted_roots, wanted_chain, stored_blocks);
+        tokio::task::spawn_blocking(move || {
+            'batches: for batch in rx {
+                for r in &batch.rows {
+                    let row = (r.seq, &batch.bytes[r.prev.clone()], &batch.bytes[r.hash.clone()], &batch.bytes[r.canon.clone()]);
+                    if walk.row(row.0, row.1, row.2, row.3).is_break() {
+                        stop.store(true, Ordering::Relaxed);
+                        break 'batches;
+                    }
+                }
+            }
+            walk.finish()
+        })
+    };
+    // The feeder is dropped when the scan ends (or fails): its last batch goes out, and the
+    // channel closes.
+    let scanned = snap.scan_events(Feeder { tx, batch: Batch::default(), stop }).await.map(drop);
+    let walk = hasher.await.map_err(|e| crate::CoreError::Internal(format!("audit hashing: {e}")))?;
+    scanned?;
+    let valid = signatures.await.map_err(|e| crate::CoreError::Internal(format!("signature checks: {e}")))?;
+    for x in &walk.failures {
+        f.add(x.seq, x.message.clone());
+    }
     let last = walk.last;
     if last == 0 && !walk.broken {
         f.add(
@@ -307,7 +367,7 @@ pub async fn verify(store: &Store, dd: &DataDir, options: &VerifyOptions) -> Res
                     Some(h.seq + 1),
                     format!("records {}..{last} are not covered by the signed head (added outside carevault)", h.seq + 1),
                 );
-            } else if h.hash != walk.prev {
+            } else if h.hash != walk.prev.as_slice() {
                 f.add(Some(last), format!("record {last} does not match the signed head"));
             } else if let Some(fr) = h.tree_frontier.as_deref() {
                 if Frontier::decode(fr).map(|x| x.root()) != Some(walk.frontier.root()) {
@@ -326,7 +386,7 @@ pub async fn verify(store: &Store, dd: &DataDir, options: &VerifyOptions) -> Res
         .map(|c| ("database checkpoint", c.seq, &c.hash, c.at, &c.public_key, &c.signature))
         .chain(file_checkpoints.iter().map(|c| ("checkpoint file", c.seq, &c.hash, c.at, &c.public_key, &c.signature)));
     for (origin, seq, hash, at, pk, sig) in checkpoints {
-        if *pk != key || !signing::verify(&key, &checkpoint_message(seq, hash, at), sig) {
+        if *pk != key || !valid.contains(&(key.clone(), checkpoint_message(seq, hash, at), sig.clone())) {
             f.add(None, format!("{origin} at record {seq}: invalid signature"));
             continue;
         }
@@ -343,7 +403,7 @@ pub async fn verify(store: &Store, dd: &DataDir, options: &VerifyOptions) -> Res
     let mut witnesses = 0;
     for h in &heads {
         let size = h.head.tree_size;
-        let signed_ok = h.head.signature_valid();
+        let signed_ok = valid.contains(&head_signed(&h.head));
         if !signed_ok {
             f.add(None, format!("{} at size {size}: invalid signature (the head was altered)", h.origin));
             continue;
@@ -410,11 +470,15 @@ pub async fn verify(store: &Store, dd: &DataDir, options: &VerifyOptions) -> Res
     })
 }
 
-/// What walking the records found.
+/// Walks the records in order: recomputes the chain and the tree, checks the stored block
+/// roots, and keeps the roots and chain hashes asked for.
 struct Walk {
+    wanted_roots: BTreeSet<u64>,
+    wanted_chain: BTreeSet<i64>,
+    stored_blocks: BTreeMap<i64, Vec<u8>>,
     /// The last record of the unbroken chain.
     last: i64,
-    prev: Vec<u8>,
+    prev: [u8; 32],
     broken: bool,
     frontier: Frontier,
     /// Merkle roots at the sizes asked for.
@@ -422,103 +486,153 @@ struct Walk {
     /// Chain hashes at the sequence numbers asked for.
     chain_at: BTreeMap<i64, Vec<u8>>,
     blocks_checked: usize,
+    failures: Vec<VerifyFailure>,
 }
 
-/// Records are read a page ahead of the hashing, so reading and hashing overlap.
-const PAGE: i64 = 5000;
+impl Walk {
+    fn new(wanted_roots: BTreeSet<u64>, wanted_chain: BTreeSet<i64>, stored_blocks: BTreeMap<i64, Vec<u8>>) -> Walk {
+        let mut w = Walk {
+            wanted_roots,
+            wanted_chain,
+            stored_blocks,
+            last: 0,
+            prev: GENESIS,
+            broken: false,
+            frontier: Frontier::default(),
+            roots: BTreeMap::new(),
+            chain_at: BTreeMap::new(),
+            blocks_checked: 0,
+            failures: Vec::new(),
+        };
+        if w.wanted_roots.contains(&0) {
+            w.roots.insert(0, w.frontier.root());
+        }
+        w
+    }
 
-async fn walk(
-    store: &Store,
-    wanted_roots: &BTreeSet<u64>,
-    wanted_chain: &BTreeSet<i64>,
-    stored_blocks: &BTreeMap<i64, Vec<u8>>,
-    f: &mut Failures,
-) -> Result<Walk, crate::CoreError> {
-    let mut w = Walk {
-        last: 0,
-        prev: GENESIS.to_vec(),
-        broken: false,
-        frontier: Frontier::default(),
-        roots: BTreeMap::new(),
-        chain_at: BTreeMap::new(),
-        blocks_checked: 0,
-    };
-    if wanted_roots.contains(&0) {
-        w.roots.insert(0, w.frontier.root());
+    fn fail(&mut self, seq: Option<i64>, message: String) {
+        self.failures.push(VerifyFailure { seq, message });
     }
-    let fetch = |after: i64| {
-        let s = store.clone();
-        tokio::spawn(async move { s.audit_events(after, PAGE).await })
-    };
-    let mut next = fetch(0);
-    'pages: loop {
-        let page = (&mut next).await.map_err(|e| crate::CoreError::Internal(format!("audit read task: {e}")))??;
-        if page.is_empty() {
-            break;
+
+    /// Stored blocks beyond the records walked.
+    fn finish(mut self) -> Walk {
+        let complete = self.frontier.size() / BLOCK;
+        let beyond = self.stored_blocks.keys().filter(|i| u64::try_from(**i).map_or(true, |i| i >= complete)).count();
+        if beyond > 0 && !self.broken {
+            self.fail(None, format!("{beyond} stored Merkle block root(s) cover records beyond the end of the log (tail truncated)"));
         }
-        let last_of_page = page.last().map_or(0, |r| r.seq);
-        next = fetch(last_of_page);
-        for row in &page {
-            let expected = w.last + 1;
-            if row.seq != expected {
-                f.add(
-                    Some(expected),
-                    format!("record {expected} is missing: the log jumps from {} to {} (records deleted)", expected - 1, row.seq),
-                );
-                w.broken = true;
-                break 'pages;
-            }
-            if row.prev_hash != w.prev {
-                f.add(
-                    Some(row.seq),
+        self
+    }
+}
+
+impl Walk {
+    /// One record: its sequence number, the stored link and hash, its canonical encoding.
+    fn row(&mut self, seq: i64, prev_hash: &[u8], hash: &[u8], canonical: &[u8]) -> ControlFlow<()> {
+        let expected = self.last + 1;
+        if seq != expected {
+            self.fail(
+                Some(expected),
+                format!("record {expected} is missing: the log jumps from {} to {seq} (records deleted)", expected - 1),
+            );
+            self.broken = true;
+            return ControlFlow::Break(());
+        }
+        if prev_hash != self.prev {
+            self.fail(
+                Some(seq),
+                format!(
+                    "record {seq} does not follow record {}: its link to the previous record is wrong (a record was altered, removed or reordered)",
+                    seq - 1
+                ),
+            );
+            self.broken = true;
+            return ControlFlow::Break(());
+        }
+        let chained = chain_hash(&self.prev, canonical);
+        if chained.as_slice() != hash {
+            self.fail(Some(seq), format!("record {seq} was altered: its content does not match its hash"));
+            self.broken = true;
+            return ControlFlow::Break(());
+        }
+        if let Some((idx, block)) = self.frontier.push(leaf_hash(canonical)) {
+            let idx = i64::try_from(idx).unwrap_or(i64::MAX);
+            let first = idx * BLOCK as i64 + 1;
+            match self.stored_blocks.get(&idx) {
+                Some(stored) if stored.as_slice() == block.as_slice() => self.blocks_checked += 1,
+                Some(_) => self.fail(
+                    None,
                     format!(
-                        "record {} does not follow record {}: its link to the previous record is wrong (a record was altered, removed or reordered)",
-                        row.seq,
-                        row.seq - 1
+                        "the stored Merkle root of records {first}..{} does not match them (proofs would be wrong)",
+                        first + BLOCK as i64 - 1
                     ),
-                );
-                w.broken = true;
-                break 'pages;
+                ),
+                None => self.fail(None, format!("the stored Merkle root of records {first}..{} is missing", first + BLOCK as i64 - 1)),
             }
-            let encoded = canonical(row);
-            if chain_hash(&w.prev, &encoded).as_slice() != row.hash.as_slice() {
-                f.add(Some(row.seq), format!("record {} was altered: its content does not match its hash", row.seq));
-                w.broken = true;
-                break 'pages;
+        }
+        if self.wanted_roots.contains(&self.frontier.size()) {
+            self.roots.insert(self.frontier.size(), self.frontier.root());
+        }
+        if self.wanted_chain.contains(&seq) {
+            self.chain_at.insert(seq, chained.to_vec());
+        }
+        self.prev = chained;
+        self.last = seq;
+        ControlFlow::Continue(())
+    }
+}
+
+/// Records handed from the scanning thread to the hashing one: their bytes back to back.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    rows: Vec<BatchRow>,
+}
+
+struct BatchRow {
+    seq: i64,
+    prev: Range<usize>,
+    hash: Range<usize>,
+    canon: Range<usize>,
+}
+
+const BATCH_ROWS: usize = 512;
+
+/// The scanning side: encodes each record into the batch and sends full batches.
+struct Feeder {
+    tx: std::sync::mpsc::SyncSender<Batch>,
+    batch: Batch,
+    stop: Arc<AtomicBool>,
+}
+
+impl AuditVisitor for Feeder {
+    fn visit(&mut self, r: AuditRowRef<'_>) -> ControlFlow<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            return ControlFlow::Break(());
+        }
+        let b = &mut self.batch;
+        let start = b.bytes.len();
+        b.bytes.extend_from_slice(r.prev_hash);
+        let prev = start..b.bytes.len();
+        b.bytes.extend_from_slice(r.hash);
+        let hash = prev.end..b.bytes.len();
+        encode_into(&mut b.bytes, r);
+        let canon = hash.end..b.bytes.len();
+        b.rows.push(BatchRow { seq: r.seq, prev, hash, canon });
+        if b.rows.len() >= BATCH_ROWS {
+            let full = std::mem::replace(b, Batch { bytes: Vec::with_capacity(b.bytes.capacity()), rows: Vec::with_capacity(BATCH_ROWS) });
+            if self.tx.send(full).is_err() {
+                return ControlFlow::Break(());
             }
-            if let Some((idx, block)) = w.frontier.push(leaf_hash(&encoded)) {
-                let idx = i64::try_from(idx).unwrap_or(i64::MAX);
-                match stored_blocks.get(&idx) {
-                    Some(stored) if stored.as_slice() == block.as_slice() => w.blocks_checked += 1,
-                    Some(_) => f.add(
-                        None,
-                        format!(
-                            "the stored Merkle root of records {}..{} does not match them (proofs would be wrong)",
-                            idx * BLOCK as i64 + 1,
-                            (idx + 1) * BLOCK as i64
-                        ),
-                    ),
-                    None => f.add(
-                        None,
-                        format!("the stored Merkle root of records {}..{} is missing", idx * BLOCK as i64 + 1, (idx + 1) * BLOCK as i64),
-                    ),
-                }
-            }
-            if wanted_roots.contains(&w.frontier.size()) {
-                w.roots.insert(w.frontier.size(), w.frontier.root());
-            }
-            if wanted_chain.contains(&row.seq) {
-                w.chain_at.insert(row.seq, row.hash.clone());
-            }
-            w.prev.clone_from(&row.hash);
-            w.last = row.seq;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Drop for Feeder {
+    /// The last, partial batch; dropping the sender then ends the hashing thread's loop.
+    fn drop(&mut self) {
+        if !self.batch.rows.is_empty() {
+            let _ = self.tx.send(std::mem::take(&mut self.batch));
         }
     }
-    next.abort();
-    let complete = w.frontier.size() / BLOCK;
-    let beyond = stored_blocks.keys().filter(|i| u64::try_from(**i).map_or(true, |i| i >= complete)).count();
-    if beyond > 0 && !w.broken {
-        f.add(None, format!("{beyond} stored Merkle block root(s) cover records beyond the end of the log (tail truncated)"));
-    }
-    Ok(w)
 }

@@ -595,7 +595,7 @@ impl Writer {
                     prev_hash: hash.clone(),
                     hash: vec![],
                 };
-                let encoded = canonical(&row);
+                let encoded = canonical(row.as_ref());
                 row.hash = chain_hash(&hash, &encoded).to_vec();
                 tx.insert_audit(&row).await?;
                 if let Some((idx, block)) = frontier.push(leaf_hash(&encoded)) {
@@ -684,7 +684,7 @@ async fn rebuild_tree(tx: &mut WriteTx, head_seq: i64) -> Result<Frontier, Store
                 missing += 1;
                 push_block(tx, &mut frontier, [0u8; 32]).await?;
             }
-            push_block(tx, &mut frontier, leaf_hash(&canonical(row))).await?;
+            push_block(tx, &mut frontier, leaf_hash(&canonical(row.as_ref()))).await?;
             after = row.seq;
         }
     }
