@@ -235,8 +235,15 @@ impl Vault {
         if created {
             files.create_empty().map_err(file_error)?;
         } else {
-            for notice in files.repair_at_start(now).map_err(file_error)? {
-                tracing::warn!(notice = %notice, "audit checkpoint file repaired at start");
+            match files.repair_at_start(now) {
+                Ok(notices) => {
+                    for notice in notices {
+                        tracing::warn!(notice = %notice, "audit checkpoint file repaired at start");
+                    }
+                }
+                // Not fatal (a full disk, say): the file stays as it is, nothing is appended
+                // behind a torn line, `/health` reports the lag and the next tick retries.
+                Err(e) => tracing::error!(error = %e, "the audit checkpoint file could not be repaired at start"),
             }
         }
         {

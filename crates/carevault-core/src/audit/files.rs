@@ -199,6 +199,9 @@ pub(crate) struct AuditFiles {
     witness_file: Option<PathBuf>,
     behind: AtomicBool,
     problem: Mutex<Option<String>>,
+    /// The last checkpoint this process saw the file end with: a file that later ends earlier
+    /// was shortened behind its back.
+    seen: Mutex<Option<i64>>,
 }
 
 impl AuditFiles {
@@ -209,6 +212,7 @@ impl AuditFiles {
             witness_file: witness_dir.map(|d| witness_file(d, store_id)),
             behind: AtomicBool::new(false),
             problem: Mutex::new(None),
+            seen: Mutex::new(None),
         }
     }
 
@@ -296,19 +300,33 @@ impl AuditFiles {
             let notice = set_aside_torn(path, at, now).map_err(io)?;
             tracing::warn!(notice = %notice, "audit checkpoint file repaired");
         }
-        let rows = store.checkpoints_after(tail.last.unwrap_or(-1)).await.map_err(|e| e.to_string())?;
-        if rows.is_empty() {
-            return Ok(());
+        let seen = self.seen.lock().ok().and_then(|s| *s);
+        if let (Some(seen), Some(now_last)) = (seen, tail.last.or(Some(-1))) {
+            if now_last < seen {
+                tracing::error!(
+                    file = %path.display(),
+                    ends_at = now_last,
+                    had_reached = seen,
+                    "the audit checkpoint file was shortened while carevault ran; the missing checkpoints are appended again from the database"
+                );
+            }
         }
-        if rows.len() > 1 && tail.len > 0 {
+        let rows = store.checkpoints_after(tail.last.unwrap_or(-1)).await.map_err(|e| e.to_string())?;
+        if rows.len() > 1 && tail.len > 0 && seen.is_none_or(|s| tail.last.unwrap_or(-1) >= s) {
             tracing::warn!(
                 checkpoints = rows.len(),
                 from_seq = rows.first().map_or(0, |r| r.seq),
-                "the audit checkpoint file lacked checkpoints the database holds (an append failed earlier); appending them now"
+                "the audit checkpoint file lacked checkpoints the database holds (an append failed or was cut off); appending them now"
             );
         }
-        let text: String = rows.iter().map(checkpoint_line).collect();
-        append(path, &text, false).map_err(io)
+        if !rows.is_empty() {
+            let text: String = rows.iter().map(checkpoint_line).collect();
+            append(path, &text, false).map_err(io)?;
+        }
+        if let Ok(mut s) = self.seen.lock() {
+            *s = rows.last().map(|r| r.seq).or(tail.last).or(*s);
+        }
+        Ok(())
     }
 
     async fn catch_up_witness(&self, store: &Store, now: i64) -> Result<(), String> {

@@ -57,6 +57,29 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
+/// While table `fault` holds a row, every append to the audit log ends its transaction inside
+/// SQLite (RAISE(ROLLBACK)), as a full disk does.
+async fn install_fault(store: &Store) {
+    store.execute_for_tests("CREATE TABLE fault (x INTEGER)").await.expect("table");
+    store
+        .execute_for_tests(
+            "CREATE TRIGGER fault BEFORE INSERT ON audit_events WHEN EXISTS (SELECT 1 FROM fault) BEGIN SELECT RAISE(ROLLBACK, 'injected'); END",
+        )
+        .await
+        .expect("trigger");
+}
+
+/// Waits (bounded) for alert `id` to be stored.
+async fn alert_stored(store: &Store, id: &str) -> bool {
+    for _ in 0..200 {
+        if store.alert(id).await.expect("alert").is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn a_store_error_in_one_job_fails_only_that_job() {
     let r = rig(64).await;
@@ -91,14 +114,7 @@ async fn a_store_error_in_one_job_fails_only_that_job() {
 #[tokio::test]
 async fn a_failed_commit_acknowledges_nothing_and_the_next_batch_commits() {
     let r = rig(64).await;
-    // RAISE(ROLLBACK) ends the whole transaction inside SQLite, as a full disk does.
-    r.store.execute_for_tests("CREATE TABLE fault (x INTEGER)").await.expect("table");
-    r.store
-        .execute_for_tests(
-            "CREATE TRIGGER fault BEFORE INSERT ON audit_events WHEN EXISTS (SELECT 1 FROM fault) BEGIN SELECT RAISE(ROLLBACK, 'injected'); END",
-        )
-        .await
-        .expect("trigger");
+    install_fault(&r.store).await;
     r.writer.append(draft("before")).await.expect("before");
     r.store.execute_for_tests("INSERT INTO fault VALUES (1)").await.expect("on");
     for i in 0..5 {
@@ -129,37 +145,17 @@ async fn alerts_survive_a_full_queue_and_a_failed_batch() {
     for w in waiting {
         w.await.expect("join").expect("read");
     }
-    for _ in 0..200 {
-        if r.store.alert(&id).await.expect("alert").is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(r.store.alert(&id).await.expect("alert").is_some(), "the alert raised while the queue was full was dropped");
+    assert!(alert_stored(&r.store, &id).await, "the alert raised while the queue was full was dropped");
     assert!(actors(&r.store).await.contains(&"system:storm".into()));
 
     // A batch that fails keeps the alert and retries it once the store recovers.
-    r.store.execute_for_tests("CREATE TABLE fault (x INTEGER)").await.expect("table");
-    r.store
-        .execute_for_tests(
-            "CREATE TRIGGER fault BEFORE INSERT ON audit_events WHEN EXISTS (SELECT 1 FROM fault) BEGIN SELECT RAISE(ROLLBACK, 'injected'); END",
-        )
-        .await
-        .expect("trigger");
+    install_fault(&r.store).await;
     r.store.execute_for_tests("INSERT INTO fault VALUES (1)").await.expect("on");
     let alert = crate::access::alert("security", "sign-in-storm", None, None, Some("198.51.100.8"), 2);
     let id = alert.id.clone();
     r.writer.fire_audited(vec![Op::InsertAlert(alert)], vec![draft("storm2")]);
     assert!(r.writer.append(draft("probe")).await.is_err());
     r.store.execute_for_tests("DELETE FROM fault").await.expect("off");
-    let mut stored = false;
-    for _ in 0..200 {
-        if r.store.alert(&id).await.expect("alert").is_some() {
-            stored = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(stored, "the alert of a failed batch was not retried");
+    assert!(alert_stored(&r.store, &id).await, "the alert of a failed batch was not retried");
     assert!(actors(&r.store).await.contains(&"system:storm2".into()));
 }
