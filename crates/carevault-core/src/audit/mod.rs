@@ -6,6 +6,7 @@
 pub(crate) mod chain;
 pub(crate) mod files;
 pub(crate) mod merkle;
+pub(crate) mod ops;
 pub mod tree;
 pub mod verify;
 pub(crate) mod writer;
