@@ -341,7 +341,7 @@ async fn an_auditor_keeps_heads_and_checks_proofs_independently() {
     assert!(!ok);
     // Bad input: a precise message and exit 2.
     for (args, needle) in [
-        (vec!["inclusion", "--seq", "0"], "not in the newest signed tree head"),
+        (vec!["inclusion", "--seq", "0"], "records are numbered from 1"),
         (vec!["inclusion", "--seq", "99999"], "not in the newest signed tree head"),
         (vec!["inclusion", "--seq", "3", "--tree-size", "99999"], "out of range"),
         (vec!["consistency", "--from-size", "0"], "--from-size must be between 1"),

@@ -194,6 +194,9 @@ pub async fn prove_inclusion(store: &Store, seq: i64, tree_size: Option<u64>) ->
     if size == 0 || size > have {
         return Err(invalid(format!("tree size {size} is out of range: the log holds 1..{have} records")));
     }
+    if seq < 1 {
+        return Err(invalid(format!("record {seq} does not exist: records are numbered from 1")));
+    }
     let index = u64::try_from(seq).ok().filter(|s| (1..=size).contains(s)).map(|s| s - 1).ok_or_else(|| {
         invalid(if tree_size.is_none() {
             format!(
