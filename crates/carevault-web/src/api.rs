@@ -166,11 +166,12 @@ pub(crate) async fn session(State(st): State<AppState>, Peer(ctx): Peer, headers
 pub(crate) async fn health(State(st): State<AppState>) -> Response {
     use carevault_core::StorageHealth;
     match st.vault.storage_health() {
-        StorageHealth::Low { free_bytes, reserve_bytes, path } => problem(
+        // Figures only: the folder's path is in the server's log, not for anyone who asks.
+        StorageHealth::Low { free_bytes, reserve_bytes, .. } => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "storage-low",
             &format!(
-                "free space on the data folder's disk ({path}) is {} MiB, below the reserve of {} MiB: changes are refused until space is freed; reading continues",
+                "free space on the data folder's disk is {} MiB, below the reserve of {} MiB: changes are refused until space is freed; reading continues",
                 free_bytes / (1024 * 1024),
                 reserve_bytes / (1024 * 1024)
             ),

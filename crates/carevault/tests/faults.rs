@@ -491,6 +491,7 @@ async fn below_the_free_space_reserve_changes_are_refused_and_reads_continue() {
     let staff = app.add_staff(Role::Physician).await.expect("staff");
     let mut tv = app.stop().await;
     tv.reopen_with(CoreConfig { min_free_bytes: Some(u64::MAX), ..tv.config.clone() }).await.expect("reopen");
+    let tv_dir = tv.data_dir();
     let app = App::serve(tv, 1 << 20).await.expect("serve");
     let c = app.client().expect("client");
     app.sign_in(&c, &staff).await.expect("sign-in works below the reserve");
@@ -506,7 +507,9 @@ async fn below_the_free_space_reserve_changes_are_refused_and_reads_continue() {
     assert_eq!(h.status(), 503);
     let h: serde_json::Value = h.json().await.expect("problem");
     assert_eq!(h["code"], "storage-low");
-    assert!(h["detail"].as_str().unwrap().contains("below the reserve"), "{h}");
+    let detail = h["detail"].as_str().unwrap();
+    assert!(detail.contains("below the reserve"), "{h}");
+    assert!(!detail.contains(tv_dir.to_str().unwrap()), "health names the data folder to anyone: {h}");
     let tv = app.stop().await;
     assert_eq!(patient_count(&tv).await, 1, "nothing was written");
     assert!(tv.vault.verify_audit().await.expect("verify").intact());
