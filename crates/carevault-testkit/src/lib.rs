@@ -349,15 +349,23 @@ impl App {
         Ok(App { cert_pem: server.cert_pem.clone(), tv, base, server: Some(server) })
     }
 
-    /// A client that trusts the server's certificate and keeps cookies.
+    /// A client that trusts the server's certificate and keeps cookies (HTTP/1.1).
     pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        Ok(self.client_builder()?.http1_only().build()?)
+    }
+
+    /// The same over HTTP/2 (negotiated by ALPN).
+    pub fn client_h2(&self) -> anyhow::Result<reqwest::Client> {
+        Ok(self.client_builder()?.build()?)
+    }
+
+    fn client_builder(&self) -> anyhow::Result<reqwest::ClientBuilder> {
         let cert = reqwest::Certificate::from_pem(self.cert_pem.as_bytes())?;
         Ok(reqwest::Client::builder()
             .add_root_certificate(cert)
             .resolve("localhost", ([127, 0, 0, 1], 0).into())
             .cookie_store(true)
-            .https_only(true)
-            .build()?)
+            .https_only(true))
     }
 
     pub fn url(&self, path: &str) -> String {

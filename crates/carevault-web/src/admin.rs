@@ -1084,9 +1084,6 @@ pub(crate) struct UploadQuery {
     encounter_id: Option<String>,
 }
 
-/// Largest body the upload route reads (the core's configured limit is checked too).
-const DOCUMENT_BODY_LIMIT: usize = 64 * 1024 * 1024;
-
 /// `POST /api/v1/patients/{id}/documents?title=..`: the body is the document itself, with its
 /// Content-Type; the type is checked against the content.
 pub(crate) async fn upload_document(
@@ -1100,16 +1097,11 @@ pub(crate) async fn upload_document(
     let q = query!(q);
     with_actor!(st, ctx, headers, |a| match purpose_of(&headers, &a) {
         Ok(p) => {
-            let content = match crate::extract::read_body(&headers, body, DOCUMENT_BODY_LIMIT).await {
+            // The route's limit is the configured document limit: a body is read whole or refused.
+            let limit = st.vault.config().document_max_bytes;
+            let content = match crate::extract::read_body(&headers, body, limit).await {
                 Ok(b) => b.to_vec(),
-                Err(e) => {
-                    let status = if matches!(e, crate::extract::BodyError::TooLarge(_)) {
-                        StatusCode::PAYLOAD_TOO_LARGE
-                    } else {
-                        StatusCode::BAD_REQUEST
-                    };
-                    return problem(status, "CV-INPUT-003", &e.reason());
-                }
+                Err(e) => return problem(e.status(), "CV-INPUT-003", &e.reason()),
             };
             let declared = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
             let up = carevault_core::DocumentUpload {
@@ -1230,7 +1222,7 @@ pub(crate) async fn verify_consent(
         Ok(p) => {
             let pdf = match crate::extract::read_body(&headers, body, 16 * 1024 * 1024).await {
                 Ok(b) => b,
-                Err(e) => return problem(StatusCode::BAD_REQUEST, "CV-INPUT-003", &e.reason()),
+                Err(e) => return problem(e.status(), "CV-INPUT-003", &e.reason()),
             };
             match st.vault.verify_consent_pdf(&a, p, &id, &pdf).await {
                 Ok(()) => StatusCode::NO_CONTENT.into_response(),

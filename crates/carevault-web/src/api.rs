@@ -44,11 +44,7 @@ pub(crate) async fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap,
     if !json_content_type(headers) {
         return Err(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "CV-INPUT-002", "the body must be application/json"));
     }
-    let bytes = read_body(headers, body, AUTH_BODY_LIMIT).await.map_err(|e| {
-        let status =
-            if matches!(e, crate::extract::BodyError::TooLarge(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
-        problem(status, "CV-INPUT-003", &e.reason())
-    })?;
+    let bytes = read_body(headers, body, AUTH_BODY_LIMIT).await.map_err(|e| problem(e.status(), "CV-INPUT-003", &e.reason()))?;
     if std::str::from_utf8(&bytes).is_err() {
         return Err(problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", "the body is not valid UTF-8"));
     }

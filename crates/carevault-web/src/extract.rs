@@ -66,6 +66,15 @@ pub(crate) enum BodyError {
 }
 
 impl BodyError {
+    /// 413 for a body over the route's limit, 400 otherwise.
+    pub(crate) fn status(&self) -> axum::http::StatusCode {
+        match self {
+            BodyError::TooLarge(_) => axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::MediaType => axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::Unreadable => axum::http::StatusCode::BAD_REQUEST,
+        }
+    }
+
     pub(crate) fn reason(&self) -> String {
         match self {
             BodyError::TooLarge(limit) => {
@@ -85,32 +94,40 @@ pub(crate) fn json_content_type(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m == "application/fhir+json" || m == "application/json")
 }
 
-/// How much of an oversized body is read and thrown away before answering 413, so that the
-/// client, still sending, sees the answer instead of a reset connection.
-const DRAIN_MAX: usize = 8 * 1024 * 1024;
+/// How much of an oversized body is read past the route's limit and thrown away before
+/// answering 413, so that a client still sending sees the answer instead of a reset connection.
+/// Beyond it the body is dropped: HTTP/1.1 closes the connection, HTTP/2 resets the stream.
+pub(crate) const DRAIN_MAX: usize = 8 * 1024 * 1024;
 
-/// Reads a body of at most `limit` bytes.
+/// Reads a body of at most `limit` bytes: the whole body, or `TooLarge`. Never a part of it.
 pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
     use http_body_util::BodyExt;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let mut body = body;
-    let mut buf = Vec::with_capacity(declared.map_or(8 * 1024, |n| usize::try_from(n).unwrap_or(limit).min(limit)));
-    let mut seen = 0usize;
     let too_large = declared.is_some_and(|n| n > limit as u64);
+    let mut buf =
+        Vec::with_capacity(if too_large { 0 } else { declared.map_or(8 * 1024, |n| usize::try_from(n).unwrap_or(limit).min(limit)) });
+    let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| BodyError::Unreadable)?;
         if let Ok(data) = frame.into_data() {
             seen = seen.saturating_add(data.len());
-            if seen > DRAIN_MAX {
-                break;
+            if too_large || seen > limit {
+                // Refused: keep draining only up to the drain allowance past the limit.
+                buf = Vec::new();
+                if seen > limit.saturating_add(DRAIN_MAX) {
+                    return Err(BodyError::TooLarge(limit));
+                }
+                continue;
             }
-            if !too_large && seen <= limit {
-                buf.extend_from_slice(&data);
-            }
+            buf.extend_from_slice(&data);
         }
     }
     if too_large || seen > limit {
         return Err(BodyError::TooLarge(limit));
+    }
+    if declared.is_some_and(|n| n != seen as u64) {
+        return Err(BodyError::Unreadable);
     }
     Ok(Bytes::from(buf))
 }

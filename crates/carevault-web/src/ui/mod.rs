@@ -151,9 +151,7 @@ pub(crate) async fn read_form(headers: &HeaderMap, body: Body, expected: &str) -
     if !ty.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
         return Err(message_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Form not accepted", "This address takes HTML form posts only."));
     }
-    let bytes = read_body(headers, body, FORM_LIMIT)
-        .await
-        .map_err(|e| message_page(StatusCode::PAYLOAD_TOO_LARGE, "Form too large", &e.reason()))?;
+    let bytes = read_body(headers, body, FORM_LIMIT).await.map_err(|e| message_page(e.status(), "Form not accepted", &e.reason()))?;
     let mut map: HashMap<String, String> = HashMap::new();
     for (k, v) in form_urlencoded::parse(&bytes) {
         if k.contains('\0') || v.contains('\0') {
