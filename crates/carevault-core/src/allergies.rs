@@ -10,9 +10,10 @@ use crate::actor::Actor;
 use crate::audit::writer::Op;
 use crate::audit::{Draft, Receipt};
 use crate::error::CoreError;
+use crate::sealing::Binding;
 use crate::vault::Vault;
 
-const TABLE: &str = "allergies";
+pub(crate) const TABLE: &str = "allergies";
 const RESOURCE: &str = "AllergyIntolerance";
 
 /// A decrypted allergy record.
@@ -40,11 +41,10 @@ impl AllergyRecord {
 impl Vault {
     async fn open_allergy(&self, receipt: &Receipt, row: &AllergyRow) -> Result<AllergyRecord, CoreError> {
         let now = self.inner.clock.now_micros();
-        let body = self
-            .inner
-            .sealer
-            .open_clinical(&self.inner.store, now, receipt, (TABLE, &row.id, row.version, &row.patient_id), &row.body)
-            .await?;
+        let body = match self.inner.sealer.open_clinical(&self.inner.store, now, receipt, &Binding::allergy(TABLE, row), &row.body).await {
+            Ok(b) => b,
+            Err(e) => return Err(self.integrity_failure(receipt, e).await),
+        };
         let data: AllergyData =
             serde_json::from_slice(&body).map_err(|_| CoreError::Internal("stored allergy could not be decoded".into()))?;
         Ok(AllergyRecord {
@@ -61,9 +61,8 @@ impl Vault {
         let now = self.inner.clock.now_micros();
         let mut ops = Vec::with_capacity(rows.len());
         for r in rows {
-            let plain =
-                self.inner.sealer.open_clinical(&self.inner.store, now, receipt, (TABLE, &r.id, r.version, &r.patient_id), &r.body).await?;
-            let (body, key_version) = self.inner.sealer.seal_clinical(TABLE, &r.id, r.version, &plain, Some(target))?;
+            let plain = self.inner.sealer.open_clinical(&self.inner.store, now, receipt, &Binding::allergy(TABLE, r), &r.body).await?;
+            let (body, key_version) = self.inner.sealer.seal_clinical(&Binding::allergy(TABLE, r), &plain, Some(target))?;
             ops.push(Op::ResealAllergy { row: Box::new(AllergyRow { body, key_version, ..r.clone() }), old_key_version: r.key_version });
         }
         Ok(ops)
@@ -89,8 +88,9 @@ impl Vault {
         self.inner.sealer.refresh(&self.inner.store, now, false).await?;
         let id = hex::encode(carevault_crypto::random_bytes::<16>());
         let plain = serde_json::to_vec(&sub.data).map_err(|_| CoreError::Internal("encode".into()))?;
-        let (body, key_version) = self.inner.sealer.seal_clinical(TABLE, &id, 1, &plain, None)?;
-        let row = AllergyRow { id: id.clone(), version: 1, patient_id: sub.patient_id.clone(), recorded_at: now, key_version, body };
+        let mut row =
+            AllergyRow { id: id.clone(), version: 1, patient_id: sub.patient_id.clone(), recorded_at: now, key_version: 0, body: vec![] };
+        (row.body, row.key_version) = self.inner.sealer.seal_clinical(&Binding::allergy(TABLE, &row), &plain, None)?;
         let ev = Draft::new(now, AuditAction::Create, Outcome::Success)
             .by(actor)
             .resource(RESOURCE, Some(&id))

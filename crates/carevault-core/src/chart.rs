@@ -13,6 +13,7 @@ use crate::audit::writer::Op;
 use crate::audit::{Draft, Receipt};
 use crate::authz::Allowed;
 use crate::error::CoreError;
+use crate::sealing::Binding;
 use crate::vault::Vault;
 
 pub(crate) const TABLE: &str = "records";
@@ -52,7 +53,37 @@ pub struct ChartRecord {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The decrypted body (for a document: its metadata, never its content key).
     pub body: Value,
+    /// An attached document's metadata, typed: what crosses the core's boundary about a
+    /// document. Its content key stays inside the sealing module.
+    pub document: Option<DocumentMeta>,
+}
+
+/// An attached document's metadata (no key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentMeta {
+    pub title: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Takes the content key out of a document's body (it stays in the sealed row) and reads its
+/// metadata; other kinds have none.
+pub(crate) fn document_meta(kind: &str, body: &mut Value) -> Option<DocumentMeta> {
+    if kind != "document" {
+        return None;
+    }
+    if let Some(o) = body.as_object_mut() {
+        o.remove(crate::sealing::DOCUMENT_KEY_FIELD);
+    }
+    Some(DocumentMeta {
+        title: body["title"].as_str().unwrap_or_default().to_string(),
+        content_type: body["contentType"].as_str().unwrap_or("application/octet-stream").to_string(),
+        size: body["size"].as_u64().unwrap_or(0),
+        sha256: body["sha256"].as_str().unwrap_or_default().to_string(),
+    })
 }
 
 /// One of the actor's draft notes, as listed on their task list (no content).
@@ -125,20 +156,26 @@ pub(crate) fn signed_content(kind: &str, body: &Value) -> String {
 }
 
 impl Vault {
-    pub(crate) fn seal_record(&self, id: &str, version: i64, body: &Value) -> Result<(Vec<u8>, i64), CoreError> {
+    /// Seals `body` into `row`, bound to the row's plain columns (set them all first).
+    pub(crate) fn seal_record(&self, row: &mut RecordRow, body: &Value) -> Result<(), CoreError> {
         let plain = serde_json::to_vec(body).map_err(|_| CoreError::Internal("encode".into()))?;
-        self.inner.sealer.seal_clinical(TABLE, id, version, &plain, None)
+        let (sealed, key_version) = self.inner.sealer.seal_clinical(&Binding::record(TABLE, row), &plain, None)?;
+        row.body = sealed;
+        row.key_version = key_version;
+        Ok(())
     }
 
     pub(crate) async fn open_chart(&self, receipt: &Receipt, row: &RecordRow) -> Result<ChartRecord, CoreError> {
         let now = self.inner.clock.now_micros();
-        let plain = self
-            .inner
-            .sealer
-            .open_clinical(&self.inner.store, now, receipt, (TABLE, &row.id, row.version, &row.patient_id), &row.body)
-            .await?;
-        let body: Value = serde_json::from_slice(&plain).map_err(|_| CoreError::Internal("stored record could not be decoded".into()))?;
+        let plain = match self.inner.sealer.open_clinical(&self.inner.store, now, receipt, &Binding::record(TABLE, row), &row.body).await {
+            Ok(p) => p,
+            Err(e) => return Err(self.integrity_failure(receipt, e).await),
+        };
+        let mut body: Value =
+            serde_json::from_slice(&plain).map_err(|_| CoreError::Internal("stored record could not be decoded".into()))?;
+        let document = document_meta(&row.kind, &mut body);
         Ok(ChartRecord {
+            document,
             id: row.id.clone(),
             kind: row.kind.clone(),
             patient_id: row.patient_id.clone(),
@@ -213,21 +250,21 @@ impl Vault {
         let now = self.inner.clock.now_micros();
         self.inner.sealer.refresh(&self.inner.store, now, false).await?;
         let id = id.unwrap_or_else(new_record_id);
-        let (sealed, key_version) = self.seal_record(&id, 1, &body)?;
-        let row = RecordRow {
+        let mut row = RecordRow {
             id: id.clone(),
             kind: kind.into(),
             patient_id: patient_id.into(),
             parent_id: parent_id.map(str::to_string),
             status: status.into(),
             version: 1,
-            key_version,
-            body: sealed,
+            key_version: 0,
+            body: Vec::new(),
             content_sha256: content_sha256.clone(),
             created_by: actor.user_id.as_str().to_string(),
             created_at: now,
             updated_at: now,
         };
+        self.seal_record(&mut row, &body)?;
         let ev = Draft::new(now, AuditAction::Create, Outcome::Success)
             .by(actor)
             .resource(resource_of(kind), Some(&id))
@@ -237,7 +274,10 @@ impl Vault {
         let mut ops = vec![Op::InsertRecord(Box::new(row))];
         ops.extend(extra_ops);
         self.inner.writer.write(ops, vec![ev], None).await?;
+        let mut body = body;
+        let document = document_meta(kind, &mut body);
         Ok(ChartRecord {
+            document,
             id,
             kind: kind.into(),
             patient_id: patient_id.into(),
@@ -266,16 +306,16 @@ impl Vault {
         let now = self.inner.clock.now_micros();
         self.inner.sealer.refresh(&self.inner.store, now, false).await?;
         let version = old.version + 1;
-        let (sealed, key_version) = self.seal_record(&old.id, version, &body)?;
-        let row = RecordRow {
+        let mut row = RecordRow {
             status: status.into(),
             version,
-            key_version,
-            body: sealed,
+            key_version: 0,
+            body: Vec::new(),
             content_sha256: content_sha256.clone(),
             updated_at: now,
             ..old.clone()
         };
+        self.seal_record(&mut row, &body)?;
         let resource = resource_of(&old.kind);
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success)
             .by(actor)
@@ -290,7 +330,10 @@ impl Vault {
         let mut events = vec![ev];
         events.extend(extra_events);
         self.inner.writer.write(ops, events, Some(lost)).await?;
+        let mut body = body;
+        let document = document_meta(&old.kind, &mut body);
         Ok(ChartRecord {
+            document,
             id: old.id.clone(),
             kind: old.kind.clone(),
             patient_id: old.patient_id.clone(),

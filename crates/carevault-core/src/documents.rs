@@ -11,7 +11,6 @@
 //! the record keeps the exact rendered document, its SHA-256 and the signing context; a signed
 //! consent renders to a PDF that `verify_consent_pdf` checks by recomputing the hashes.
 
-use base64::Engine;
 use carevault_domain::consent::{self, ConsentKind, DocumentFields, DrawnSignature, SignedConsent, SigningContext, Template};
 use carevault_domain::{AuditAction, Operation, Outcome, PurposeOfUse};
 use carevault_store::ConsentTemplateRow;
@@ -23,8 +22,6 @@ use crate::audit::Draft;
 use crate::chart::{bad, ChartRecord};
 use crate::error::CoreError;
 use crate::vault::Vault;
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// A document to attach.
 #[derive(Clone, Default)]
@@ -75,10 +72,6 @@ impl std::fmt::Debug for ConsentRequest {
     }
 }
 
-fn doc_aad(id: &str) -> Vec<u8> {
-    format!("carevault-document:{id}").into_bytes()
-}
-
 impl Vault {
     fn document_path(&self, id: &str) -> std::path::PathBuf {
         self.inner.data_dir.documents_dir().join(format!("{id}.cvs"))
@@ -112,14 +105,13 @@ impl Vault {
             return Err(refuse(CoreError::StorageLow).await);
         }
         let id = crate::chart::new_record_id();
-        let key = carevault_crypto::keyring::new_key_material();
-        let (sealed, summary) = carevault_crypto::stream::seal_all(&key, &doc_aad(&id), &up.content)
-            .map_err(|e| CoreError::Internal(format!("document sealing: {e}")))?;
+        let sealed = self.inner.sealer.seal_document(&id, &up.content)?;
         let path = self.document_path(&id);
         // Crash-safe: the sealed stream gets its name only once it is whole and synced.
         let written = tokio::task::spawn_blocking({
             let path = path.clone();
-            move || carevault_crypto::files::write_new(&path, &sealed)
+            let stream = sealed.stream;
+            move || carevault_crypto::files::write_new(&path, &stream)
         })
         .await
         .map_err(|_| CoreError::Internal("document writer stopped".into()))?;
@@ -128,14 +120,14 @@ impl Vault {
             // A full disk or an I/O error is the storage's fault, not the request's: 503.
             return Err(refuse(CoreError::StoreUnavailable).await);
         }
-        let sha = hex::encode(summary.plaintext_sha256);
-        let body = json!({
+        let sha = sealed.sha256;
+        let mut body = json!({
             "title": title,
             "contentType": content_type,
-            "size": summary.plaintext_len,
+            "size": sealed.size,
             "sha256": sha,
-            "key": B64.encode(key.as_slice()),
         });
+        body[crate::sealing::DOCUMENT_KEY_FIELD] = json!(sealed.key_field);
         let res = self
             .insert_chart_record(
                 actor,
@@ -189,16 +181,14 @@ impl Vault {
             .review(&allowed);
         let receipt = self.inner.writer.append(d).await?;
         let record = self.open_chart(&receipt, &row).await?;
-        let key_b = B64.decode(record.body["key"].as_str().unwrap_or("")).map_err(|_| CoreError::Internal("document key".into()))?;
-        let key: [u8; 32] = key_b.as_slice().try_into().map_err(|_| CoreError::Internal("document key".into()))?;
         let sealed = tokio::fs::read(self.document_path(&row.id)).await.map_err(|e| CoreError::Internal(format!("document file: {e}")))?;
-        let aad = doc_aad(&row.id);
-        let (content, summary) = carevault_crypto::stream::open_all(&key, &aad, &sealed)
-            .map_err(|e| CoreError::Internal(format!("document file damaged: {e}")))?;
-        if row.content_sha256.as_deref() != Some(hex::encode(summary.plaintext_sha256).as_str()) {
-            return Err(CoreError::Internal("document content does not match its recorded SHA-256".into()));
-        }
-        let content_type = record.body["contentType"].as_str().unwrap_or("application/octet-stream").to_string();
+        let now = self.inner.clock.now_micros();
+        let binding = crate::sealing::Binding::record(crate::chart::TABLE, &row);
+        let content = match self.inner.sealer.open_document(&self.inner.store, now, &receipt, &binding, &row.body, &sealed).await {
+            Ok(c) => c,
+            Err(e) => return Err(self.integrity_failure(&receipt, e).await),
+        };
+        let content_type = record.document.as_ref().map_or_else(|| "application/octet-stream".to_string(), |d| d.content_type.clone());
         Ok(Download { record, content_type, content })
     }
 
@@ -428,12 +418,12 @@ impl ChartRecord {
             "type": {"text": "Attached document"},
             "subject": {"reference": format!("Patient/{}", self.patient_id)},
             "date": crate::format_instant(self.created_at),
-            "description": self.body["title"],
+            "description": self.document.as_ref().map(|m| m.title.clone()),
             "content": [{"attachment": {
-                "contentType": self.body["contentType"],
+                "contentType": self.document.as_ref().map(|m| m.content_type.clone()),
                 "url": format!("Binary/{}", self.id),
-                "size": self.body["size"],
-                "title": self.body["title"],
+                "size": self.document.as_ref().map(|m| m.size),
+                "title": self.document.as_ref().map(|m| m.title.clone()),
             }}],
             "extension": [{"url": "urn:carevault:sha256", "valueString": self.content_sha256}],
         });

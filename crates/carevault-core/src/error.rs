@@ -38,6 +38,10 @@ pub enum CoreError {
         "the server's disk is nearly full (below its free-space reserve): changes are refused until space is freed; reading continues"
     )]
     StorageLow,
+    /// A sealed value did not open where it is stored: altered, or moved to another row,
+    /// patient, kind, parent or status in the database. Audited and alerted; nothing returned.
+    #[error("a stored record failed its integrity check (altered or moved in the database); the security officer has been alerted")]
+    Tampered { table: String, id: String, patient_id: String },
     #[error("internal error ({0})")]
     Internal(String),
 }
@@ -61,6 +65,7 @@ impl CoreError {
             CoreError::AuditUnavailable => "CV-AUDIT-001",
             CoreError::StoreUnavailable => "CV-STORE-001",
             CoreError::StorageLow => "CV-STORE-002",
+            CoreError::Tampered { .. } => "CV-INTEGRITY-001",
             CoreError::Internal(_) => "CV-INTERNAL-001",
         }
     }
@@ -80,7 +85,11 @@ impl CoreError {
             CoreError::Invalid(_) => Outcome::Invalid,
             CoreError::NotFound { .. } => Outcome::NotFound,
             CoreError::VersionConflict { .. } | CoreError::Conflict(_) => Outcome::Conflict,
-            CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::StorageLow | CoreError::Internal(_) => Outcome::Error,
+            CoreError::AuditUnavailable
+            | CoreError::StoreUnavailable
+            | CoreError::StorageLow
+            | CoreError::Internal(_)
+            | CoreError::Tampered { .. } => Outcome::Error,
         }
     }
 }
@@ -121,6 +130,8 @@ pub enum StartupError {
     Corrupt(String),
     #[error("{0}")]
     Refused(String),
+    #[error("the stored data could not be upgraded to this version: {0}")]
+    Upgrade(String),
 }
 
 impl From<carevault_store::StoreError> for StartupError {

@@ -10,6 +10,7 @@ use crate::actor::Actor;
 use crate::audit::writer::Op;
 use crate::audit::Draft;
 use crate::error::CoreError;
+use crate::sealing::Binding;
 use crate::vault::Vault;
 
 #[derive(Debug, Clone)]
@@ -148,12 +149,9 @@ impl Vault {
             let now = self.inner.clock.now_micros();
             let mut ops = Vec::with_capacity(rows.len());
             for r in &rows {
-                let plain = self
-                    .inner
-                    .sealer
-                    .open_clinical(store, now, &receipt, (crate::chart::TABLE, &r.id, r.version, &r.patient_id), &r.body)
-                    .await?;
-                let (body, key_version) = self.inner.sealer.seal_clinical(crate::chart::TABLE, &r.id, r.version, &plain, Some(target))?;
+                let binding = Binding::record(crate::chart::TABLE, r);
+                let plain = self.inner.sealer.open_clinical(store, now, &receipt, &binding, &r.body).await?;
+                let (body, key_version) = self.inner.sealer.seal_clinical(&binding, &plain, Some(target))?;
                 ops.push(Op::ResealRecord { id: r.id.clone(), version: r.version, key_version, body });
             }
             self.inner.writer.write(ops, vec![], None).await?;

@@ -37,6 +37,82 @@ fn key_err(e: KeyError) -> CoreError {
     CoreError::Internal("a stored value could not be decrypted".into())
 }
 
+/// A sealed value that does not open where it is: altered, or moved to another row, patient,
+/// kind, parent or status. Key errors other than that stay internal errors.
+fn tampered(e: KeyError, b: &Binding<'_>) -> CoreError {
+    match e {
+        KeyError::Open | KeyError::Format => {
+            tracing::error!(table = b.table, id = b.id, "a sealed value does not belong to its row (altered or moved)");
+            CoreError::Tampered { table: b.table.to_string(), id: b.id.to_string(), patient_id: b.patient_id.to_string() }
+        }
+        other => key_err(other),
+    }
+}
+
+/// Everything a sealed clinical body is bound to: its table, id and version, and the plain
+/// columns the core trusts for access control and signing rules: the patient, the kind, the
+/// parent (encounter, note, appointment, consent kind), the status and the SHA-256 of signed
+/// content. Moving a body to another row, or changing any of these columns in the database,
+/// makes it fail to open.
+pub(crate) struct Binding<'a> {
+    pub table: &'a str,
+    pub id: &'a str,
+    pub version: i64,
+    pub patient_id: &'a str,
+    pub kind: &'a str,
+    pub parent_id: Option<&'a str>,
+    pub status: &'a str,
+    pub content_sha256: Option<&'a str>,
+}
+
+impl Binding<'_> {
+    /// The AAD's row part: a version tag, then each column length-prefixed (absent and empty
+    /// differ), so no two bindings encode alike.
+    fn row_id(&self) -> String {
+        let mut s = String::from("b2");
+        let version = self.version.to_string();
+        let parts: [Option<&str>; 7] =
+            [Some(self.id), Some(&version), Some(self.patient_id), Some(self.kind), self.parent_id, Some(self.status), self.content_sha256];
+        for p in parts {
+            match p {
+                Some(p) => s.push_str(&format!("|{}:{p}", p.len())),
+                None => s.push_str("|-"),
+            }
+        }
+        s
+    }
+}
+
+impl<'a> Binding<'a> {
+    pub(crate) fn record(table: &'a str, r: &'a carevault_store::RecordRow) -> Binding<'a> {
+        Binding {
+            table,
+            id: &r.id,
+            version: r.version,
+            patient_id: &r.patient_id,
+            kind: &r.kind,
+            parent_id: r.parent_id.as_deref(),
+            status: &r.status,
+            content_sha256: r.content_sha256.as_deref(),
+        }
+    }
+
+    /// Allergies: one row per version; `is_current` is not bound (it changes when the next
+    /// version is written) and is never used for access decisions.
+    pub(crate) fn allergy(table: &'a str, r: &'a carevault_store::AllergyRow) -> Binding<'a> {
+        Binding {
+            table,
+            id: &r.id,
+            version: r.version,
+            patient_id: &r.patient_id,
+            kind: "allergy",
+            parent_id: None,
+            status: "",
+            content_sha256: None,
+        }
+    }
+}
+
 pub(crate) fn patient_row_id(patient_id: &str, version: i64) -> String {
     format!("{patient_id}/{version}")
 }
@@ -205,39 +281,59 @@ impl Sealer {
         Ok(())
     }
 
-    /// Seals a clinical resource body (allergies), bound to its id and version.
-    pub(crate) fn seal_clinical(
-        &self,
-        table: &str,
-        id: &str,
-        version: i64,
-        body: &[u8],
-        key_version: Option<u32>,
-    ) -> Result<(Vec<u8>, i64), CoreError> {
+    /// Seals a clinical body (chart records, allergies), bound to every plain column of its row
+    /// that the core trusts (see [`Binding`]).
+    pub(crate) fn seal_clinical(&self, binding: &Binding<'_>, body: &[u8], key_version: Option<u32>) -> Result<(Vec<u8>, i64), CoreError> {
         let kv = match key_version {
             Some(v) => v,
             None => self.current_version()?,
         };
-        let row_id = patient_row_id(id, version);
-        Ok((self.seal(Some(kv), &Aad { table, column: "body", row_id: &row_id }, body)?, i64::from(kv)))
+        let row_id = binding.row_id();
+        Ok((self.seal(Some(kv), &Aad { table: binding.table, column: "body", row_id: &row_id }, body)?, i64::from(kv)))
     }
 
-    /// Opens a clinical resource body; the receipt must cover its patient.
+    /// Opens a clinical body; the receipt must cover its patient, and the row's plain columns
+    /// must be the ones it was sealed with. A value that does not open is `Tampered`.
     pub(crate) async fn open_clinical(
         &self,
         store: &Store,
         now: i64,
         receipt: &Receipt,
-        (table, id, version, patient_id): (&str, &str, i64, &str),
+        binding: &Binding<'_>,
         blob: &[u8],
     ) -> Result<Vec<u8>, CoreError> {
-        if !receipt.covers(patient_id) {
+        if !receipt.covers(binding.patient_id) {
             return Err(CoreError::Internal("audit receipt does not cover this patient".into()));
         }
         self.ensure_version(store, now, blob).await?;
         let st = self.state.read().map_err(|_| poisoned())?;
-        let row_id = patient_row_id(id, version);
-        Ok(st.keyring.open(&Aad { table, column: "body", row_id: &row_id }, blob).map_err(key_err)?.to_vec())
+        let row_id = binding.row_id();
+        st.keyring
+            .open(&Aad { table: binding.table, column: "body", row_id: &row_id }, blob)
+            .map(|p| p.to_vec())
+            .map_err(|e| tampered(e, binding))
+    }
+
+    /// Opens a body sealed before bindings covered the plain columns (id and version only):
+    /// used once, by the upgrade that re-seals such rows, never by a read.
+    pub(crate) async fn open_clinical_unbound(
+        &self,
+        store: &Store,
+        now: i64,
+        receipt: &Receipt,
+        binding: &Binding<'_>,
+        blob: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        if !receipt.covers(binding.patient_id) {
+            return Err(CoreError::Internal("audit receipt does not cover this patient".into()));
+        }
+        self.ensure_version(store, now, blob).await?;
+        let st = self.state.read().map_err(|_| poisoned())?;
+        let row_id = patient_row_id(binding.id, binding.version);
+        st.keyring
+            .open(&Aad { table: binding.table, column: "body", row_id: &row_id }, blob)
+            .map(|p| p.to_vec())
+            .map_err(|e| tampered(e, binding))
     }
 
     /// Keyed hash of a recovery code: a stolen database does not allow guessing codes offline.
@@ -268,6 +364,79 @@ impl Sealer {
     /// The stable WebAuthn user handle of an account: keyed, so it reveals nothing of the id.
     pub(crate) fn user_handle(&self, user_id: &str) -> [u8; 16] {
         self.blind.token(USER_HANDLE_DOMAIN, user_id)
+    }
+}
+
+/// Where a document's content key is kept: a field of the record's sealed body, taken out by
+/// the chart module before any record leaves the core.
+pub(crate) const DOCUMENT_KEY_FIELD: &str = "key";
+
+/// The AAD of a document's sealed stream (bound to its record id).
+fn document_aad(id: &str) -> Vec<u8> {
+    format!("carevault-document:{id}").into_bytes()
+}
+
+/// A document sealed for its file: the stream, what it holds, and the key field to store in
+/// the record's sealed body. The key exists only here and, sealed, in that body.
+pub(crate) struct SealedDocument {
+    pub stream: Vec<u8>,
+    pub size: u64,
+    pub sha256: String,
+    pub key_field: String,
+}
+
+impl Sealer {
+    /// Seals a document's content under a fresh key of its own.
+    pub(crate) fn seal_document(&self, id: &str, content: &[u8]) -> Result<SealedDocument, CoreError> {
+        let key = carevault_crypto::keyring::new_key_material();
+        let (stream, summary) = carevault_crypto::stream::seal_all(&key, &document_aad(id), content)
+            .map_err(|e| CoreError::Internal(format!("document sealing: {e}")))?;
+        use base64::Engine;
+        Ok(SealedDocument {
+            stream,
+            size: summary.plaintext_len,
+            sha256: hex::encode(summary.plaintext_sha256),
+            key_field: base64::engine::general_purpose::STANDARD.encode(key.as_slice()),
+        })
+    }
+
+    /// Opens a document's stream: the receipt must cover its patient (an export audited before
+    /// this call); the key is read from the record's sealed body here and goes nowhere else.
+    /// The content must hash to the record's signed SHA-256.
+    pub(crate) async fn open_document(
+        &self,
+        store: &Store,
+        now: i64,
+        receipt: &Receipt,
+        binding: &Binding<'_>,
+        body: &[u8],
+        stream: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CoreError> {
+        use base64::Engine;
+        if binding.kind != "document" {
+            return Err(CoreError::Internal("not a document".into()));
+        }
+        let plain = zeroize::Zeroizing::new(self.open_clinical(store, now, receipt, binding, body).await?);
+        let fields: serde_json::Value =
+            serde_json::from_slice(&plain).map_err(|_| CoreError::Internal("stored record could not be decoded".into()))?;
+        let key = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(fields[DOCUMENT_KEY_FIELD].as_str().unwrap_or(""))
+                .map_err(|_| CoreError::Internal("document key".into()))?,
+        );
+        let key: &[u8; 32] = key.as_slice().try_into().map_err(|_| CoreError::Internal("document key".into()))?;
+        let (content, summary) = carevault_crypto::stream::open_all(key, &document_aad(binding.id), stream).map_err(|e| {
+            tracing::error!(id = binding.id, error = %e, "a document file does not open");
+            CoreError::Tampered { table: "documents".into(), id: binding.id.to_string(), patient_id: binding.patient_id.to_string() }
+        })?;
+        if binding.content_sha256 != Some(hex::encode(summary.plaintext_sha256).as_str()) {
+            return Err(CoreError::Tampered {
+                table: "documents".into(),
+                id: binding.id.to_string(),
+                patient_id: binding.patient_id.to_string(),
+            });
+        }
+        Ok(content)
     }
 }
 

@@ -273,7 +273,7 @@ impl Vault {
             return Err(e);
         }
         let sealer = Sealer::new(keys.master, keys.keyring, keys.blind, now);
-        Ok(Vault {
+        let vault = Vault {
             inner: Arc::new(Inner {
                 store,
                 sealer,
@@ -290,7 +290,12 @@ impl Vault {
                 files,
                 writer_task: Mutex::new(Some(task)),
             }),
-        })
+        };
+        if let Err(e) = vault.upgrade_sealed_bindings().await {
+            vault.shutdown().await;
+            return Err(StartupError::Upgrade(e.to_string()));
+        }
+        Ok(vault)
     }
 
     /// Whether this open created a new store.

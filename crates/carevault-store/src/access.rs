@@ -659,6 +659,20 @@ impl Store {
     }
 
     /// Allergy versions sealed under a key older than `below` (key rotation).
+    /// Allergy versions in (id, version) order after `after` (a page of a full walk).
+    pub async fn allergies_after(&self, after: (&str, i64), limit: i64) -> Result<Vec<AllergyRow>> {
+        self.fetch_all(
+            sqlx::query("SELECT * FROM allergies WHERE id > $1 OR (id = $1 AND version > $2) ORDER BY id, version LIMIT $3")
+                .bind(after.0)
+                .bind(after.1)
+                .bind(limit),
+        )
+        .await?
+        .iter()
+        .map(AllergyRow::from_row)
+        .collect()
+    }
+
     pub async fn allergies_below_key(&self, below: i64, limit: i64) -> Result<Vec<AllergyRow>> {
         self.fetch_all(sqlx::query("SELECT * FROM allergies WHERE key_version < $1 ORDER BY id, version LIMIT $2").bind(below).bind(limit))
             .await?

@@ -122,6 +122,17 @@ impl Store {
     }
 
     /// Records sealed under a key version older than `target` (key rotation), at most `limit`.
+    /// Records in id order after `after` (a page of a full walk).
+    pub async fn records_after(&self, after: &str, limit: i64) -> Result<Vec<RecordRow>> {
+        let rows = sqlx::query("SELECT * FROM records WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(RecordRow::from_row).collect()
+    }
+
     pub async fn records_below_key(&self, target: i64, limit: i64) -> Result<Vec<RecordRow>> {
         let rows = sqlx::query("SELECT * FROM records WHERE key_version < $1 ORDER BY id LIMIT $2")
             .bind(target)

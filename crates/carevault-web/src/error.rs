@@ -22,7 +22,7 @@ pub(crate) fn status_of(e: &CoreError, if_match_given: bool) -> StatusCode {
         CoreError::VersionConflict { .. } if if_match_given => StatusCode::PRECONDITION_FAILED,
         CoreError::VersionConflict { .. } | CoreError::Conflict(_) => StatusCode::CONFLICT,
         CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::StorageLow => StatusCode::SERVICE_UNAVAILABLE,
-        CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        CoreError::Internal(_) | CoreError::Tampered { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -41,6 +41,7 @@ fn issue_code(e: &CoreError) -> &'static str {
         CoreError::VersionConflict { .. } | CoreError::Conflict(_) => "conflict",
         CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::StorageLow => "transient",
         CoreError::Internal(_) => "exception",
+        CoreError::Tampered { .. } => "security",
     }
 }
 

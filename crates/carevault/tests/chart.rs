@@ -345,14 +345,15 @@ async fn documents_are_encrypted_and_checked() {
         assert_eq!(document_files(&c.tv), 1, "{name}");
     }
 
-    // A flipped byte in the sealed file: the download fails, nothing is returned.
+    // A flipped byte in the sealed file: the download fails as tampering (audited, alerted),
+    // nothing is returned.
     let path = c.tv.data_dir().join("documents").join(format!("{}.cvs", rec.id));
     let mut bytes = std::fs::read(&path).expect("read");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(&path, &bytes).expect("write");
     let r = v.download_document(&c.doc, TREAT, &rec.id).await;
-    assert!(matches!(r, Err(CoreError::Internal(_))), "{:?}", r.as_ref().err());
+    assert!(matches!(r, Err(CoreError::Tampered { .. })), "{:?}", r.as_ref().err());
 
     // Release at the patient's request needs an active release-of-information consent.
     let other = v.upload_document(&c.doc, TREAT, up(b"Referral letter\n".to_vec(), None)).await.expect("upload 2");

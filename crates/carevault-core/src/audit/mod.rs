@@ -130,12 +130,19 @@ pub(crate) fn audit_safe_id(id: &str) -> String {
 pub(crate) struct Receipt {
     seqs: Vec<i64>,
     covers: Vec<String>,
+    /// Who the audit record names (`user:<id>` or `system:<name>`).
+    actor: String,
 }
 
 impl Receipt {
     /// Only the writer issues receipts, after the commit that made the records durable.
-    pub(in crate::audit) fn issue(seqs: Vec<i64>, covers: Vec<String>) -> Receipt {
-        Receipt { seqs, covers }
+    pub(in crate::audit) fn issue(seqs: Vec<i64>, covers: Vec<String>, actor: String) -> Receipt {
+        Receipt { seqs, covers, actor }
+    }
+
+    /// The actor the audit record names.
+    pub(crate) fn actor(&self) -> &str {
+        &self.actor
     }
 
     pub(crate) fn covers(&self, patient_id: &str) -> bool {

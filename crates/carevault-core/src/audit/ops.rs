@@ -110,6 +110,11 @@ pub(crate) enum Op {
         note: Vec<u8>,
     },
     InsertAlert(AlertRow),
+    /// Sets a `store_meta` value (one-time upgrades record that they are complete).
+    SetMeta {
+        key: String,
+        value: String,
+    },
     CloseAlert {
         id: String,
         category: String,
@@ -423,6 +428,7 @@ pub(crate) async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
             found(tx.close_break_glass_review(id, by, *now, outcome, note).await?, "open review")
         }
         Op::InsertAlert(a) => Ok(tx.insert_alert(a).await?),
+        Op::SetMeta { key, value } => Ok(tx.set_meta(key, value).await?),
         Op::CloseAlert { id, category, by, now } => found(tx.close_alert(id, category, by, *now).await?, "open alert"),
         Op::SetUserActive { user_id, active, now } => {
             tx.set_user_active(user_id, *active, *now).await?;

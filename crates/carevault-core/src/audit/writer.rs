@@ -136,7 +136,7 @@ struct Writer {
 }
 
 struct Outcome {
-    result: Result<(Vec<i64>, Vec<String>), CoreError>,
+    result: Result<(Vec<i64>, Vec<String>, String), CoreError>,
 }
 
 /// How often the writer looks after itself: catches up lagging evidence files, re-checks free
@@ -194,7 +194,7 @@ impl Writer {
                 self.config.storage.write_succeeded();
                 for (job, o) in batch.into_iter().zip(outcomes) {
                     if let Some(r) = job.reply {
-                        let _ = r.send(o.result.map(|(seqs, covers)| Receipt::issue(seqs, covers)));
+                        let _ = r.send(o.result.map(|(seqs, covers, actor)| Receipt::issue(seqs, covers, actor)));
                     }
                 }
             }
@@ -281,6 +281,7 @@ impl Writer {
             };
             let mut seqs = Vec::with_capacity(drafts.len());
             let mut covers = Vec::new();
+            let actor = drafts.first().map(|d| d.actor.clone()).unwrap_or_default();
             for d in drafts {
                 seq += 1;
                 let mut row = AuditRow {
@@ -314,7 +315,7 @@ impl Writer {
             }
             outcomes.push(Outcome {
                 result: match failure {
-                    None => Ok((seqs, covers)),
+                    None => Ok((seqs, covers, actor)),
                     Some(e) => Err(e),
                 },
             });

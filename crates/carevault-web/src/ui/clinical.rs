@@ -691,12 +691,12 @@ async fn document_page(ui: Ui, State(st): State<AppState>, Path(id): Path<String
         Ok(d) => d,
         Err(e) => return error_page(Some(&ui), &e),
     };
-    if d.kind != "document" {
+    let Some(meta) = d.document.clone() else {
         return Redirect::to(&format!("/ui/notes/{id}")).into_response();
-    }
-    let title = d.body["title"].as_str().unwrap_or("Document").to_string();
-    let ty = d.body["contentType"].as_str().unwrap_or("");
-    let size = d.body["size"].as_u64().unwrap_or(0);
+    };
+    let title = if meta.title.is_empty() { "Document".to_string() } else { meta.title };
+    let ty = meta.content_type.as_str();
+    let size = meta.size;
     let content = html! {
         h1 { (title) }
         dl class="facts" {
@@ -750,7 +750,7 @@ async fn document_content(ui: Ui, State(st): State<AppState>, Path(id): Path<Str
         Ok(d) => d,
         Err(e) => return error_page(Some(&ui), &e),
     };
-    let name = safe_filename(d.record.body["title"].as_str().unwrap_or(""), &d.content_type);
+    let name = safe_filename(d.record.document.as_ref().map_or("", |m| m.title.as_str()), &d.content_type);
     let mut r = d.content.to_vec().into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&d.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));

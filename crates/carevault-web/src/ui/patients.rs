@@ -628,7 +628,7 @@ async fn chart(ui: Ui, State(st): State<AppState>, Path(id): Path<String>) -> Re
         }))
         (section("docs", "Documents", shown(&docs, |list| empty_or(list.len(), "No documents yet.", html! {
             ul { @for d in list.iter().rev() { li {
-                a href={ "/ui/documents/" (d.id) } { (d.body["title"].as_str().unwrap_or("Document")) }
+                a href={ "/ui/documents/" (d.id) } { (d.document.as_ref().map_or("Document", |m| m.title.as_str())) }
                 " " span class="hint" { (when(d.created_at)) }
             } } }
         })), html! {
@@ -778,6 +778,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             body: json!({}),
+            document: None,
         }
     }
 
