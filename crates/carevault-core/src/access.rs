@@ -1403,7 +1403,7 @@ impl Vault {
             let text = self
                 .inner
                 .sealer
-                .open_note(&self.inner.store, now, &receipt, ("break_glass", "reason_text", &r.id), &r.reason_text)
+                .open_note(&self.inner.store, now, &receipt, &r.patient_id, ("break_glass", "reason_text", &r.id), &r.reason_text)
                 .await?;
             let mut v = BreakGlassView::from_row(&r, Some(text));
             v.username = names.get(&r.user_id).cloned();

@@ -258,15 +258,20 @@ impl Sealer {
         self.seal(None, &Aad { table, column, row_id }, text.as_bytes())
     }
 
-    /// Opens such a note; reading it is audited first, so it takes a receipt.
+    /// Opens such a note about a patient; reading it is audited first, so it takes the receipt,
+    /// which must cover that patient.
     pub(crate) async fn open_note(
         &self,
         store: &Store,
         now: i64,
-        _receipt: &Receipt,
+        receipt: &Receipt,
+        patient_id: &str,
         (table, column, row_id): (&str, &str, &str),
         blob: &[u8],
     ) -> Result<String, CoreError> {
+        if !receipt.covers(patient_id) {
+            return Err(CoreError::Internal("audit receipt does not cover this patient".into()));
+        }
         self.ensure_version(store, now, blob).await?;
         let st = self.state.read().map_err(|_| poisoned())?;
         let pt = st.keyring.open(&Aad { table, column, row_id }, blob).map_err(key_err)?;
@@ -302,8 +307,8 @@ impl Sealer {
         binding: &Binding<'_>,
         blob: &[u8],
     ) -> Result<Vec<u8>, CoreError> {
-        if !receipt.covers(binding.patient_id) {
-            return Err(CoreError::Internal("audit receipt does not cover this patient".into()));
+        if !receipt.covers_clinical(binding.patient_id) {
+            return Err(CoreError::Internal("audit receipt does not cover this patient's clinical data".into()));
         }
         self.ensure_version(store, now, blob).await?;
         let st = self.state.read().map_err(|_| poisoned())?;

@@ -132,12 +132,20 @@ pub(crate) struct Receipt {
     covers: Vec<String>,
     /// Who the audit record names (`user:<id>` or `system:<name>`).
     actor: String,
+    /// The data class the records stand for: clinical unless every record is about the
+    /// `Patient` resource (demographics).
+    clinical: bool,
 }
 
 impl Receipt {
     /// Only the writer issues receipts, after the commit that made the records durable.
-    pub(in crate::audit) fn issue(seqs: Vec<i64>, covers: Vec<String>, actor: String) -> Receipt {
-        Receipt { seqs, covers, actor }
+    pub(in crate::audit) fn issue(seqs: Vec<i64>, covers: Vec<String>, (actor, clinical): (String, bool)) -> Receipt {
+        Receipt { seqs, covers, actor, clinical }
+    }
+
+    /// Whether the receipt covers a patient's clinical data (a demographic read's does not).
+    pub(crate) fn covers_clinical(&self, patient_id: &str) -> bool {
+        self.clinical && self.covers(patient_id)
     }
 
     /// The actor the audit record names.

@@ -136,7 +136,7 @@ struct Writer {
 }
 
 struct Outcome {
-    result: Result<(Vec<i64>, Vec<String>, String), CoreError>,
+    result: Result<(Vec<i64>, Vec<String>, (String, bool)), CoreError>,
 }
 
 /// How often the writer looks after itself: catches up lagging evidence files, re-checks free
@@ -282,6 +282,7 @@ impl Writer {
             let mut seqs = Vec::with_capacity(drafts.len());
             let mut covers = Vec::new();
             let actor = drafts.first().map(|d| d.actor.clone()).unwrap_or_default();
+            let clinical = drafts.iter().any(|d| d.resource_type.as_deref() != Some("Patient"));
             for d in drafts {
                 seq += 1;
                 let mut row = AuditRow {
@@ -315,7 +316,7 @@ impl Writer {
             }
             outcomes.push(Outcome {
                 result: match failure {
-                    None => Ok((seqs, covers, actor)),
+                    None => Ok((seqs, covers, (actor, clinical))),
                     Some(e) => Err(e),
                 },
             });
