@@ -545,7 +545,7 @@ impl Vault {
     }
 
     /// Audits a refusal that is not an authorization decision (self-elevation, bad input).
-    async fn refuse(&self, actor: &Actor, action: AuditAction, resource: (&str, Option<&str>), e: CoreError) -> CoreError {
+    pub(crate) async fn refuse(&self, actor: &Actor, action: AuditAction, resource: (&str, Option<&str>), e: CoreError) -> CoreError {
         let outcome = e.outcome();
         let d = Draft::new(self.clock_now(), action, outcome).by(actor).resource(resource.0, resource.1);
         let details = serde_json::json!({"code": e.code(), "reason": match &e { CoreError::Refused { reason, .. } => *reason, _ => "" }});
@@ -570,7 +570,7 @@ impl Vault {
         Ok(user)
     }
 
-    fn admin_purpose(actor: &Actor) -> PurposeOfUse {
+    pub(crate) fn admin_purpose(actor: &Actor) -> PurposeOfUse {
         if actor.is_system() || actor.privileges.purposes().contains(&PurposeOfUse::SystemAdministration) {
             PurposeOfUse::SystemAdministration
         } else {
@@ -771,6 +771,14 @@ impl Vault {
             return Err(self.refuse(actor, action, ("Role", None), e).await);
         }
         let now = self.clock_now();
+        let perm_text = perms.iter().map(|p| p.id()).collect::<Vec<_>>().join(" ");
+        let purpose_text = purps.iter().map(|p| p.code()).collect::<Vec<_>>().join(" ");
+        let privileged = perms.iter().any(|p| p.is_privileged());
+        if privileged && self.needs_approval(actor) {
+            let payload = serde_json::json!({"name": name, "description": description, "permissions": perm_text, "purposes": purpose_text});
+            let summary = format!("{} custom role {name} with permissions {perm_text}", if existing.is_some() { "change" } else { "new" });
+            return Err(self.file_approval(actor, ("role.put", &actor.organization_id, None), summary, payload).await);
+        }
         let row = CustomRoleRow {
             name: name.to_string(),
             description: description.clone(),
@@ -781,6 +789,9 @@ impl Vault {
             updated_at: now,
         };
         let mut ops = vec![Op::UpsertCustomRole(row)];
+        if privileged && !actor.is_system() {
+            ops.push(self.privileged_alert("privileged-role", None, name, now));
+        }
         let mut evs = vec![Draft::new(now, action, Outcome::Success).by(actor).resource("Role", None).purpose(purpose)];
         if existing.is_some() {
             for a in self.inner.store.assignments_with_role(name).await? {
@@ -843,6 +854,16 @@ impl Vault {
         if user.organization_id != scope.organization_id {
             return Err(refuse(bad("organization_id", "roles are assigned within the user's own organization")).await);
         }
+        let privileged = self.role_is_privileged(role).await?;
+        if privileged && self.needs_approval(actor) {
+            let mut payload = crate::approvals::scope_payload(&scope);
+            payload["user_id"] = serde_json::json!(user_id);
+            payload["role"] = serde_json::json!(role);
+            payload["expires_at"] = serde_json::json!(expires_at.map(|e| e.saturating_mul(1_000_000)));
+            let summary = format!("assign role {role} to {} ({user_id}) in {}", user.username, scope.organization_id);
+            let org = scope.organization_id.clone();
+            return Err(self.file_approval(actor, ("assignment.add", &org, Some(user_id)), summary, payload).await);
+        }
         let row = AssignmentRow {
             id: new_id("ra"),
             user_id: user_id.to_string(),
@@ -854,7 +875,11 @@ impl Vault {
         };
         let ev =
             Draft::new(now, AuditAction::Create, Outcome::Success).by(actor).resource("RoleAssignment", Some(&row.id)).purpose(purpose);
-        self.inner.writer.write(vec![Op::InsertAssignment(row.clone())], vec![ev], None).await?;
+        let mut ops = vec![Op::InsertAssignment(row.clone())];
+        if privileged && !actor.is_system() {
+            ops.push(self.privileged_alert("privileged-assignment", Some(user_id), &row.id, now));
+        }
+        self.inner.writer.write(ops, vec![ev], None).await?;
         Ok(row.into())
     }
 
@@ -936,6 +961,24 @@ impl Vault {
                 return Err(refuse(CoreError::NotFound { resource: format!("Patient/{p}") }).await);
             }
         }
+        let privileged = permission.is_privileged();
+        if privileged && self.needs_approval(actor) {
+            let mut payload = crate::approvals::scope_payload(&scope);
+            payload["user_id"] = serde_json::json!(req.user_id);
+            payload["permission"] = serde_json::json!(permission.id());
+            payload["patient_id"] = serde_json::json!(req.patient_id);
+            payload["ends_at"] = serde_json::json!(ends);
+            payload["reason"] = serde_json::json!(reason);
+            let summary = format!(
+                "grant {} to user {} in {} until {}",
+                permission.id(),
+                req.user_id,
+                scope.organization_id,
+                crate::format_instant(ends)
+            );
+            let org = scope.organization_id.clone();
+            return Err(self.file_approval(actor, ("grant.add", &org, Some(&req.user_id)), summary, payload).await);
+        }
         let id = new_id("gr");
         let sealed = self.inner.sealer.seal_note("access_grants", "reason", &id, &reason)?;
         let row = GrantRow {
@@ -955,7 +998,11 @@ impl Vault {
         if let Some(p) = &req.patient_id {
             ev = ev.patient(p);
         }
-        self.inner.writer.write(vec![Op::InsertGrant(Box::new(row.clone()))], vec![ev], None).await?;
+        let mut ops = vec![Op::InsertGrant(Box::new(row.clone()))];
+        if privileged && !actor.is_system() {
+            ops.push(self.privileged_alert("privileged-grant", Some(&req.user_id), &id, now));
+        }
+        self.inner.writer.write(ops, vec![ev], None).await?;
         Ok(grant_view(&row, now))
     }
 
@@ -1523,7 +1570,7 @@ impl Vault {
         Ok(rows.into_iter().map(|r| AuditEventView::from_row(r, &names)).collect())
     }
 
-    async fn usernames(&self) -> Result<std::collections::HashMap<String, String>, CoreError> {
+    pub(crate) async fn usernames(&self) -> Result<std::collections::HashMap<String, String>, CoreError> {
         Ok(self.inner.store.users().await?.into_iter().map(|u| (u.id, u.username)).collect())
     }
 

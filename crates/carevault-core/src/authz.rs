@@ -109,11 +109,12 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             AuditRead,
             AuditExport,
             AlertPrivacy,
+            ApprovalDecide,
             UserRead,
             DirectoryRead,
         ],
         Role::SecurityOfficer => {
-            &[UserRead, UserDeactivate, UserMfaReset, SessionManage, AuditRead, AuditVerify, AlertSecurity, DirectoryRead]
+            &[UserRead, UserDeactivate, UserMfaReset, SessionManage, AuditRead, AuditVerify, AlertSecurity, ApprovalDecide, DirectoryRead]
         }
         Role::Auditor => &[AuditRead, AuditVerify, AuditExport],
     }

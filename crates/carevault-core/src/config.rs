@@ -49,6 +49,12 @@ pub struct CoreConfig {
     pub witness_dir: Option<std::path::PathBuf>,
     /// Jobs the audit writer queues before callers wait. Default 8192.
     pub writer_queue: usize,
+    /// Privileged changes (accounts, custom roles, assignments and grants carrying PHI, audit
+    /// or security permissions) wait for a second officer's approval. Default on; an
+    /// installation with a single officer may turn it off (the security alert remains).
+    pub require_approval: bool,
+    /// How long an enrollment invitation stays valid. Default 72 hours.
+    pub invitation_hours: i64,
 }
 
 impl Default for CoreConfig {
@@ -76,6 +82,8 @@ impl Default for CoreConfig {
             min_free_bytes: None,
             witness_dir: None,
             writer_queue: 8192,
+            require_approval: true,
+            invitation_hours: 72,
         }
     }
 }

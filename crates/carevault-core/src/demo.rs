@@ -41,7 +41,7 @@ impl Vault {
         ];
         for (name, role) in accounts {
             let password = format!("demo-{}-{}", name.replace("demo.", ""), hex::encode(carevault_crypto::random_bytes::<4>()));
-            let user = self.add_user_inner(&system, name, role.id(), None, &password, true).await?;
+            let user = self.add_user_inner(&system, name, role.id(), None, &password, true, |_| vec![]).await?;
             out.push(DemoAccount { user, password });
         }
         let clinician = out.get(1).map(|a| a.user.id.clone()).unwrap_or_default();

@@ -38,6 +38,10 @@ pub enum CoreError {
         "the server's disk is nearly full (below its free-space reserve): changes are refused until space is freed; reading continues"
     )]
     StorageLow,
+    /// Not an error of the request: a privileged change was filed and waits for a second
+    /// officer's approval (HTTP 202).
+    #[error("the change waits for the approval of a privacy or security officer other than you (request {id})")]
+    ApprovalPending { id: String },
     /// A sealed value did not open where it is stored: altered, or moved to another row,
     /// patient, kind, parent or status in the database. Audited and alerted; nothing returned.
     #[error("a stored record failed its integrity check (altered or moved in the database); the security officer has been alerted")]
@@ -66,6 +70,7 @@ impl CoreError {
             CoreError::StoreUnavailable => "CV-STORE-001",
             CoreError::StorageLow => "CV-STORE-002",
             CoreError::Tampered { .. } => "CV-INTEGRITY-001",
+            CoreError::ApprovalPending { .. } => "CV-APPROVAL-001",
             CoreError::Internal(_) => "CV-INTERNAL-001",
         }
     }
@@ -83,6 +88,7 @@ impl CoreError {
             | CoreError::ReauthRequired
             | CoreError::Refused { .. } => Outcome::Denied,
             CoreError::Invalid(_) => Outcome::Invalid,
+            CoreError::ApprovalPending { .. } => Outcome::Success,
             CoreError::NotFound { .. } => Outcome::NotFound,
             CoreError::VersionConflict { .. } | CoreError::Conflict(_) => Outcome::Conflict,
             CoreError::AuditUnavailable

@@ -23,6 +23,7 @@
 mod access;
 mod actor;
 mod allergies;
+mod approvals;
 mod audit;
 mod auth;
 mod authz;
@@ -50,6 +51,7 @@ pub use access::{
 };
 pub use actor::{Actor, RequestContext};
 pub use allergies::AllergyRecord;
+pub use approvals::{ApprovalView, Invitation, NewAccount};
 pub use audit::tree::{ConsistencyProof, InclusionProof, TreeHead};
 pub use audit::verify::{VerifyFailure, VerifyOptions, VerifyReport};
 pub use auth::{form_token, random_token, LoginStep, MfaReset, NewUser, PasskeyChallenge, PasskeyView, SessionGrant};

@@ -341,6 +341,12 @@ impl Sealer {
             .map_err(|e| tampered(e, binding))
     }
 
+    /// A keyed hash (blind-index key, its own domain byte) of a short secret such as an
+    /// invitation code: a stolen database does not allow guessing it offline.
+    pub(crate) fn keyed_hash(&self, domain: u8, text: &str) -> Vec<u8> {
+        self.blind.token(domain, text).to_vec()
+    }
+
     /// Keyed hash of a recovery code: a stolen database does not allow guessing codes offline.
     pub(crate) fn recovery_code_hash(&self, user_id: &str, code: &str) -> Vec<u8> {
         self.blind.token(RECOVERY_CODE_DOMAIN, &format!("{user_id}:{code}")).to_vec()

@@ -88,6 +88,26 @@ catalogue! {
         AuditExport => "audit.export", "Export audit records as CSV (needs a recent sign-in).";
         AlertPrivacy => "alert.privacy", "See and close privacy alerts (break-glass use, access to flagged records).";
         AlertSecurity => "alert.security", "See and close security alerts (sign-in storms, MFA resets, deactivations).";
+        ApprovalDecide => "access.approve", "See and decide (approve or reject) pending accounts, custom roles, role assignments and grants that carry PHI, audit or security permissions; never one's own request or a change to one's own account.";
+    }
+}
+
+impl Permission {
+    /// Whether holding this permission reaches PHI, the audit trail or the security controls.
+    /// An account, custom role, role assignment or grant carrying one is a privileged change:
+    /// it raises a security alert and, by default, needs a second officer's approval. The
+    /// few that do not: reading the directory and staff list, the schedule's set-up, consent
+    /// templates.
+    pub fn is_privileged(self) -> bool {
+        !matches!(
+            self,
+            Permission::DirectoryRead
+                | Permission::UserRead
+                | Permission::PractitionerManage
+                | Permission::ScheduleManage
+                | Permission::ScheduleRead
+                | Permission::ConsentTemplateManage
+        )
     }
 }
 
@@ -343,6 +363,8 @@ operations! {
     AuditVerify => "audit.verify", Some(P::AuditVerify), Administrative;
     AuditExport => "audit.export", Some(P::AuditExport), Administrative;
     PrivacyAlerts => "alert.privacy.list", Some(P::AlertPrivacy), Administrative;
+    ApprovalList => "approval.list", Some(P::ApprovalDecide), Administrative;
+    ApprovalDecide => "approval.decide", Some(P::ApprovalDecide), Administrative;
     SecurityAlerts => "alert.security.list", Some(P::AlertSecurity), Administrative;
     PrivacyAlertClose => "alert.privacy.close", Some(P::AlertPrivacy), Administrative;
     SecurityAlertClose => "alert.security.close", Some(P::AlertSecurity), Administrative;

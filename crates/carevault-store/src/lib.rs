@@ -6,6 +6,7 @@
 //! migration folders and how errors are classified.
 
 mod access;
+mod approvals;
 mod audit_scan;
 pub mod dialect;
 mod directory;
@@ -20,6 +21,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub use access::*;
+pub use approvals::*;
 pub use audit_scan::{AuditSnapshot, AuditVisitor};
 pub use dialect::Backend;
 pub use directory::*;

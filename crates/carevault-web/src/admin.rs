@@ -136,9 +136,14 @@ pub(crate) async fn create_user(State(st): State<AppState>, Peer(ctx): Peer, hea
     let b: NewUserBody = body!(headers, body);
     with_actor!(st, ctx, headers, |a| {
         match st.vault.create_user(&a, &b.username, &b.role, &b.organization_id, &b.password).await {
+            // No second-factor secret: the holder enrols their own authenticator at first
+            // sign-in with the password and this invitation (shown once, for delivery out of band).
             Ok(u) => json_response(
                 StatusCode::CREATED,
-                json!({"id": u.id, "username": u.username, "role": u.role, "organization_id": u.organization_id, "otpauth_uri": u.otpauth_uri}),
+                json!({"id": u.id, "username": u.username, "role": u.role, "organization_id": u.organization_id,
+                       "invitation": u.invitation.code, "invitation_expires_at": u.invitation.expires_at,
+                       "status": if u.approval_id.is_some() { "pending-approval" } else { "active" },
+                       "approval_id": u.approval_id}),
             ),
             Err(e) => ApiError(e).into_response(),
         }
@@ -158,7 +163,36 @@ pub(crate) async fn reset_mfa(State(st): State<AppState>, Peer(ctx): Peer, heade
         .vault
         .reset_mfa(&a, &id)
         .await
-        .map(|r| json!({"user_id": r.user_id, "otpauth_uri": r.otpauth_uri}))))
+        .map(|r| json!({"user_id": r.user_id, "invitation": r.invitation.code, "invitation_expires_at": r.invitation.expires_at}))))
+}
+
+// ----- approvals (separation of duties) -----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApprovalQuery {
+    state: Option<String>,
+}
+
+/// `GET /api/v1/approvals?state=pending|approved|rejected`
+pub(crate) async fn approvals(
+    State(st): State<AppState>,
+    Peer(ctx): Peer,
+    headers: HeaderMap,
+    q: Result<Query<ApprovalQuery>, QueryRejection>,
+) -> Response {
+    let q = query!(q);
+    with_actor!(st, ctx, headers, |a| ok(st.vault.approvals(&a, q.state.as_deref().unwrap_or("pending")).await))
+}
+
+/// `POST /api/v1/approvals/{id}/approve`
+pub(crate) async fn approve(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.approve(&a, &id).await))
+}
+
+/// `POST /api/v1/approvals/{id}/reject`
+pub(crate) async fn reject(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    with_actor!(st, ctx, headers, |a| ok(st.vault.reject(&a, &id).await))
 }
 
 pub(crate) async fn user_sessions(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> Response {

@@ -201,3 +201,24 @@ fn storage_cause(cause: &str) -> &'static str {
         "a database error"
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollBody {
+    invitation: String,
+}
+
+/// `POST /api/v1/auth/mfa/enroll` `{"invitation"}` (with the MFA-pending session of an account
+/// that has never completed a second factor) → `{"otpauth_uri"}`: the holder's own new TOTP
+/// secret; `POST /auth/mfa/totp` with its first code completes enrollment and sign-in.
+pub(crate) async fn mfa_enroll(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
+    let b: EnrollBody = match json_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let token = session_token(&headers);
+    match st.vault.mfa_enrollment_start(&ctx, token.as_deref(), Some(&b.invitation)).await {
+        Ok(uri) => json_response(StatusCode::OK, json!({"otpauth_uri": uri})),
+        Err(e) => ApiError(e).into_response(),
+    }
+}

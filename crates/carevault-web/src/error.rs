@@ -23,6 +23,7 @@ pub(crate) fn status_of(e: &CoreError, if_match_given: bool) -> StatusCode {
         CoreError::VersionConflict { .. } | CoreError::Conflict(_) => StatusCode::CONFLICT,
         CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::StorageLow => StatusCode::SERVICE_UNAVAILABLE,
         CoreError::Internal(_) | CoreError::Tampered { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        CoreError::ApprovalPending { .. } => StatusCode::ACCEPTED,
     }
 }
 
@@ -42,6 +43,7 @@ fn issue_code(e: &CoreError) -> &'static str {
         CoreError::AuditUnavailable | CoreError::StoreUnavailable | CoreError::StorageLow => "transient",
         CoreError::Internal(_) => "exception",
         CoreError::Tampered { .. } => "security",
+        CoreError::ApprovalPending { .. } => "informational",
     }
 }
 
@@ -143,6 +145,13 @@ pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> Response 
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Not an error: the change was filed for approval.
+        if let CoreError::ApprovalPending { id } = &self.0 {
+            let body = json!({"status": "pending-approval", "approval_id": id, "code": self.0.code(), "detail": self.0.to_string()});
+            let mut r = (StatusCode::ACCEPTED, body.to_string()).into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return r;
+        }
         let status = status_of(&self.0, false);
         let mut r = problem(status, self.0.code(), &public_message(&self.0));
         retry_after(&self.0, &mut r);

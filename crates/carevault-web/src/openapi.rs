@@ -25,6 +25,14 @@ pub(crate) const OPERATIONS: &[Entry] = &[
         200,
     ),
     ("post", "/auth/mfa/totp", "mfaTotp", "Second factor: a TOTP code; opens the full session", &[("code", S, true)], 200),
+    (
+        "post",
+        "/auth/mfa/enroll",
+        "mfaEnroll",
+        "First-sign-in enrollment: with the MFA-pending session of an account that never completed a second factor and the invitation code its administrator gave it (single use, expiring), returns the holder's own otpauth URI; /auth/mfa/totp with its first code completes sign-in",
+        &[("invitation", S, true)],
+        200,
+    ),
     ("post", "/auth/mfa/recovery", "mfaRecovery", "Second factor: a single-use recovery code", &[("code", S, true)], 200),
     (
         "post",
@@ -103,7 +111,7 @@ pub(crate) const OPERATIONS: &[Entry] = &[
         "post",
         "/users",
         "createUser",
-        "Creates an account with one role",
+        "Creates an account with one role. The answer carries a single-use, expiring invitation code (never a second-factor secret); a role with PHI, audit or security permissions makes the account wait for an officer's approval",
         &[("username", S, true), ("password", S, true), ("role", S, true), ("organization_id", S, true)],
         201,
     ),
@@ -112,6 +120,16 @@ pub(crate) const OPERATIONS: &[Entry] = &[
     ("post", "/users/{id}/mfa-reset", "resetMfa", "Resets another user's second factors (step-up required)", &[], 200),
     ("get", "/users/{id}/sessions", "userSessions", "Another user's sessions", &[], 200),
     ("delete", "/users/{id}/sessions", "endUserSessions", "Ends every session of another user", &[], 204),
+    ("get", "/approvals", "approvals", "Privileged changes waiting for (or decided by) an officer (?state=pending|approved|rejected)", &[], 200),
+    (
+        "post",
+        "/approvals/{id}/approve",
+        "approve",
+        "Approves a pending privileged change: an officer other than the requester and the account concerned (step-up required)",
+        &[],
+        200,
+    ),
+    ("post", "/approvals/{id}/reject", "reject", "Rejects a pending privileged change (a pending account is deactivated)", &[], 200),
     ("get", "/roles", "listRoles", "Built-in and custom roles with their permissions", &[], 200),
     (
         "put",
@@ -412,6 +430,7 @@ type QueryParams = (&'static str, &'static str, &'static [(&'static str, &'stati
 const QUERY: &[QueryParams] = &[
     ("get", "/grants", &[("user_id", S, false, &[])]),
     ("get", "/break-glass", &[("state", S, false, &["open", "closed"])]),
+    ("get", "/approvals", &[("state", S, false, &["pending", "approved", "rejected"])]),
     ("get", "/alerts", &[("category", S, true, &["privacy", "security"]), ("all", "boolean", false, &[])]),
     (
         "get",
@@ -475,6 +494,13 @@ pub(crate) fn build() -> Value {
             op["responses"]["200"] = json!({"description": "Degraded: the audit evidence files lag behind the database",
                 "content": {"application/json": {"schema": {"type": "object",
                     "properties": {"status": {"type": "string"}, "detail": {"type": "string"}}, "required": ["status", "detail"]}}}});
+        }
+        if ["putRole", "addAssignment", "addGrant"].contains(id) {
+            op["responses"]["202"] = json!({"description": "Filed for a second officer's approval (the change carries PHI, audit or security permissions)",
+                "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"status": {"type": "string", "enum": ["pending-approval"]}, "approval_id": {"type": "string"},
+                        "code": {"type": "string"}, "detail": {"type": "string"}},
+                    "required": ["status", "approval_id"]}}}});
         }
         let p = params(method, path);
         if !p.is_empty() {

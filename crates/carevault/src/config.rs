@@ -49,6 +49,8 @@ pub struct AccessSection {
     pub break_glass_minutes: Option<i64>,
     pub inactive_account_days: Option<i64>,
     pub step_up_minutes: Option<i64>,
+    pub require_approval: Option<bool>,
+    pub invitation_hours: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +84,10 @@ pub struct Settings {
     pub break_glass_secs: i64,
     pub inactive_account_days: i64,
     pub step_up_secs: i64,
+    /// Privileged changes wait for a second officer (`[access] require_approval`).
+    pub require_approval: bool,
+    /// Lifetime of enrollment invitations (`[access] invitation_hours`).
+    pub invitation_hours: i64,
     pub public_origin: String,
     pub care_window_days: i64,
     pub document_max_bytes: usize,
@@ -140,6 +146,18 @@ pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&st
     if !(1..=60).contains(&step_up) {
         bail!("step_up_minutes must be between 1 and 60");
     }
+    let require_approval = match env("CAREVAULT_REQUIRE_APPROVAL") {
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => bail!("CAREVAULT_REQUIRE_APPROVAL must be true or false"),
+        },
+        None => file.access.require_approval.unwrap_or(true),
+    };
+    let invitation_hours = env_num::<i64>("CAREVAULT_INVITATION_HOURS")?.or(file.access.invitation_hours).unwrap_or(72);
+    if !(1..=720).contains(&invitation_hours) {
+        bail!("invitation_hours must be between 1 and 720");
+    }
     let care_window_days = env_num::<i64>("CAREVAULT_CARE_WINDOW_DAYS")?.or(file.chart.care_window_days).unwrap_or(30);
     if !(0..=365).contains(&care_window_days) {
         bail!("care_window_days must be between 0 (appointments and encounters give no care relationship) and 365");
@@ -180,6 +198,8 @@ pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&st
         break_glass_secs: break_glass * 60,
         inactive_account_days: inactive,
         step_up_secs: step_up * 60,
+        require_approval,
+        invitation_hours,
         care_window_days,
         document_max_bytes,
         public_origin: env("CAREVAULT_PUBLIC_ORIGIN").or(file.public_origin).unwrap_or_else(|| "https://localhost:8443".into()),

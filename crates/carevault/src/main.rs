@@ -258,6 +258,8 @@ fn core_config(s: &config::Settings) -> CoreConfig {
         document_max_bytes: s.document_max_bytes,
         inactive_account_days: s.inactive_account_days,
         step_up_secs: s.step_up_secs,
+        require_approval: s.require_approval,
+        invitation_hours: s.invitation_hours,
         public_origin: s.public_origin.clone(),
         min_free_bytes: s.min_free_mb.map(|m| m * 1024 * 1024),
         witness_dir: s.witness_dir.clone(),

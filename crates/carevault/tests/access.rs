@@ -136,6 +136,8 @@ fn expected() -> HashMap<&'static str, Vec<&'static str>> {
         ("alert.privacy.close", ["N", "N", "N", "N", "N", "Y", "N", "N"]),
         ("alert.security.list", ["N", "N", "N", "N", "N", "N", "Y", "N"]),
         ("alert.security.close", ["N", "N", "N", "N", "N", "N", "Y", "N"]),
+        ("approval.list", ["N", "N", "N", "N", "N", "Y", "Y", "N"]),
+        ("approval.decide", ["N", "N", "N", "N", "N", "Y", "Y", "N"]),
         ("own.sessions", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
         ("own.password.change", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
         ("own.recovery_codes", ["Y", "Y", "Y", "Y", "Y", "Y", "Y", "Y"]),
@@ -230,9 +232,19 @@ async fn setup() -> World {
     let (sec, _) = tv.staff_in("security_officer", None).await.expect("sec");
     v.deactivate_user(&sec, &targets[11].0).await.expect("deactivate");
     let security_alert = v.alerts(&sec, "security", true).await.expect("alerts").first().expect("security alert").id.clone();
-    let assignment = v
+    // A biller's role reaches PHI: the assignment waits for an officer, then exists.
+    let pending = v
         .add_assignment(&admin, &targets[10].0, "biller", ScopeInput { organization_id: "default".into(), ..Default::default() }, None)
+        .await;
+    let Err(CoreError::ApprovalPending { id: approval }) = pending else { panic!("assignment: {pending:?}") };
+    v.approve(&privacy, &approval).await.expect("approved");
+    let assignment = v
+        .list_users(&admin)
         .await
+        .expect("users")
+        .into_iter()
+        .find(|u| u.id == targets[10].0)
+        .and_then(|u| u.assignments.into_iter().find(|a| a.role == "biller"))
         .expect("assignment")
         .id;
     let allergies: [String; 5] = allergies.try_into().expect("5");
@@ -554,6 +566,9 @@ async fn run(w: &World, a: &Actor, op: Operation, s: usize) -> Result<(), CoreEr
         Operation::AuditVerify => unit(v.verify_audit_as(a).await),
         Operation::AuditExport => unit(v.audit_export_csv(a, &carevault_core::AuditQuery::default()).await),
         Operation::PrivacyAlerts => unit(v.alerts(a, "privacy", true).await),
+        Operation::ApprovalList => unit(v.approvals(a, "pending").await),
+        // An unknown request: not found for those allowed.
+        Operation::ApprovalDecide => unit(v.approve(a, "ap-000000000000000000000000").await),
         Operation::PrivacyAlertClose => v.close_alert(a, &w.privacy_alert).await,
         Operation::SecurityAlerts => unit(v.alerts(a, "security", true).await),
         Operation::SecurityAlertClose => v.close_alert(a, &w.security_alert).await,
@@ -668,9 +683,15 @@ async fn expired_actor(w: &World, role: Role) -> Actor {
     let (admin, _) = w.tv.staff_in("practice_admin", None).await.expect("admin");
     let (_, staff) = w.tv.staff_in("auditor", None).await.expect("base");
     let until = w.tv.clock.now_secs() as i64 + 60;
-    v.add_assignment(&admin, &staff.id, role.id(), ScopeInput { organization_id: "default".into(), ..Default::default() }, Some(until))
-        .await
-        .expect("expiring assignment");
+    let r = v
+        .add_assignment(&admin, &staff.id, role.id(), ScopeInput { organization_id: "default".into(), ..Default::default() }, Some(until))
+        .await;
+    if let Err(CoreError::ApprovalPending { id }) = r {
+        let (officer, _) = w.tv.staff_in("security_officer", None).await.expect("officer");
+        v.approve(&officer, &id).await.expect("approve expiring assignment");
+    } else {
+        r.expect("expiring assignment");
+    }
     let users = v.list_users(&admin).await.expect("users");
     let base = users
         .iter()
@@ -967,7 +988,13 @@ async fn passwords_grants_and_self_elevation() {
             .await,
         Err(CoreError::Invalid(_))
     ));
-    let g = v.add_grant(&admin, &base).await.expect("grant");
+    // A VIP grant reaches PHI: it exists only once an officer other than the requester approves.
+    let pending = v.add_grant(&admin, &base).await;
+    let Err(CoreError::ApprovalPending { id: approval }) = pending else { panic!("grant: {pending:?}") };
+    assert!(v.list_grants(&admin, Some(&nurse.id)).await.expect("list").is_empty(), "nothing before approval");
+    let (privacy, _) = tv.staff_in("privacy_officer", None).await.expect("privacy officer");
+    v.approve(&privacy, &approval).await.expect("approve");
+    let g = v.list_grants(&admin, Some(&nurse.id)).await.expect("list").pop().expect("grant");
     assert!(g.active);
     let grants = v.list_grants(&admin, Some(&nurse.id)).await.expect("list");
     assert_eq!(grants.len(), 1);

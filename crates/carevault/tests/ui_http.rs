@@ -63,7 +63,13 @@ async fn ui_sign_in(app: &App, c: &Client, username: &str, secret: &str) -> Stri
 #[tokio::test]
 async fn first_sign_in_enrolls_with_qr_code_and_every_form_needs_its_token() {
     let app = App::spawn().await.expect("app");
-    let staff = app.add_staff(Role::FrontDesk).await.expect("staff");
+    // An account made by an administrator (approved by an officer: the role reaches PHI); its
+    // holder enrols with the password and the invitation. The operator-made key is never used.
+    let (admin, _) = app.tv.staff(Role::PracticeAdmin).await.expect("admin");
+    let acct = app.tv.vault.create_user(&admin, "fd.enrolling", "front_desk", "default", PASSWORD).await.expect("account");
+    let (officer, _) = app.tv.staff(Role::PrivacyOfficer).await.expect("officer");
+    app.tv.vault.approve(&officer, acct.approval_id.as_deref().expect("approval")).await.expect("approved");
+    let staff = carevault_testkit::Staff { id: acct.id.clone(), username: acct.username.clone(), secret: String::new() };
     let c = browser(&app);
 
     // The password step refuses a post without the sign-in form's token, and changes nothing.
@@ -103,15 +109,23 @@ async fn first_sign_in_enrolls_with_qr_code_and_every_form_needs_its_token() {
     assert_ne!(pending_token, token);
     let r = post_form(&c, app.url("/ui/signin/enroll/start"), &[("csrf", &token)]).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "the sign-in form's token is not the session's");
-    // Until the user asks for a new key, the key printed at account creation still works.
-    let qr = post_form(&c, app.url("/ui/signin/enroll/start"), &[("csrf", &pending_token)]).await.text().await.expect("html");
+    // The password alone does not enrol a second factor: the invitation is needed.
+    assert!(intro.contains("name=\"invitation\""), "the page asks for the invitation");
+    let r = post_form(&c, app.url("/ui/signin/enroll/start"), &[("csrf", &pending_token)]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "no invitation, no key");
+    let r =
+        post_form(&c, app.url("/ui/signin/enroll/start"), &[("csrf", &pending_token), ("invitation", "AAAA-AAAA-AAAA-AAAA-AAAA")]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "a wrong invitation, no key");
+    let qr = post_form(&c, app.url("/ui/signin/enroll/start"), &[("csrf", &pending_token), ("invitation", &acct.invitation.code)])
+        .await
+        .text()
+        .await
+        .expect("html");
     assert!(qr.contains("<svg role=\"img\" aria-label=\"QR code for your authenticator app\""), "{qr}");
     let i = qr.find("data-secret=\"").expect("secret") + "data-secret=\"".len();
     let secret = qr[i..i + qr[i..].find('"').expect("end")].to_string();
-    assert_ne!(secret, staff.secret, "enrollment makes a fresh key");
-    let old_code = totp_code(&staff.secret, app.tv.clock.now_secs());
-    let r = post_form(&c, app.url("/ui/signin/enroll"), &[("csrf", &pending_token), ("code", &old_code)]).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the replaced key no longer signs in");
+    let r = post_form(&c, app.url("/ui/signin/enroll"), &[("csrf", &pending_token), ("code", "000000")]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a wrong code does not complete enrollment");
     let code = totp_code(&secret, app.tv.clock.now_secs());
     let r = post_form(&c, app.url("/ui/signin/enroll"), &[("csrf", &pending_token), ("code", &code)]).await;
     assert_eq!(r.status(), 200);

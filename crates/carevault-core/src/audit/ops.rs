@@ -110,6 +110,21 @@ pub(crate) enum Op {
         note: Vec<u8>,
     },
     InsertAlert(AlertRow),
+    PutInvitation(carevault_store::InvitationRow),
+    /// Uses up a live invitation; the job fails when it is not (a second use, a race).
+    TakeInvitation {
+        user_id: String,
+        code_hash: Vec<u8>,
+        now: i64,
+    },
+    InsertApproval(Box<carevault_store::ApprovalRow>),
+    /// Decides a pending request; the job fails when it was decided meanwhile.
+    DecideApproval {
+        id: String,
+        state: String,
+        by: String,
+        now: i64,
+    },
     /// Sets a `store_meta` value (one-time upgrades record that they are complete).
     SetMeta {
         key: String,
@@ -429,6 +444,25 @@ pub(crate) async fn apply(tx: &mut WriteTx, op: &Op) -> Result<(), OpFailure> {
         }
         Op::InsertAlert(a) => Ok(tx.insert_alert(a).await?),
         Op::SetMeta { key, value } => Ok(tx.set_meta(key, value).await?),
+        Op::PutInvitation(i) => Ok(tx.put_invitation(i).await?),
+        Op::TakeInvitation { user_id, code_hash, now } => {
+            if tx.take_invitation(user_id, code_hash, *now).await? {
+                Ok(())
+            } else {
+                Err(OpFailure::Domain(CoreError::Refused {
+                    reason: "invitation",
+                    message: "the invitation was already used or has expired".into(),
+                }))
+            }
+        }
+        Op::InsertApproval(a) => Ok(tx.insert_approval(a).await?),
+        Op::DecideApproval { id, state, by, now } => {
+            if tx.decide_approval(id, state, by, *now).await? {
+                Ok(())
+            } else {
+                Err(OpFailure::Domain(CoreError::Conflict("the request was decided meanwhile".into())))
+            }
+        }
         Op::CloseAlert { id, category, by, now } => found(tx.close_alert(id, category, by, *now).await?, "open alert"),
         Op::SetUserActive { user_id, active, now } => {
             tx.set_user_active(user_id, *active, *now).await?;

@@ -135,8 +135,12 @@ struct Writer {
     retry: Vec<Job>,
 }
 
+/// What a committed job's receipt is issued from: its sequence numbers, the patients it
+/// covers, and its actor and data class.
+type Issued = (Vec<i64>, Vec<String>, (String, bool));
+
 struct Outcome {
-    result: Result<(Vec<i64>, Vec<String>, (String, bool)), CoreError>,
+    result: Result<Issued, CoreError>,
 }
 
 /// How often the writer looks after itself: catches up lagging evidence files, re-checks free

@@ -33,8 +33,9 @@ fn normalize_code(code: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct MfaReset {
     pub user_id: String,
-    pub otpauth_uri: String,
-    pub totp_secret_base32: String,
+    /// What the holder enrols a new authenticator with at the next sign-in (with the password).
+    /// The new secret itself is never shown to the administrator.
+    pub invitation: crate::approvals::Invitation,
 }
 
 impl Vault {
@@ -214,11 +215,15 @@ impl Vault {
             self.inner.writer.append(d).await?;
             return Err(CoreError::Refused { reason: "self-reset", message: "another administrator must reset your second factor".into() });
         }
+        // A secret nobody sees: the old authenticator stops working, and the holder enrols a new
+        // one at the next sign-in with the invitation.
         let secret = TotpSecret::generate();
         self.inner.sealer.refresh(&self.inner.store, now, false).await?;
         let sealed = self.inner.sealer.seal_credential(&user.id, secret.as_bytes(), None)?;
+        let (invitation, invite) = self.new_invitation(actor, &user.id, now);
         let ops = vec![
             Op::ReplaceTotp { user_id: user.id.clone(), secret: sealed, key_version: i64::from(self.inner.sealer.current_version()?) },
+            invite,
             Op::ReplaceRecoveryCodes { user_id: user.id.clone(), hashes: vec![], now },
             Op::DeletePasskeys { user_id: user.id.clone(), id: None },
             Op::DeleteUserSessions { user_id: user.id.clone() },
@@ -227,10 +232,6 @@ impl Vault {
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource("User", Some(&user.id)).purpose(purpose);
         let details = self.inner.sealer.seal_details(&ev.event_id, br#"{"changed":"mfa-reset"}"#)?;
         self.inner.writer.write(ops, vec![ev.details(details)], None).await?;
-        Ok(MfaReset {
-            user_id: user.id,
-            otpauth_uri: secret.otpauth_uri(&self.inner.config.totp_issuer, &user.username).map_err(CoreError::Internal)?,
-            totp_secret_base32: secret.base32(),
-        })
+        Ok(MfaReset { user_id: user.id, invitation })
     }
 }

@@ -29,13 +29,20 @@ impl Vault {
     /// code accepted since the secret was set (new account or MFA reset) and no passkey. Such a
     /// user enrols an authenticator at this sign-in.
     pub async fn mfa_enrollment_needed(&self, pending_token: Option<&str>) -> Result<bool, CoreError> {
+        Ok(self.mfa_enrollment(pending_token).await?.is_some())
+    }
+
+    /// Whether enrollment at this sign-in needs an invitation code (`Some(true)`), does not
+    /// (`Some(false)`: a demo account), or is not the step at all (`None`).
+    pub async fn mfa_enrollment(&self, pending_token: Option<&str>) -> Result<Option<bool>, CoreError> {
         let now = self.inner.clock.now_micros();
-        let Some(t) = pending_token else { return Ok(false) };
+        let Some(t) = pending_token else { return Ok(None) };
         let Some(s) = self.inner.store.session(&token_hash(t)).await?.filter(|s| s.state == PENDING && now < s.expires_at) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let Some(user) = self.inner.store.user_by_id(&s.user_id).await?.filter(|u| u.active) else { return Ok(false) };
-        Ok(user.totp_last_step.is_none() && self.inner.store.passkeys_for_user(&user.id).await?.is_empty())
+        let Some(user) = self.inner.store.user_by_id(&s.user_id).await?.filter(|u| u.active) else { return Ok(None) };
+        let needed = user.totp_last_step.is_none() && self.inner.store.passkeys_for_user(&user.id).await?.is_empty();
+        Ok(needed.then_some(!user.is_demo))
     }
 
     /// First-sign-in enrollment: gives a user who has never completed a second factor a fresh
@@ -43,7 +50,16 @@ impl Vault {
     /// `otpauth://` URI for the QR code. The enrollment completes with the first valid code
     /// (`verify_totp`). Refused for enrolled users: their authenticator is changed only through an
     /// administrator's MFA reset.
-    pub async fn mfa_enrollment_start(&self, ctx: &RequestContext, pending_token: Option<&str>) -> Result<String, CoreError> {
+    ///
+    /// Every account but a demo one must also show its invitation code (from its creation or
+    /// its MFA reset), single-use and expiring: knowing the password alone never lets anyone
+    /// enrol their own second factor on someone else's account.
+    pub async fn mfa_enrollment_start(
+        &self,
+        ctx: &RequestContext,
+        pending_token: Option<&str>,
+        invitation: Option<&str>,
+    ) -> Result<String, CoreError> {
         let now = self.inner.clock.now_micros();
         if !self.mfa_enrollment_needed(pending_token).await? {
             let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied).source_ip(ctx.ip_string()).resource("User", None);
@@ -59,14 +75,29 @@ impl Vault {
         };
         let Some(session) = session else { return Err(CoreError::Unauthenticated) };
         let user = self.inner.store.user_by_id(&session.user_id).await?.ok_or(CoreError::Unauthenticated)?;
+        let take = match self.check_invitation(&user, invitation, now).await {
+            Ok(op) => op,
+            Err(e) => {
+                // A wrong code counts as a failed second factor of this pending session.
+                let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied)
+                    .actor_name(user_actor_name(&user.id))
+                    .source_ip(ctx.ip_string())
+                    .session(Some(session.public_id.clone()))
+                    .resource("User", Some(&user.id));
+                let fail = Op::SessionMfaFailed { token_hash: session.token_hash.clone(), max: super::MAX_MFA_FAILURES_PER_SESSION };
+                self.inner.writer.write(vec![fail], vec![d], None).await?;
+                return Err(e);
+            }
+        };
         let secret = TotpSecret::generate();
         self.inner.sealer.refresh(&self.inner.store, now, false).await?;
         let sealed = self.inner.sealer.seal_credential(&user.id, secret.as_bytes(), None)?;
-        let ops = vec![Op::ReplaceTotp {
+        let mut ops = vec![Op::ReplaceTotp {
             user_id: user.id.clone(),
             secret: sealed,
             key_version: i64::from(self.inner.sealer.current_version()?),
         }];
+        ops.extend(take);
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success)
             .actor_name(user_actor_name(&user.id))
             .source_ip(ctx.ip_string())

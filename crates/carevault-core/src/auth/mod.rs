@@ -18,6 +18,7 @@ use carevault_domain::{AuditAction, Operation, Outcome, PurposeOfUse, Role, User
 use carevault_store::{AssignmentRow, NewSession, ScopeCols, SessionRow, UserRow};
 
 use crate::actor::{Actor, ActorKind, RequestContext};
+use crate::approvals::NewAccount;
 use crate::audit::writer::Op;
 use crate::audit::Draft;
 use crate::error::CoreError;
@@ -28,7 +29,7 @@ pub(crate) use policy::MIN_PASSWORD_CHARS;
 
 const PENDING: &str = "mfa_pending";
 const ACTIVE: &str = "active";
-const MAX_MFA_FAILURES_PER_SESSION: i64 = 5;
+pub(crate) const MAX_MFA_FAILURES_PER_SESSION: i64 = 5;
 /// A session's last-seen time is written at most this often.
 const TOUCH_EVERY_MICROS: i64 = 1_000_000;
 
@@ -98,11 +99,16 @@ impl Vault {
     /// `organization` (default: the default organization).
     pub async fn add_user_in(&self, username: &str, role: &str, organization: Option<&str>, password: &str) -> Result<NewUser, CoreError> {
         let operator = Actor::system("operator");
-        self.add_user_inner(&operator, username, role, organization, password, self.inner.kind == crate::InstanceKind::Demo).await
+        self.add_user_inner(&operator, username, role, organization, password, self.inner.kind == crate::InstanceKind::Demo, |_| vec![])
+            .await
     }
 
-    /// Creates a staff account from the admin API: needs `user.create` and `role.assign` in the
-    /// organization. The initial role cannot be one the creator could not assign.
+    /// Creates a staff account from the admin API or UI: needs `user.create` and `role.assign`
+    /// in the organization. The account's second factor is enrolled by its holder, at first
+    /// sign-in, with the password and the invitation returned here (shown once, for delivery
+    /// out of band); no secret is returned. A role carrying PHI, audit or security permissions
+    /// raises a security alert and, by default, the account cannot sign in until another
+    /// officer approves it.
     pub async fn create_user(
         &self,
         actor: &Actor,
@@ -110,7 +116,7 @@ impl Vault {
         role: &str,
         organization: &str,
         password: &str,
-    ) -> Result<NewUser, CoreError> {
+    ) -> Result<NewAccount, CoreError> {
         let purpose = if actor.privileges.purposes().contains(&PurposeOfUse::SystemAdministration) {
             PurposeOfUse::SystemAdministration
         } else {
@@ -119,9 +125,44 @@ impl Vault {
         let target = crate::authz::Target::Organization(organization);
         self.gate(actor, Operation::UserCreate, purpose, &target, ("User", None)).await?;
         self.gate(actor, Operation::AssignmentAdd, purpose, &target, ("RoleAssignment", None)).await?;
-        self.add_user_inner(actor, username, role, Some(organization), password, self.inner.kind == crate::InstanceKind::Demo).await
+        let privileged = self.role_is_privileged(role).await?;
+        let now = self.now();
+        let approval = match (privileged && self.needs_approval(actor)).then(crate::approvals::new_approval_id) {
+            Some(id) => {
+                let sealed = self.seal_approval_payload(&id, &serde_json::json!({}))?;
+                Some((id, sealed))
+            }
+            None => None,
+        };
+        let mut invitation = None;
+        let u = self
+            .add_user_inner(actor, username, role, Some(organization), password, self.inner.kind == crate::InstanceKind::Demo, |id| {
+                let (inv, op) = self.new_invitation(actor, id, now);
+                invitation = Some(inv);
+                let mut ops = vec![op];
+                match &approval {
+                    // The account and its pending request commit together: it never exists
+                    // without the request for a moment.
+                    Some((ap, sealed)) => {
+                        let summary = format!("new account {username} ({id}) with role {role} in {organization}");
+                        ops.extend(self.approval_ops(actor, ap, ("user.create", organization, Some(id)), summary, sealed.clone(), now));
+                    }
+                    None if privileged => ops.push(self.privileged_alert("privileged-account", Some(id), id, now)),
+                    None => {}
+                }
+                ops
+            })
+            .await?;
+        let invitation = invitation.ok_or_else(|| CoreError::Internal("invitation".into()))?;
+        if let Some((ap, _)) = &approval {
+            let ev = self.approval_draft(actor, ap, "user.create", now)?;
+            self.inner.writer.append(ev).await?;
+        }
+        let approval_id = approval.map(|(id, _)| id);
+        Ok(NewAccount { id: u.id, username: u.username, role: u.role, organization_id: u.organization_id, invitation, approval_id })
     }
 
+    #[allow(clippy::too_many_arguments)] // the account's fields, then the caller's extra ops
     pub(crate) async fn add_user_inner(
         &self,
         by: &Actor,
@@ -130,6 +171,7 @@ impl Vault {
         organization: Option<&str>,
         password: &str,
         is_demo: bool,
+        extra_ops: impl FnOnce(&str) -> Vec<Op>,
     ) -> Result<NewUser, CoreError> {
         let now = self.now();
         let org = organization.unwrap_or("default").to_string();
@@ -187,7 +229,9 @@ impl Vault {
         };
         let ev = Draft::new(now, AuditAction::Create, Outcome::Success).by(by).resource("User", Some(id.as_str()));
         let fail = Draft::new(now, AuditAction::Create, Outcome::Conflict).by(by).resource("User", None);
-        self.inner.writer.write(vec![Op::InsertUser(Box::new(row)), Op::InsertAssignment(assignment)], vec![ev], Some(fail)).await?;
+        let mut ops = vec![Op::InsertUser(Box::new(row)), Op::InsertAssignment(assignment)];
+        ops.extend(extra_ops(id.as_str()));
+        self.inner.writer.write(ops, vec![ev], Some(fail)).await?;
         let otpauth_uri = secret.otpauth_uri(&self.inner.config.totp_issuer, &username).map_err(CoreError::Internal)?;
         Ok(NewUser {
             id: id.to_string(),
@@ -343,6 +387,20 @@ impl Vault {
         if !self.blocking_hash(move || password::verify_password(&pw, &phc)).await? {
             self.record_failure(ctx, &user, AuditAction::LoginFailed, vec![], now).await?;
             return Err(CoreError::InvalidCredentials);
+        }
+        // An account whose creation waits for a second officer cannot sign in yet (said only
+        // after the right password).
+        if self.inner.store.account_pending_approval(&user.id).await? {
+            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied)
+                .actor_name(user_actor_name(&user.id))
+                .source_ip(ctx.ip_string())
+                .resource("User", Some(&user.id));
+            let details = self.seal_json_details(&d.event_id, serde_json::json!({"reason": "pending-approval"})).await?;
+            self.inner.writer.append(d.details(details)).await?;
+            return Err(CoreError::Refused {
+                reason: "pending-approval",
+                message: "this account waits for a privacy or security officer's approval; it cannot sign in yet".into(),
+            });
         }
         let token = new_token();
         let session = NewSession {

@@ -190,10 +190,16 @@ async fn create_user(ui: Ui, State(st): State<AppState>, headers: HeaderMap, bod
             html! {
                 h1 { "User added" }
                 p role="status" { "The account " strong { (u.username) } " was created with the role " strong { (u.role) } "." }
-                p {
-                    "Give them the initial password in person. At their first sign-in carevault asks them to set up an authenticator app "
-                    "(a new key is made for them then) and gives them recovery codes. They can add a passkey on their account page afterwards."
+                @if u.approval_id.is_some() {
+                    p class="notice" role="status" {
+                        "This role reaches patient data, the audit log or security controls: the account can sign in only once a privacy or security officer other than you approves it. "
+                        "The officers were alerted."
+                    }
                 }
+                h2 { "Invitation code" }
+                p { "Shown once. Give it to them in person or by another channel than the password: at their first sign-in they need both to set up their own authenticator." }
+                p { code id="invitation" class="invitation" { (u.invitation.code) } }
+                p class="hint" { "Valid until " (carevault_core::format_instant(u.invitation.expires_at * 1_000_000)) " (UTC), once. carevault never shows anyone else their authenticator key." }
                 p { a class="button" href=(format!("/ui/admin/users/{}", u.id)) { "Open " (u.username) } " " a href="/ui/admin" { "Back to users" } }
             },
         ),
@@ -443,7 +449,7 @@ async fn mfa_reset(ui: Ui, State(st): State<AppState>, Path(id): Path<String>, h
         return r;
     }
     match st.vault.reset_mfa(&ui.actor, &id).await {
-        Ok(_) => {
+        Ok(reset) => {
             let name = find_user(&ui, &st, &id).await.map(|(u, _)| u.username).unwrap_or_else(|_| id.clone());
             page(
                 &ui,
@@ -452,8 +458,10 @@ async fn mfa_reset(ui: Ui, State(st): State<AppState>, Path(id): Path<String>, h
                     h1 { "MFA reset for " (name) }
                     p role="status" {
                         "The second factors of " strong { (name) } " were reset: the authenticator key was replaced, recovery codes and passkeys were deleted and every session was ended. "
-                        "They must set up their authenticator app again at their next sign-in (with their password; carevault shows them a new QR code)."
+                        "They set up their authenticator app again at their next sign-in with their password and this invitation code (shown once; give it to them in person):"
                     }
+                    p { code id="invitation" class="invitation" { (reset.invitation.code) } }
+                    p class="hint" { "Valid until " (carevault_core::format_instant(reset.invitation.expires_at * 1_000_000)) " (UTC), once." }
                     p { "A security alert was raised for this reset." }
                     p { a class="button" href=(format!("/ui/admin/users/{id}")) { "Back to " (name) } }
                 },

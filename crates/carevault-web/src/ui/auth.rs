@@ -241,27 +241,44 @@ fn enroll_content(csrf: &str, uri: &str, error: Option<&str>) -> Markup {
 pub(crate) async fn enroll_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let Some(t) = pending(&headers) else { return Redirect::to("/ui/signin").into_response() };
     let csrf = carevault_core::form_token(&t);
-    let content = html! {
+    let needs_invitation = st.vault.mfa_enrollment(Some(&t)).await.ok().flatten().unwrap_or(true);
+    bare_page(StatusCode::OK, "Set up your authenticator", demo(&st), enroll_intro(&csrf, needs_invitation, None))
+}
+
+/// The first enrollment page: the invitation code field (every account but a demo one), then
+/// the button that makes the key.
+fn enroll_intro(csrf: &str, needs_invitation: bool, error: Option<&str>) -> Markup {
+    html! {
         h1 { "Set up your authenticator" }
         p { "carevault asks for a second factor at every sign-in. This is your first sign-in, so set up an authenticator app on your phone now (for example FreeOTP, Aegis, Google or Microsoft Authenticator)." }
+        @if let Some(e) = error { p class="error" role="alert" { (e) } }
         form method="post" action="/ui/signin/enroll/start" class="stack" {
-            (csrf_field(&csrf))
+            (csrf_field(csrf))
+            @if needs_invitation {
+                label for="invitation" { "Invitation code" }
+                input id="invitation" name="invitation" type="text" autocomplete="off" autocapitalize="characters" spellcheck="false" required autofocus;
+                p class="hint" { "The code your administrator gave you with your account (it works once, and expires)." }
+            }
             button type="submit" { "Show my QR code" }
         }
-        p class="hint" { "Already added the key your administrator gave you? " a href="/ui/signin/mfa" { "Enter its code instead" } "." }
-    };
-    bare_page(StatusCode::OK, "Set up your authenticator", demo(&st), content)
+        p class="hint" { "Already set up an authenticator? " a href="/ui/signin/mfa" { "Enter its code instead" } "." }
+    }
 }
 
 /// `POST /ui/signin/enroll/start`: a fresh secret and its QR code.
 pub(crate) async fn enroll_start(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> Response {
     let t = pending(&headers).unwrap_or_default();
     let csrf = carevault_core::form_token(&t);
-    if let Err(r) = read_form(&headers, body, if t.is_empty() { "" } else { &csrf }).await {
-        return r;
-    }
-    match st.vault.mfa_enrollment_start(&ctx, Some(&t)).await {
+    let f = match read_form(&headers, body, if t.is_empty() { "" } else { &csrf }).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let code = f.get("invitation");
+    match st.vault.mfa_enrollment_start(&ctx, Some(&t), (!code.is_empty()).then_some(code)).await {
         Ok(uri) => bare_page(StatusCode::OK, "Set up your authenticator", demo(&st), enroll_content(&csrf, &uri, None)),
+        Err(CoreError::Refused { reason: "invitation", message }) => {
+            bare_page(StatusCode::FORBIDDEN, "Set up your authenticator", demo(&st), enroll_intro(&csrf, true, Some(&message)))
+        }
         Err(CoreError::Refused { .. }) => Redirect::to("/ui/signin/mfa").into_response(),
         Err(CoreError::Unauthenticated | CoreError::SessionExpired) => Redirect::to("/ui/signin?reason=expired").into_response(),
         Err(e) => super::error_page(None, &e),

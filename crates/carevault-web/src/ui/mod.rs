@@ -8,6 +8,7 @@
 
 mod account;
 mod admin;
+mod approvals;
 mod audit;
 mod auth;
 mod clinical;
@@ -55,6 +56,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(admin::routes())
         .merge(account::routes())
         .merge(audit::routes())
+        .merge(approvals::routes())
         .fallback(not_found_page)
 }
 
@@ -218,6 +220,7 @@ pub(crate) fn page_status(ui: &Ui, status: StatusCode, title: &str, content: Mar
         ("/ui/schedule", "Schedule", ui.can(Permission::AppointmentRead)),
         ("/ui/audit", "Audit", ui.can(Permission::AuditRead)),
         ("/ui/admin", "Admin", ui.can(Permission::UserRead)),
+        ("/ui/approvals", "Approvals", ui.can(Permission::ApprovalDecide)),
         ("/ui/account", "My account", true),
     ];
     let m = html! {
@@ -322,6 +325,10 @@ pub(crate) fn explain(e: &CoreError) -> (String, String) {
             ("Try again shortly".into(), "The audit log could not be written, so nothing was shown or changed.".into())
         }
         CoreError::Internal(_) => ("Something went wrong".into(), "An internal error occurred; it has been logged.".into()),
+        CoreError::ApprovalPending { .. } => (
+            "Waiting for approval".into(),
+            "This change gives access to patient data, the audit log or security controls, so it takes effect only once a privacy or security officer other than you approves it. The officers were alerted.".into(),
+        ),
         other => ("Could not be done".into(), other.to_string()),
     }
 }
