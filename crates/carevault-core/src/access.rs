@@ -252,6 +252,10 @@ pub struct AuditEventView {
     pub patient_id: Option<String>,
     pub purpose: Option<String>,
     pub review_flags: Option<String>,
+    /// The patients a record that returned several patients' data disclosed (a patient search,
+    /// an appointment list, the waitlist, the break-glass queue): their ids, sorted; empty for
+    /// other records (their patient is `patient_id`).
+    pub patients: Vec<String>,
     /// The actor's username, when the actor is an account that still exists.
     pub username: Option<String>,
     pub source_ip: Option<String>,
@@ -260,6 +264,7 @@ pub struct AuditEventView {
 impl AuditEventView {
     fn from_row(r: carevault_store::AuditRow, names: &std::collections::HashMap<String, String>) -> Self {
         let username = r.actor.strip_prefix("user:").and_then(|id| names.get(id)).cloned();
+        let patients = r.disclosed_ids();
         AuditEventView {
             seq: r.seq,
             at: r.at,
@@ -271,6 +276,7 @@ impl AuditEventView {
             patient_id: r.patient_id,
             purpose: r.purpose,
             review_flags: r.review_flags,
+            patients,
             username,
             source_ip: r.source_ip,
         }
@@ -322,11 +328,14 @@ fn csv_field(out: &mut String, v: &str) {
 
 /// The CSV of an export: a header line, then one line per record, CRLF line ends.
 pub fn audit_csv(events: &[AuditEventView]) -> String {
-    let mut out = String::from("time,sequence,user,action,outcome,resource type,resource id,patient,purpose,source ip,review flags\r\n");
+    let mut out = String::from(
+        "time,sequence,user,action,outcome,resource type,resource id,patient,purpose,source ip,review flags,patients disclosed\r\n",
+    );
     for e in events {
         let user = e.username.clone().unwrap_or_else(|| e.actor.clone());
         let seq = e.seq.to_string();
-        let fields: [&str; 11] = [
+        let disclosed = e.patients.join(" ");
+        let fields: [&str; 12] = [
             &crate::format_instant(e.at),
             &seq,
             &user,
@@ -338,6 +347,7 @@ pub fn audit_csv(events: &[AuditEventView]) -> String {
             e.purpose.as_deref().unwrap_or_default(),
             e.source_ip.as_deref().unwrap_or_default(),
             e.review_flags.as_deref().unwrap_or_default(),
+            &disclosed,
         ];
         for (i, f) in fields.iter().enumerate() {
             if i > 0 {
@@ -1441,7 +1451,7 @@ impl Vault {
             .by(actor)
             .resource("BreakGlass", None)
             .purpose(purpose)
-            .covering(&ids);
+            .disclosing(&ids);
         let receipt = self.inner.writer.append(d).await?;
         let mut out = Vec::with_capacity(rows.len());
         let now = self.clock_now();

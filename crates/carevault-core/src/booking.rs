@@ -462,7 +462,7 @@ impl Vault {
             .by(actor)
             .resource("Waitlist", None)
             .purpose(purpose)
-            .covering(&covered);
+            .disclosing(&covered);
         d.review = review_marks(&covered, &visible);
         self.inner.writer.append(d).await?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -593,7 +593,7 @@ impl Vault {
             .by(actor)
             .resource("Appointment", None)
             .purpose(purpose)
-            .covering(&covered);
+            .disclosing(&covered);
         d.review = review_marks(&covered, &visible);
         self.inner.writer.append(d).await?;
         Ok(rows.into_iter().map(Into::into).collect())

@@ -333,7 +333,8 @@ impl Vault {
     }
 
     /// Searches patients through the blind indexes. One audit record per search, holding the
-    /// (sealed) terms and the ids returned.
+    /// (sealed) terms and the ids returned; the ids returned are also its disclosed patients
+    /// (plain), so the search is found under each of them.
     pub async fn search_patients(
         &self,
         actor: &Actor,
@@ -401,9 +402,11 @@ impl Vault {
             }
         }
         let rows = self.inner.store.patients_current_many(&page).await?;
+        // The patients returned (the page, as read), findable per patient in the audit log.
+        let returned: Vec<String> = rows.iter().map(|r| r.patient_id.clone()).collect();
         let now = self.inner.clock.now_micros();
         let mut d =
-            Draft::new(now, AuditAction::Search, Outcome::Success).by(actor).resource(PATIENT, None).purpose(purpose).covering(&page);
+            Draft::new(now, AuditAction::Search, Outcome::Success).by(actor).resource(PATIENT, None).purpose(purpose).disclosing(&returned);
         d.review = (!marks.is_empty()).then(|| marks.join(" "));
         let details = serde_json::json!({"params": q.echo, "total": ids.len(), "offset": q.offset, "returned": page});
         let sealed = self.inner.sealer.seal_details(&d.event_id, details.to_string().as_bytes())?;

@@ -19,7 +19,7 @@ use crate::rows::{AuditRow, AuditRowRef, CheckpointRow, HeadRow};
 use crate::{Result, Store, StoreError};
 
 const COLUMNS: &str =
-    "seq, event_id, at, actor, session, source_ip, action, outcome, resource_type, resource_id, patient_id, purpose, details, review_flags, prev_hash, hash";
+    "seq, event_id, at, actor, session, source_ip, action, outcome, resource_type, resource_id, patient_id, purpose, details, review_flags, disclosed, prev_hash, hash";
 
 enum Conn {
     Sqlite(Option<rusqlite::Connection>),
@@ -108,8 +108,9 @@ fn row_ref<'a>(r: &'a rusqlite::Row<'_>) -> rusqlite::Result<AuditRowRef<'a>> {
         purpose: bytes(r, 11)?,
         details: bytes(r, 12)?,
         review_flags: bytes(r, 13)?,
-        prev_hash: required(r, 14)?,
-        hash: required(r, 15)?,
+        disclosed: bytes(r, 14)?,
+        prev_hash: required(r, 15)?,
+        hash: required(r, 16)?,
     })
 }
 
@@ -225,6 +226,48 @@ impl AuditSnapshot {
             rows.collect()
         })
         .await
+    }
+
+    /// Hands every row of the disclosure index (`audit_disclosures`: record, patient id) to
+    /// `f` with `state`, in no particular order; returns the state.
+    pub async fn scan_disclosures<S: Send + 'static>(&mut self, mut state: S, f: fn(&mut S, i64, &[u8])) -> Result<S> {
+        const SQL: &str = "SELECT seq, patient_id FROM audit_disclosures";
+        if let Conn::Sqlite(_) = self.conn {
+            return self
+                .on_sqlite(move |c| {
+                    let mut st = c.prepare(SQL)?;
+                    let mut rows = st.query([])?;
+                    while let Some(r) = rows.next()? {
+                        f(&mut state, r.get(0)?, required(r, 1)?);
+                    }
+                    Ok(state)
+                })
+                .await;
+        }
+        let Conn::Pooled(c) = &mut self.conn else {
+            return Err(StoreError::Database("not a pooled snapshot".into()));
+        };
+        let (mut seq, mut pid) = (i64::MIN, String::new());
+        loop {
+            let page = sqlx::query(
+                "SELECT seq, patient_id FROM audit_disclosures WHERE seq > $1 OR (seq = $2 AND patient_id > $3) \
+                 ORDER BY seq, patient_id LIMIT 5000",
+            )
+            .bind(seq)
+            .bind(seq)
+            .bind(pid.clone())
+            .fetch_all(&mut **c)
+            .await
+            .map_err(classify)?;
+            if page.is_empty() {
+                return Ok(state);
+            }
+            for r in &page {
+                seq = r.try_get::<i64, _>(0).map_err(classify)?;
+                pid = r.try_get::<String, _>(1).map_err(classify)?;
+                f(&mut state, seq, pid.as_bytes());
+            }
+        }
     }
 
     /// Hands every record, in sequence order, to `v` until it says stop; returns `v`.

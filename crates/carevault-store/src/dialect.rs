@@ -78,6 +78,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (11, "clinical_records", include_str!("../migrations/sqlite/0011_clinical_records.sql")),
             (12, "audit_tree", include_str!("../migrations/sqlite/0012_audit_tree.sql")),
             (13, "approvals", include_str!("../migrations/sqlite/0013_approvals.sql")),
+            (14, "audit_disclosures", include_str!("../migrations/sqlite/0014_audit_disclosures.sql")),
         ],
         Backend::Postgres => &[
             (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -93,6 +94,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (11, "clinical_records", include_str!("../migrations/postgres/0011_clinical_records.sql")),
             (12, "audit_tree", include_str!("../migrations/postgres/0012_audit_tree.sql")),
             (13, "approvals", include_str!("../migrations/postgres/0013_approvals.sql")),
+            (14, "audit_disclosures", include_str!("../migrations/postgres/0014_audit_disclosures.sql")),
         ],
     }
 }

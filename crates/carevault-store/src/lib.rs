@@ -260,8 +260,9 @@ impl Store {
 
     /// Audit events matching `f`, newest first (by sequence number), at most `limit`. Every
     /// filter is optional; the time range is `from <= at < to` (µs). The patient filter matches
-    /// the record's patient column or a resource id equal to the patient id (refusals before
-    /// the patient is known carry it only there).
+    /// the record's patient column, a resource id equal to the patient id (refusals before
+    /// the patient is known carry it only there), or a record that disclosed the patient among
+    /// others (`audit_disclosures`).
     pub async fn audit_search(&self, f: &AuditSearch, limit: i64) -> Result<Vec<AuditRow>> {
         let mut sql = String::from("SELECT * FROM audit_events WHERE 1 = 1");
         let mut n = 0;
@@ -273,8 +274,10 @@ impl Store {
             sql.push_str(&format!(" AND actor = {}", next()));
         }
         if f.patient_id.is_some() {
-            let (a, b) = (next(), next());
-            sql.push_str(&format!(" AND (patient_id = {a} OR resource_id = {b})"));
+            let (a, b, c) = (next(), next(), next());
+            sql.push_str(&format!(
+                " AND (patient_id = {a} OR resource_id = {b} OR seq IN (SELECT seq FROM audit_disclosures WHERE patient_id = {c}))"
+            ));
         }
         if f.action.is_some() {
             sql.push_str(&format!(" AND action = {}", next()));
@@ -294,7 +297,7 @@ impl Store {
             q = q.bind(a.clone());
         }
         if let Some(p) = &f.patient_id {
-            q = q.bind(p.clone()).bind(p.clone());
+            q = q.bind(p.clone()).bind(p.clone()).bind(p.clone());
         }
         if let Some(a) = &f.action {
             q = q.bind(a.clone());

@@ -193,6 +193,9 @@ pub struct AuditRow {
     pub details: Option<Vec<u8>>,
     /// Marks for the privacy officer's review (break-glass, sensitive record), space-separated.
     pub review_flags: Option<String>,
+    /// The patients a record that returned several patients' data disclosed: their ids,
+    /// space-separated (schema 14 on; `None` for other records). `audit_disclosures` indexes it.
+    pub disclosed: Option<String>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
@@ -214,6 +217,7 @@ impl AuditRow {
             purpose: get(r, "purpose")?,
             details: get(r, "details")?,
             review_flags: get(r, "review_flags")?,
+            disclosed: get(r, "disclosed")?,
             prev_hash: get(r, "prev_hash")?,
             hash: get(r, "hash")?,
         })
@@ -238,11 +242,17 @@ pub struct AuditRowRef<'a> {
     pub purpose: Option<&'a [u8]>,
     pub details: Option<&'a [u8]>,
     pub review_flags: Option<&'a [u8]>,
+    pub disclosed: Option<&'a [u8]>,
     pub prev_hash: &'a [u8],
     pub hash: &'a [u8],
 }
 
 impl AuditRow {
+    /// The patient ids of [`AuditRow::disclosed`].
+    pub fn disclosed_ids(&self) -> Vec<String> {
+        self.disclosed.as_deref().map(|d| d.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default()
+    }
+
     pub fn as_ref(&self) -> AuditRowRef<'_> {
         AuditRowRef {
             seq: self.seq,
@@ -259,6 +269,7 @@ impl AuditRow {
             purpose: self.purpose.as_deref().map(str::as_bytes),
             details: self.details.as_deref(),
             review_flags: self.review_flags.as_deref().map(str::as_bytes),
+            disclosed: self.disclosed.as_deref().map(str::as_bytes),
             prev_hash: &self.prev_hash,
             hash: &self.hash,
         }

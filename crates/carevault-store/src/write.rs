@@ -116,8 +116,8 @@ impl WriteTx {
         exec!(
             self,
             sqlx::query(
-                "INSERT INTO audit_events (seq, event_id, at, actor, session, source_ip, action, outcome, resource_type, resource_id, patient_id, purpose, details, prev_hash, hash, review_flags) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                "INSERT INTO audit_events (seq, event_id, at, actor, session, source_ip, action, outcome, resource_type, resource_id, patient_id, purpose, details, prev_hash, hash, review_flags, disclosed) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
             )
             .bind(e.seq)
             .bind(e.event_id.clone())
@@ -135,7 +135,18 @@ impl WriteTx {
             .bind(e.prev_hash.clone())
             .bind(e.hash.clone())
             .bind(e.review_flags.clone())
+            .bind(e.disclosed.clone())
         )?;
+        // The index of who saw whom: one row per patient the record disclosed, in the same
+        // transaction as the record.
+        for pid in e.disclosed_ids() {
+            exec!(
+                self,
+                sqlx::query("INSERT INTO audit_disclosures (seq, patient_id) VALUES ($1, $2) ON CONFLICT (seq, patient_id) DO NOTHING")
+                    .bind(e.seq)
+                    .bind(pid)
+            )?;
+        }
         Ok(())
     }
 

@@ -416,7 +416,7 @@ pub(crate) const OPERATIONS: &[Entry] = &[
         "get",
         "/audit/events",
         "auditEvents",
-        "Audit records after a sequence number (?after=&limit=), or, with any of user, patient, action, from (inclusive), to (exclusive; a date includes that day), before (a sequence number), a search newest first (at most 500)",
+        "Audit records after a sequence number (?after=&limit=), or, with any of user, patient, action, from (inclusive), to (exclusive; a date includes that day), before (a sequence number), a search newest first (at most 500); patient also finds the records that returned that patient among others (their patients list)",
         &[],
         200,
     ),
@@ -475,6 +475,28 @@ fn problem_ref() -> Value {
     json!({"description": "Error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
 }
 
+/// One audit record as `GET /audit/events` returns it (`carevault_core::AuditEventView`).
+fn audit_event_schema() -> Value {
+    let text_or_null = || json!({"type": ["string", "null"]});
+    json!({"type": "object", "properties": {
+        "seq": {"type": "integer", "description": "Sequence number in the hash chain"},
+        "at": {"type": "integer", "description": "Microseconds since 1970"},
+        "actor": {"type": "string", "description": "user:<id> or system:<job>"},
+        "action": {"type": "string"},
+        "outcome": {"type": "string"},
+        "resource_type": text_or_null(),
+        "resource_id": text_or_null(),
+        "patient_id": {"type": ["string", "null"], "description": "The one patient the record is about"},
+        "purpose": text_or_null(),
+        "review_flags": text_or_null(),
+        "patients": {"type": "array", "items": {"type": "string"},
+            "description": "The patients whose data a search, list or queue returned under this record (ids, sorted); empty for other records. The patient filter finds the record under each of them."},
+        "username": text_or_null(),
+        "source_ip": text_or_null(),
+    }, "required": ["seq", "at", "actor", "action", "outcome", "resource_type", "resource_id", "patient_id", "purpose",
+                    "review_flags", "patients", "username", "source_ip"]})
+}
+
 /// The whole document.
 pub(crate) fn build() -> Value {
     let mut paths: Map<String, Value> = Map::new();
@@ -501,6 +523,10 @@ pub(crate) fn build() -> Value {
                     "properties": {"status": {"type": "string", "enum": ["pending-approval"]}, "approval_id": {"type": "string"},
                         "code": {"type": "string"}, "detail": {"type": "string"}},
                     "required": ["status", "approval_id"]}}}});
+        }
+        if *id == "auditEvents" {
+            op["responses"]["200"] = json!({"description": "Audit records (plain columns; sealed details stay sealed)",
+                "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}}}});
         }
         let p = params(method, path);
         if !p.is_empty() {
@@ -533,7 +559,8 @@ pub(crate) fn build() -> Value {
             "schemas": {"Problem": {"type": "object", "properties": {
                 "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
                 "detail": {"type": "string"}, "code": {"type": "string"}
-            }, "required": ["type", "title", "status", "code"]}},
+            }, "required": ["type", "title", "status", "code"]},
+            "AuditEvent": audit_event_schema()},
             "securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "__Host-carevault_session"}}
         },
         "security": [{"session": []}],
@@ -571,5 +598,32 @@ mod tests {
         assert_eq!(routed, documented);
         let doc = build();
         assert_eq!(doc["openapi"], "3.1.0");
+        // The audit events' shape names every field of the core's view, the disclosed patients too.
+        let schema = &doc["components"]["schemas"]["AuditEvent"];
+        assert_eq!(schema["properties"]["patients"]["type"], "array");
+        assert_eq!(
+            doc["paths"]["/audit/events"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"],
+            "#/components/schemas/AuditEvent"
+        );
+        let view = carevault_core::AuditEventView {
+            seq: 1,
+            at: 0,
+            actor: "system:init".into(),
+            action: "search".into(),
+            outcome: "success".into(),
+            resource_type: None,
+            resource_id: None,
+            patient_id: None,
+            purpose: None,
+            review_flags: None,
+            patients: vec!["p1".into()],
+            username: None,
+            source_ip: None,
+        };
+        let mut fields: Vec<String> = serde_json::to_value(view).unwrap().as_object().unwrap().keys().cloned().collect();
+        let mut documented: Vec<String> = schema["properties"].as_object().unwrap().keys().cloned().collect();
+        fields.sort();
+        documented.sort();
+        assert_eq!(fields, documented);
     }
 }

@@ -894,9 +894,12 @@ async fn audit_search_filters_and_the_csv_export() {
     assert!(matches!(v.audit_export_csv(&fd, &AuditQuery::default()).await, Err(CoreError::Forbidden { .. })));
     let csv = v.audit_export_csv(&auditor, &q(&|q| q.patient = Some(p1.clone()))).await.expect("export");
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines[0], "time,sequence,user,action,outcome,resource type,resource id,patient,purpose,source ip,review flags");
+    assert_eq!(
+        lines[0],
+        "time,sequence,user,action,outcome,resource type,resource id,patient,purpose,source ip,review flags,patients disclosed"
+    );
     assert_eq!(lines.len() - 1, rows.len() + 1, "the records of p1 and the auditor's search about p1");
-    assert!(lines[1..].iter().all(|l| l.split(',').count() == 11 && l.contains(&p1)));
+    assert!(lines[1..].iter().all(|l| l.split(',').count() == 12 && l.contains(&p1)));
     assert!(csv.contains(&doc_staff.username));
     let exported = v.audit_search(&privacy, &q(&|q| q.action = Some("export".into()))).await.expect("exports");
     assert!(exported.iter().any(|e| e.actor == format!("user:{}", auditor_staff.id) && e.outcome == "success"));
@@ -932,13 +935,14 @@ fn audit_csv_quotes_as_rfc_4180() {
         patient_id: None,
         purpose: Some("TREAT".into()),
         review_flags: Some("sensitive:vip break-glass".into()),
+        patients: vec!["p1".into(), "p2".into()],
         username: None,
         source_ip: Some("say \"hi\"\nthere".into()),
     };
     let csv = carevault_core::audit_csv(&[e]);
     assert_eq!(
         csv.split("\r\n").nth(1),
-        Some("1970-01-01T00:00:00.000Z,7,\"system:a,b\",read,success,Patient,,,TREAT,\"say \"\"hi\"\"\nthere\",sensitive:vip break-glass")
+        Some("1970-01-01T00:00:00.000Z,7,\"system:a,b\",read,success,Patient,,,TREAT,\"say \"\"hi\"\"\nthere\",sensitive:vip break-glass,p1 p2")
     );
 }
 

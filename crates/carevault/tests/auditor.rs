@@ -215,6 +215,7 @@ async fn roll_back(tv: &TestVault, s: &Snapshot) {
     let mut c = tv.raw().await.expect("raw");
     let (seq, hash, sig, frontier) = &s.head;
     c.execute(format!("DELETE FROM audit_events WHERE seq > {seq}").as_str()).await.expect("events");
+    c.execute(format!("DELETE FROM audit_disclosures WHERE seq > {seq}").as_str()).await.expect("disclosures");
     c.execute(format!("DELETE FROM audit_checkpoints WHERE seq > {seq}").as_str()).await.expect("checkpoints");
     c.execute(format!("DELETE FROM audit_tree_blocks WHERE idx >= {}", seq / 256).as_str()).await.expect("blocks");
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3, tree_frontier = $4")

@@ -46,6 +46,11 @@ pub(crate) fn encode_into(b: &mut Vec<u8>, r: AuditRowRef<'_>) {
         b.extend_from_slice(b"review");
         put(b, Some(marks));
     }
+    // Added in schema 14, the same way: records without disclosed patients hash as before.
+    if let Some(ids) = r.disclosed {
+        b.extend_from_slice(b"disclosed");
+        put(b, Some(ids));
+    }
 }
 
 #[cfg(test)]
@@ -96,6 +101,7 @@ mod tests {
             purpose: Some("TREAT".into()),
             details,
             review_flags: None,
+            disclosed: None,
             prev_hash: vec![],
             hash: vec![],
         }
@@ -104,7 +110,7 @@ mod tests {
     proptest! {
         /// Changing any field of a record changes its hash.
         #[test]
-        fn every_field_is_covered(field in 0usize..14, byte in any::<u8>()) {
+        fn every_field_is_covered(field in 0usize..16, byte in any::<u8>()) {
             let r = row(7, Some(vec![1, 2, 3]));
             let h = record_hash(&GENESIS, &r);
             let mut m = r.clone();
@@ -123,10 +129,30 @@ mod tests {
                 10 => m.patient_id = None,
                 11 => m.purpose = Some("HOPERAT".into()),
                 12 => m.details = Some(vec![1, 2, 3, byte]),
-                _ => m.review_flags = Some(format!("sensitive:{}", char::from(b'a' + byte % 26))),
+                13 => m.review_flags = Some(format!("sensitive:{}", char::from(b'a' + byte % 26))),
+                14 => m.disclosed = Some(format!("p1 p{}", char::from(b'a' + byte % 26))),
+                _ => {
+                    m.disclosed = Some("p1".into());
+                    m.review_flags = Some("p1".into());
+                }
             }
             prop_assert_ne!(h, record_hash(&GENESIS, &m));
         }
+    }
+
+    /// A record without disclosed patients hashes exactly as before schema 14; the two optional
+    /// trailing fields cannot stand in for each other.
+    #[test]
+    fn disclosed_is_an_optional_trailing_field() {
+        let mut a = row(3, None);
+        let legacy = canonical(a.as_ref());
+        a.disclosed = Some("p1 p2".into());
+        let with = canonical(a.as_ref());
+        assert!(with.starts_with(&legacy));
+        assert_eq!(&with[legacy.len()..legacy.len() + 9], b"disclosed");
+        a.disclosed = None;
+        a.review_flags = Some("p1 p2".into());
+        assert_ne!(canonical(a.as_ref()), with);
     }
 
     #[test]

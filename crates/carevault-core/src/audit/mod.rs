@@ -35,6 +35,11 @@ pub(crate) struct Draft {
     pub details: Option<Vec<u8>>,
     /// Patients whose data the holder of the receipt may decrypt.
     pub covers: Vec<String>,
+    /// Patients whose data this one record returned to its actor, when it returned several
+    /// patients' data (a search, a list, a queue): sorted, without repeats. Kept in the record's
+    /// `disclosed` column (hashed) and indexed in `audit_disclosures`, so the audit viewer's
+    /// patient filter finds the record for each of them.
+    pub disclosed: Vec<String>,
     /// Marks for review (break-glass, sensitive record).
     pub review: Option<String>,
 }
@@ -55,6 +60,7 @@ impl Draft {
             purpose: None,
             details: None,
             covers: Vec::new(),
+            disclosed: Vec::new(),
             review: None,
         }
     }
@@ -97,6 +103,18 @@ impl Draft {
 
     pub(crate) fn covering(mut self, ids: &[String]) -> Draft {
         self.covers.extend(ids.iter().cloned());
+        self
+    }
+
+    /// The patients whose data the operation returns under this record (the page returned, not
+    /// every match): the receipt covers them, and the record discloses them (see
+    /// [`Draft::disclosed`]). Key rotation, which decrypts but returns nothing to anyone, uses
+    /// [`Draft::covering`] alone.
+    pub(crate) fn disclosing(mut self, ids: &[String]) -> Draft {
+        self.covers.extend(ids.iter().cloned());
+        self.disclosed.extend(ids.iter().cloned());
+        self.disclosed.sort();
+        self.disclosed.dedup();
         self
     }
 

@@ -1,6 +1,7 @@
 //! `carevault audit verify`: recomputes the hash chain and the Merkle tree, checks the signed
 //! head, every signed checkpoint and tree head (database and file, which must agree), the stored
-//! tree blocks, and any tree heads kept elsewhere (witnesses); names the first bad record.
+//! tree blocks, any tree heads kept elsewhere (witnesses), and the disclosure index
+//! (`audit_disclosures`) against the patients the records disclose; names the first bad record.
 //!
 //! It trusts only what it checks: the public key comes from the pin in the data folder (a
 //! missing pin, or a database key that differs, fails); a missing head row, an empty log, a
@@ -292,6 +293,9 @@ pub async fn verify(store: &Store, dd: &DataDir, options: &VerifyOptions) -> Res
     let wanted_roots: BTreeSet<u64> = heads.iter().map(|h| h.head.tree_size).collect();
     let wanted_chain: BTreeSet<i64> = db_checkpoints.iter().map(|c| c.seq).chain(file_checkpoints.iter().map(|c| c.seq)).collect();
 
+    // The disclosure index, summed up to compare with what the records disclose.
+    let index = snap.scan_disclosures(Disclosures::default(), Disclosures::add).await?;
+
     // The stored block roots, checked as the walk completes each block.
     let stored_blocks: BTreeMap<i64, Vec<u8>> = snap.tree_blocks().await?.into_iter().collect();
 
@@ -333,9 +337,12 @@ pub async fn verify(store: &Store, dd: &DataDir, options: &VerifyOptions) -> Res
     };
     // The feeder is dropped when the scan ends (or fails): its last batch goes out, and the
     // channel closes.
-    let scanned = snap.scan_events(Feeder { tx, batch: Batch::default(), stop }).await.map(drop);
+    let scanned = snap
+        .scan_events(Feeder { tx, batch: Batch::default(), stop, disclosed: Disclosures::default() })
+        .await
+        .map(|mut feeder| std::mem::take(&mut feeder.disclosed));
     let walk = hasher.await.map_err(|e| crate::CoreError::Internal(format!("audit hashing: {e}")))?;
-    scanned?;
+    let disclosed = scanned?;
     let valid = signatures.await.map_err(|e| crate::CoreError::Internal(format!("signature checks: {e}")))?;
     for x in &walk.failures {
         f.add(x.seq, x.message.clone());
@@ -345,6 +352,24 @@ pub async fn verify(store: &Store, dd: &DataDir, options: &VerifyOptions) -> Res
         f.add(
             None,
             "the audit log is empty: an initialized data folder always holds at least its installation record (records were wiped)",
+        );
+    }
+
+    // The disclosure index holds exactly the patients the records (hashed) disclose.
+    if !walk.broken && index != disclosed {
+        let what = if index.rows < disclosed.rows {
+            "rows were deleted"
+        } else if index.rows > disclosed.rows {
+            "rows were added"
+        } else {
+            "rows were altered"
+        };
+        f.add(
+            None,
+            format!(
+                "the disclosure index (table audit_disclosures) does not match the records: it holds {} row(s), the records disclose {} patient(s) ({what}; the audit viewer's patient filter relies on it)",
+                index.rows, disclosed.rows
+            ),
         );
     }
 
@@ -581,6 +606,32 @@ impl Walk {
     }
 }
 
+/// An order-independent summary of a set of (record, patient id) pairs: how many, and the
+/// wrapping sum of a SHA-256 of each. The records' `disclosed` columns and the index
+/// `audit_disclosures` must give the same summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Disclosures {
+    rows: u64,
+    sum: u128,
+}
+
+impl Disclosures {
+    fn add(&mut self, seq: i64, patient_id: &[u8]) {
+        let h = carevault_crypto::sha256(&[&seq.to_be_bytes(), patient_id]);
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&h[..16]);
+        self.rows += 1;
+        self.sum = self.sum.wrapping_add(u128::from_be_bytes(first));
+    }
+
+    /// The patient ids of one record's `disclosed` column (space-separated).
+    fn add_record(&mut self, seq: i64, disclosed: &[u8]) {
+        for id in disclosed.split(|b| *b == b' ').filter(|s| !s.is_empty()) {
+            self.add(seq, id);
+        }
+    }
+}
+
 /// Records handed from the scanning thread to the hashing one: their bytes back to back.
 #[derive(Default)]
 struct Batch {
@@ -602,6 +653,8 @@ struct Feeder {
     tx: std::sync::mpsc::SyncSender<Batch>,
     batch: Batch,
     stop: Arc<AtomicBool>,
+    /// What the records' `disclosed` columns name, for the check of the index.
+    disclosed: Disclosures,
 }
 
 impl AuditVisitor for Feeder {
@@ -617,6 +670,9 @@ impl AuditVisitor for Feeder {
         let hash = prev.end..b.bytes.len();
         encode_into(&mut b.bytes, r);
         let canon = hash.end..b.bytes.len();
+        if let Some(ids) = r.disclosed {
+            self.disclosed.add_record(r.seq, ids);
+        }
         b.rows.push(BatchRow { seq: r.seq, prev, hash, canon });
         if b.rows.len() >= BATCH_ROWS {
             let full = std::mem::replace(b, Batch { bytes: Vec::with_capacity(b.bytes.capacity()), rows: Vec::with_capacity(BATCH_ROWS) });

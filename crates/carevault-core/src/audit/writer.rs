@@ -278,6 +278,7 @@ impl Writer {
                     .map(|mut d| {
                         d.outcome = e.outcome();
                         d.covers.clear();
+                        d.disclosed.clear();
                         d
                     })
                     .into_iter()
@@ -304,6 +305,8 @@ impl Writer {
                     purpose: d.purpose.map(|p| p.code().to_string()),
                     details: d.details,
                     review_flags: d.review,
+                    // Written with the record, and indexed row by row by `insert_audit`.
+                    disclosed: (!d.disclosed.is_empty()).then(|| d.disclosed.join(" ")),
                     prev_hash: hash.clone(),
                     hash: vec![],
                 };

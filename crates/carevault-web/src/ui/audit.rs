@@ -125,6 +125,21 @@ fn flag_badges(flags: Option<&str>) -> Markup {
     }
 }
 
+/// The patients a search or list returned (the record's disclosed patients), folded.
+fn disclosed_list(patients: &[String]) -> Markup {
+    let n = patients.len();
+    html! {
+        details class="disclosed" {
+            summary { (n) @if n == 1 { " patient" } @else { " patients" } }
+            ul {
+                @for p in patients {
+                    li { a href=(format!("/ui/patients/{p}")) { (p) } }
+                }
+            }
+        }
+    }
+}
+
 fn outcome_badge(outcome: &str) -> Markup {
     let class = if outcome == "success" { "badge ok" } else { "badge bad" };
     html! { span class=(class) { (outcome) } }
@@ -141,7 +156,7 @@ fn filter_form(f: &Filters) -> Markup {
             div class="stack" {
                 label for="f-patient" { "Patient" }
                 input id="f-patient" name="patient" type="text" value=(f.patient) autocomplete="off" aria-describedby="f-patient-hint";
-                span id="f-patient-hint" class="hint" { "Patient id" }
+                span id="f-patient-hint" class="hint" { "Patient id: also finds the searches and lists that returned the patient" }
             }
             div class="stack" {
                 label for="f-action" { "Action" }
@@ -195,6 +210,9 @@ fn events_table(events: &[AuditEventView]) -> Markup {
                             }
                             td {
                                 @if let Some(p) = &e.patient_id { a href=(format!("/ui/patients/{p}")) { (p) } }
+                                @if !e.patients.is_empty() {
+                                    (disclosed_list(&e.patients))
+                                }
                             }
                             td { (outcome_badge(&e.outcome)) }
                             td { (flag_badges(e.review_flags.as_deref())) }
