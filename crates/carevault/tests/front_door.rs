@@ -107,6 +107,60 @@ async fn unauthenticated_refusals_are_audited_once_per_address_and_window() {
     assert!(report.failures.is_empty(), "{:?}", report.failures);
 }
 
+async fn records_of(app: &App, action: &str) -> i64 {
+    scalar(app, &format!("SELECT COUNT(*) FROM audit_events WHERE action = '{action}'")).await
+}
+
+/// The other refusals that cost the caller nothing are counted the same way: a second-factor
+/// step without a pending session, and sign-in attempts while throttled or locked.
+#[tokio::test]
+async fn refusals_before_sign_in_cost_one_record_per_window() {
+    let app = App::spawn().await.expect("app");
+    let c = plain_client(&app);
+    let mfa = records_of(&app, "mfa-failed").await;
+    for _ in 0..50 {
+        let r = c.post(app.url("/api/v1/auth/mfa/totp")).json(&json!({"code": "123456"})).send().await.expect("totp");
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(records_of(&app, "mfa-failed").await - mfa, 1, "50 codes without a pending session: one record");
+
+    let staff = app.add_staff(Role::FrontDesk).await.expect("staff");
+    for _ in 0..5 {
+        assert_eq!(login(&c, &app, &staff.username, "not the password!").await.0, 401);
+    }
+    let failed = records_of(&app, "login-failed").await;
+    for _ in 0..50 {
+        assert_eq!(login(&c, &app, &staff.username, PASSWORD).await.0, 429, "locked, even with the right password");
+    }
+    assert_eq!(records_of(&app, "login-failed").await - failed, 1, "50 refusals of a throttled sign-in: one record");
+
+    // When the windows end, one record each carries the count of the other 49.
+    app.tv.clock.advance_secs(61);
+    let want = [("mfa-failed".to_string(), "refusals:49".to_string()), ("login-failed".to_string(), "refusals:49".to_string())];
+    for _ in 0..100 {
+        let got = marks(&app).await;
+        if want.iter().all(|w| got.contains(w)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = marks(&app).await;
+    assert!(want.iter().all(|w| got.contains(w)), "{got:?}");
+}
+
+/// (action, review marks) of the records that carry marks.
+async fn marks(app: &App) -> Vec<(String, String)> {
+    use sqlx::Row;
+    let mut c = app.tv.raw().await.expect("raw");
+    sqlx::query("SELECT action, review_flags FROM audit_events WHERE review_flags IS NOT NULL ORDER BY seq")
+        .fetch_all(&mut c)
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 async fn login(c: &reqwest::Client, app: &App, username: &str, password: &str) -> (u16, Option<String>, Value) {
     let r = c.post(app.url("/api/v1/auth/login")).json(&json!({"username": username, "password": password})).send().await.expect("login");
     let status = r.status().as_u16();

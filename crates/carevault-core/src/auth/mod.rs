@@ -304,7 +304,7 @@ impl Vault {
         let key = self.inner.throttle.name_key(&name);
         if let Some(retry) = self.throttled(ctx, &key, now) {
             let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).source_ip(ctx.ip_string()).resource("User", None);
-            self.inner.writer.append(d).await?;
+            self.refuse_counted((refusals::Kind::Throttled, ctx.source_ip, None), d, now).await?;
             return Err(CoreError::Throttled { retry_after_secs: retry });
         }
         let user = if name.is_empty() || name.len() > 64 { None } else { self.inner.store.user_by_username(&name).await? };
@@ -312,9 +312,7 @@ impl Vault {
             let strikes = self.inner.throttle.unknown_strikes(&key);
             let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).source_ip(ctx.ip_string()).resource("User", None);
             if let Some(until) = strikes.and_then(|s| s.locked_until).filter(|u| *u > now) {
-                let details =
-                    self.seal_json_details(&d.event_id, serde_json::json!({"reason": "unknown-user-locked", "username": name})).await?;
-                self.inner.writer.append(d.details(details)).await?;
+                self.refuse_counted((refusals::Kind::Locked, ctx.source_ip, None), d, now).await?;
                 return Err(CoreError::Throttled { retry_after_secs: retry_after(until, now) });
             }
             let pw = password_attempt.to_string();
@@ -327,11 +325,12 @@ impl Vault {
             return Err(CoreError::InvalidCredentials);
         };
         if let Some(until) = user.locked_until.filter(|u| *u > now) {
+            let actor = user_actor_name(&user.id);
             let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied)
-                .actor_name(user_actor_name(&user.id))
+                .actor_name(actor.clone())
                 .source_ip(ctx.ip_string())
                 .resource("User", Some(&user.id));
-            self.inner.writer.append(d).await?;
+            self.refuse_counted((refusals::Kind::Locked, ctx.source_ip, Some(actor)), d, now).await?;
             return Err(CoreError::Throttled { retry_after_secs: retry_after(until, now) });
         }
         let pw = password_attempt.to_string();
@@ -364,7 +363,7 @@ impl Vault {
         };
         let Some(session) = session.filter(|s| s.state == PENDING) else {
             let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied).source_ip(ctx.ip_string());
-            self.inner.writer.append(d).await?;
+            self.refuse_counted((refusals::Kind::NoPendingSession, ctx.source_ip, None), d, now).await?;
             return Err(CoreError::Unauthenticated);
         };
         if now >= session.expires_at {
@@ -434,20 +433,8 @@ impl Vault {
             _ => None,
         };
         let Some(s) = session else {
-            let (decision, ended) = self.inner.refusals.note(ctx.source_ip, now);
-            self.write_refusal_counts(ended, now);
-            if decision == refusals::Decision::Record {
-                let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied).source_ip(ctx.ip_string());
-                let details = serde_json::json!({"reason": "no-session", "window_secs": self.inner.refusals.window_secs()});
-                let sealed = self.seal_json_details(&d.event_id, details).await?;
-                if let Err(e) = self.inner.writer.append(d.details(sealed)).await {
-                    // The window's first record is not written: the next refusal opens it again,
-                    // and what was counted meanwhile is queued.
-                    let counted = self.inner.refusals.abandon(ctx.source_ip);
-                    self.write_refusal_counts(counted.into_iter().map(|t| (ctx.source_ip, t)).collect(), now);
-                    return Err(e);
-                }
-            }
+            let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied).source_ip(ctx.ip_string());
+            self.refuse_counted((refusals::Kind::NoSession, ctx.source_ip, None), d, now).await?;
             return Err(CoreError::Unauthenticated);
         };
         if self.is_expired(&s, now) {
@@ -490,24 +477,48 @@ impl Vault {
         })
     }
 
-    /// Writes one record per ended window of unauthenticated refusals, carrying the count of
-    /// refusals after the window's first (which has its own record). Queued as durable jobs:
-    /// a failed batch keeps them for the next one.
-    fn write_refusal_counts(&self, ended: Vec<(Option<std::net::IpAddr>, refusals::Tally)>, now: i64) {
+    /// Audits a refusal before sign-in through the per-window count (see `refusals`): `first`
+    /// is written (and waited for) when it opens its key's window; otherwise the refusal is
+    /// only counted.
+    pub(super) async fn refuse_counted(&self, key: refusals::Key, first: Draft, now: i64) -> Result<(), CoreError> {
+        let (decision, ended) = self.inner.refusals.note(&key, now);
+        self.write_refusal_counts(ended, now);
+        if decision == refusals::Decision::Counted {
+            return Ok(());
+        }
+        let details = serde_json::json!({"reason": key.0.reason(), "window_secs": self.inner.refusals.window_secs()});
+        let sealed = self.seal_json_details(&first.event_id, details).await?;
+        if let Err(e) = self.inner.writer.append(first.details(sealed)).await {
+            // The window's first record is not written: the next refusal opens it again, and
+            // what was counted meanwhile is queued.
+            let counted = self.inner.refusals.abandon(&key);
+            self.write_refusal_counts(counted.into_iter().map(|t| (key.clone(), t)).collect(), now);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes one record per ended window of refusals, carrying the count of refusals after the
+    /// window's first (which has its own record). Queued as durable jobs: a failed batch keeps
+    /// them for the next one.
+    fn write_refusal_counts(&self, ended: Vec<(refusals::Key, refusals::Tally)>, now: i64) {
         let drafts = self.refusal_count_drafts(ended, now);
         if !drafts.is_empty() {
             self.inner.writer.fire_audited(vec![], drafts);
         }
     }
 
-    fn refusal_count_drafts(&self, ended: Vec<(Option<std::net::IpAddr>, refusals::Tally)>, now: i64) -> Vec<Draft> {
+    fn refusal_count_drafts(&self, ended: Vec<(refusals::Key, refusals::Tally)>, now: i64) -> Vec<Draft> {
         let mut drafts = Vec::with_capacity(ended.len());
-        for (ip, t) in ended {
-            let mut d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied).source_ip(ip.map(|i| i.to_string()));
+        for ((kind, ip, actor), t) in ended {
+            let mut d = Draft::new(now, kind.action(), Outcome::Denied).source_ip(ip.map(|i| i.to_string()));
+            if let Some(a) = actor {
+                d = d.actor_name(a);
+            }
             // The count is a plain mark so the audit viewer shows it; the times are in details.
             d.review = Some(format!("refusals:{}", t.further));
             let details = serde_json::json!({
-                "reason": "no-session",
+                "reason": kind.reason(),
                 "count": t.further,
                 "window_opened": crate::format_instant(t.opened),
                 "first": crate::format_instant(t.first_further),
