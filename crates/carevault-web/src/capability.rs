@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::handler::Handler;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
@@ -396,7 +396,7 @@ pub(crate) fn statement(base: &str, started_at: i64) -> Value {
 }
 
 /// `GET /fhir/r4/metadata`: public, no session needed.
-pub(crate) async fn metadata(State(st): State<AppState>, _headers: HeaderMap) -> Response {
+pub(crate) async fn metadata(State(st): State<AppState>) -> Response {
     let base = format!("{}/fhir/r4", st.public_origin);
     fhir_json(StatusCode::OK, &statement(&base, st.started_at))
 }

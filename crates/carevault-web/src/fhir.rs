@@ -30,7 +30,7 @@ async fn authenticate(
 /// `https://host[:port]/fhir/r4` from the configured public origin. The request's `Host`
 /// header never shapes a link: a client could otherwise plant another server's address in
 /// links and `Location` headers that other clients follow.
-fn base_url(st: &AppState, _headers: &HeaderMap) -> String {
+fn base_url(st: &AppState) -> String {
     format!("{}/fhir/r4", st.public_origin)
 }
 
@@ -87,7 +87,7 @@ pub(crate) async fn create(State(st): State<AppState>, Peer(ctx): Peer, headers:
         Err(r) => return Ok(r),
     };
     let rec = st.vault.create_patient(&actor, p, &bytes).await?;
-    let loc = format!("{}/Patient/{}/_history/{}", base_url(&st, &headers), rec.id, rec.version);
+    let loc = format!("{}/Patient/{}/_history/{}", base_url(&st), rec.id, rec.version);
     Ok(resource_response(StatusCode::CREATED, &rec, Some(loc)))
 }
 
@@ -154,7 +154,7 @@ fn entry(base: &str, rec: &PatientRecord) -> Value {
 pub(crate) async fn history(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let recs = st.vault.patient_history(&actor, p, &id).await?;
-    let base = base_url(&st, &headers);
+    let base = base_url(&st);
     let entries: Vec<Value> = recs
         .iter()
         .map(|r| {
@@ -223,7 +223,7 @@ fn parse_pairs(raw: &[u8]) -> Result<Vec<(String, String)>, InputError> {
     Ok(out)
 }
 
-async fn run_search(st: &AppState, actor: &Actor, p: PurposeOfUse, headers: &HeaderMap, raw: &[u8]) -> FhirResult {
+async fn run_search(st: &AppState, actor: &Actor, p: PurposeOfUse, raw: &[u8]) -> FhirResult {
     let pairs = match parse_pairs(raw) {
         Ok(p) => p,
         Err(e) => {
@@ -232,12 +232,12 @@ async fn run_search(st: &AppState, actor: &Actor, p: PurposeOfUse, headers: &Hea
         }
     };
     let page = st.vault.search_patients(actor, p, &pairs).await?;
-    Ok(fhir_json(StatusCode::OK, &search_bundle(&base_url(st, headers), &page)))
+    Ok(fhir_json(StatusCode::OK, &search_bundle(&base_url(st), &page)))
 }
 
 pub(crate) async fn search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
-    run_search(&st, &actor, p, &headers, q.unwrap_or_default().as_bytes()).await
+    run_search(&st, &actor, p, q.unwrap_or_default().as_bytes()).await
 }
 
 /// `POST /Patient/_search` with a form body keeps search terms out of URLs and logs.
@@ -272,7 +272,7 @@ pub(crate) async fn search_post(
         raw.push(b'&');
     }
     raw.extend_from_slice(&bytes);
-    run_search(&st, &actor, p, &headers, &raw).await
+    run_search(&st, &actor, p, &raw).await
 }
 
 /// Anything else under `/fhir/r4`: a FHIR-shaped 404 or 405.
@@ -312,7 +312,8 @@ pub(crate) async fn allergy_create(State(st): State<AppState>, Peer(ctx): Peer, 
         Err(r) => return Ok(r),
     };
     let rec = st.vault.create_allergy(&actor, p, &bytes).await?;
-    let loc = format!("{}/AllergyIntolerance/{}/_history/{}", base_url(&st, &headers), rec.id, rec.version);
+    // AllergyIntolerance has no vread (see the CapabilityStatement): the Location is the resource.
+    let loc = format!("{}/AllergyIntolerance/{}", base_url(&st), rec.id);
     Ok(allergy_response(StatusCode::CREATED, &rec, Some(loc)))
 }
 
@@ -339,7 +340,7 @@ pub(crate) async fn allergy_search(State(st): State<AppState>, Peer(ctx): Peer, 
         }
     };
     let recs = st.vault.patient_allergies(&actor, p, &patient).await?;
-    let base = base_url(&st, &headers);
+    let base = base_url(&st);
     let entries: Vec<Value> = recs
         .iter()
         .map(|r| json!({"fullUrl": format!("{base}/AllergyIntolerance/{}", r.id), "resource": r.to_fhir(), "search": {"mode": "match"}}))
@@ -396,7 +397,7 @@ pub(crate) async fn practitioner_search(
     let npi = params.first().map(|(_, v)| v.rsplit('|').next().unwrap_or("").to_string());
     let (_, list) = st.vault.directory(&actor).await?;
     let found = list.iter().filter(|p| npi.as_ref().is_none_or(|n| &p.npi == n)).map(|p| p.to_fhir()).collect();
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found)))
 }
 
 /// `GET /fhir/r4/PractitionerRole[?practitioner=id]`.
@@ -411,7 +412,7 @@ pub(crate) async fn practitioner_role_search(
     let who = params.first().map(|(_, v)| v.strip_prefix("Practitioner/").unwrap_or(v).to_string());
     let (_, list) = st.vault.directory(&actor).await?;
     let found = list.iter().filter(|p| who.as_ref().is_none_or(|w| &p.id == w)).flat_map(|p| p.roles_to_fhir()).collect();
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found)))
 }
 
 /// `GET /fhir/r4/Organization/{id}` and `GET /fhir/r4/Location/{id}`.
@@ -472,7 +473,7 @@ pub(crate) async fn slot_search(State(st): State<AppState>, Peer(ctx): Peer, hea
                 "start": carevault_core::format_instant(s.start), "end": carevault_core::format_instant(s.end)})
         })
         .collect();
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), resources)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), resources)))
 }
 
 /// `POST /fhir/r4/Appointment`: books a free slot.
@@ -485,7 +486,7 @@ pub(crate) async fn appointment_create(State(st): State<AppState>, Peer(ctx): Pe
     let req = carevault_domain::schedule::parse_appointment(&bytes)?;
     let a = st.vault.book_appointment(&actor, p, &req.patient_id, &req.practitioner_id, &req.location_id, req.start, req.minutes).await?;
     let mut r = fhir_json(StatusCode::CREATED, &a.to_fhir());
-    if let Ok(v) = HeaderValue::from_str(&format!("{}/Appointment/{}", base_url(&st, &headers), a.id)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/Appointment/{}", base_url(&st), a.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     Ok(r)
@@ -512,7 +513,7 @@ pub(crate) async fn appointment_search(
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let params = only_params(q.as_deref(), &accepted_params("Appointment"))?;
     let found = st.vault.search_appointments(&actor, p, &params).await?;
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found.iter().map(|a| a.to_fhir()).collect())))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found.iter().map(|a| a.to_fhir()).collect())))
 }
 
 /// The `patient` parameter of a chart search (required).
@@ -535,7 +536,7 @@ pub(crate) async fn encounter_search(State(st): State<AppState>, Peer(ctx): Peer
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let patient = patient_param(q.as_deref(), "Encounter")?;
     let list = st.vault.patient_encounters(&actor, p, &patient).await?;
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), list.iter().map(|r| r.to_fhir()).collect())))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), list.iter().map(|r| r.to_fhir()).collect())))
 }
 
 /// `GET /fhir/r4/Condition?patient=`.
@@ -543,7 +544,7 @@ pub(crate) async fn condition_search(State(st): State<AppState>, Peer(ctx): Peer
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let patient = patient_param(q.as_deref(), "Condition")?;
     let list = st.vault.patient_conditions(&actor, p, &patient).await?;
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), list.iter().map(|r| r.to_fhir()).collect())))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), list.iter().map(|r| r.to_fhir()).collect())))
 }
 
 /// `GET /fhir/r4/DocumentReference/{id}`: a note, an addendum or an attached document.
@@ -570,7 +571,7 @@ pub(crate) async fn document_reference_search(
     let patient = patient_param(q.as_deref(), "DocumentReference")?;
     let mut found: Vec<Value> = st.vault.patient_notes(&actor, p, &patient).await?.iter().map(|r| r.to_fhir()).collect();
     found.extend(st.vault.patient_documents(&actor, p, &patient).await?.iter().map(|r| r.document_to_fhir()));
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found)))
 }
 
 /// `GET /fhir/r4/Provenance?target=DocumentReference/{id}`: the signatures of a note.
@@ -588,7 +589,7 @@ pub(crate) async fn provenance_search(
     let id = target.strip_prefix("DocumentReference/").unwrap_or(target);
     let (note, addenda) = st.vault.read_note(&actor, p, id).await?;
     let found = std::iter::once(&note).chain(addenda.iter()).filter_map(|r| r.provenance()).collect();
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found)))
 }
 
 /// `GET /fhir/r4/Binary/{id}`: a document's content, audited as an export. With
@@ -618,7 +619,7 @@ pub(crate) async fn consent_search(State(st): State<AppState>, Peer(ctx): Peer, 
     let patient = patient_param(q.as_deref(), "Consent")?;
     let list = st.vault.patient_consents(&actor, p, &patient).await?;
     let found = list.iter().map(|c| carevault_core::consent_to_fhir(c, &patient)).collect();
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found)))
 }
 
 /// `GET /fhir/r4/Consent/{id}/$pdf`: the signed consent as PDF.
