@@ -90,6 +90,7 @@ class ApiE2E(E2E):
         if newbie:
             self.test_deactivation(c["admin"], newbie)
         self.test_fuzz(c["admin"])
+        self.check_capability_statement()
         code = self.server.stop()
         self.r.check("server stops on SIGTERM with exit 0", code == 0, f"exit {code}")
         self.validate_all(at_least=3)

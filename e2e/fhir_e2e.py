@@ -294,7 +294,11 @@ class Server:
         self.work = work
         self.db_url = db_url
         self.port = free_port()
-        self.base = f"https://127.0.0.1:{self.port}"
+        # The server's public origin (by default https://localhost:PORT for a loopback listener):
+        # links and Location headers are built on it, never on the Host a request names, so
+        # clients use it too (cookies are kept per host).
+        self.base = f"https://localhost:{self.port}"
+        self.origin = self.base
         self.cert = str(data_dir / "tls" / "cert.pem")
         self.proc: subprocess.Popen | None = None
         self.out_path = work / "server.stdout"
@@ -374,6 +378,30 @@ class Staff:
         self.user_id = user_id
 
 
+# (resource type, interaction) of every FHIR request of the run that succeeded, from its method
+# and path; the CapabilityStatement must declare each (check_capability_statement).
+TOUCHED: set[tuple[str, str]] = set()
+
+
+def fhir_interaction(method: str, path: str) -> tuple[str, str] | None:
+    parts = [p for p in path.split("/") if p]
+    if parts[:2] != ["fhir", "r4"] or len(parts) < 3 or not parts[2][:1].isupper():
+        return None
+    rest = parts[2:]
+    t = rest[0]
+    if len(rest) == 1:
+        return (t, "create" if method == "POST" else "search-type")
+    if rest[1] == "_search":
+        return (t, "search-type")
+    if len(rest) == 2:
+        return (t, {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method))
+    if rest[2] == "_history":
+        return (t, "history-instance" if len(rest) == 3 else "vread")
+    if rest[2].startswith("$"):
+        return (t, rest[2])
+    return None
+
+
 class Client:
     """A requests.Session for one person; records every FHIR resource it receives."""
 
@@ -394,6 +422,9 @@ class Client:
         r = self.s.request(method, url, **kw)
         shown = urllib.parse.urlsplit(url)
         self.collector.add(f"{self.who}: {method} {shown.path} -> {r.status_code}", r)
+        touched = fhir_interaction(method, shown.path)
+        if touched and 200 <= r.status_code < 300:
+            TOUCHED.add(touched)
         return r
 
     def get(self, path: str, **kw: Any) -> requests.Response:
@@ -889,7 +920,7 @@ class E2E:
                 if not nxt:
                     break
                 url = nxt[0]
-                expect(url.startswith(self.server.base + "/fhir/r4/Patient?"), f"next link {url!r} is not on this server")
+                expect(url.startswith(self.server.origin + "/fhir/r4/Patient?"), f"next link {url!r} is not on this server")
                 r = c.get(url)
                 expect(r.status_code == 200, f"next page: {short(r)}")
                 page = r.json()
@@ -1002,6 +1033,34 @@ class E2E:
             expect(r.status_code == 401, f"session still alive: {short(r)}")
 
         self.r.run(f"idle timeout: {IDLE_SECS + 1} s without requests -> 401 (server-enforced, cookie still sent)", t)
+
+    def check_capability_statement(self) -> None:
+        """The CapabilityStatement parses with fhir.resources and declares every resource type and
+        interaction this run used successfully."""
+        anon = Client(self.server, self.collector, "anonymous")
+
+        def t() -> None:
+            r = anon.get("/fhir/r4/metadata")
+            expect(r.status_code == 200, short(r))
+            cs = r.json()
+            cls = _fhir_model("CapabilityStatement")
+            model = cls.model_validate(cs) if hasattr(cls, "model_validate") else cls.parse_obj(cs)
+            expect(model.fhirVersion == "4.0.1", f"fhirVersion {model.fhirVersion}")
+            errors = binding_errors(cs, "CapabilityStatement")
+            expect(not errors, "; ".join(errors))
+            declared: set[tuple[str, str]] = set()
+            for rest in cs.get("rest", []):
+                for res in rest.get("resource", []):
+                    declared |= {(res["type"], i["code"]) for i in res.get("interaction", [])}
+                    declared |= {(res["type"], "$" + o["name"]) for o in res.get("operation", [])}
+            types = {t for t, _ in declared}
+            expect(len(types) >= 15, f"only {sorted(types)} declared")
+            touched_types = {t for t, _ in TOUCHED}
+            expect(touched_types <= types, f"types used but not declared: {sorted(touched_types - types)}")
+            expect(TOUCHED <= declared, f"interactions used but not declared: {sorted(TOUCHED - declared)}")
+            expect(bool(TOUCHED), "the run used no FHIR interaction")
+
+        self.r.run(f"CapabilityStatement parses ({FHIR_MODELS}) and declares every type and interaction the run used", t)
 
     # -- after the server -------------------------------------------------------------------
 
@@ -1155,6 +1214,7 @@ class E2E:
             self.test_mfa_incomplete_then_front_desk()
             self.test_admin()
             self.test_idle_timeout()
+            self.check_capability_statement()
             self.phi_scan_data_dir("while the server runs")
         except Unusable as e:
             self.r.fail("server usable", str(e))

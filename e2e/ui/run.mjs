@@ -72,10 +72,11 @@ function idFrom(page, re) {
 
 // ---- 0b. the browser's own posts are accepted -------------------------------------------------
 
-// The server refuses a state-changing request whose Origin is not `https://<Host>`. Over HTTP/2
-// (what Chromium speaks with this server) there is no Host header, only `:authority`; and a page
-// served with `Referrer-Policy: no-referrer` makes Chromium send `Origin: null` with its form posts
-// (the Fetch standard's "serializing a request origin"). Both must be accepted.
+// The server refuses a state-changing request whose Origin is not its public origin
+// (CAREVAULT_PUBLIC_ORIGIN, set to srv.base here; never compared with the request's Host or
+// `:authority`). Over HTTP/2 (what Chromium speaks with this server) there is no Host header; and a
+// page served with `Referrer-Policy: no-referrer` makes Chromium send `Origin: null` with its form
+// posts (the Fetch standard's "serializing a request origin"). Both must be accepted.
 async function browserPosts(run, srv) {
   const problems = [];
   // The sign-in form posted by the page, as Chromium does by default (HTTP/2 over TLS), then
@@ -124,7 +125,7 @@ async function browserPosts(run, srv) {
     req.end('csrf=x&username=a&password=b');
   });
   if (/cross-origin request refused/.test(r2.body)) {
-    problems.push(`over HTTP/2 a post with the right Origin (${srv.base}) is refused: HTTP ${r2.status} 'cross-origin request refused' (the server compares Origin with a Host header HTTP/2 does not send)`);
+    problems.push(`over HTTP/2 a post with the right Origin (${srv.base}) is refused: HTTP ${r2.status} 'cross-origin request refused' (the server must compare Origin with its public origin)`);
   }
   if (problems.length) throw new Failure(problems.join('; '));
 }

@@ -13,9 +13,17 @@ pub struct CoreConfig {
     pub lockout_threshold: i64,
     /// Consecutive failures after which an account is locked until an administrator unlocks it.
     pub lockout_hard_limit: i64,
-    /// Failed sign-ins allowed per source address in `ip_window_secs`.
+    /// Failed sign-ins allowed per source address in `ip_window_secs`, across all names (password
+    /// spraying). From half of it on, each failure doubles the address's wait. Default 100: a
+    /// clinic behind one NAT or proxy is not locked out by its staff's typos.
     pub ip_failure_limit: u32,
+    /// Failed sign-ins allowed per name (known or not) from one address in `ip_window_secs`, with
+    /// the same backoff from half of it on. Default 10.
+    pub pair_failure_limit: u32,
     pub ip_window_secs: i64,
+    /// Requests without a valid session are audited once per source address and this window:
+    /// the first at once, the rest as one record carrying their count. Default 60 s.
+    pub unauthenticated_window_secs: i64,
     /// A signed checkpoint is written after this many audit events (and at least every
     /// `checkpoint_interval_secs` while events arrive).
     pub checkpoint_every: i64,
@@ -66,8 +74,10 @@ impl Default for CoreConfig {
             hash_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(1),
             lockout_threshold: 5,
             lockout_hard_limit: 100,
-            ip_failure_limit: 30,
+            ip_failure_limit: 100,
+            pair_failure_limit: 10,
             ip_window_secs: 600,
+            unauthenticated_window_secs: 60,
             checkpoint_every: 256,
             checkpoint_interval_secs: 10,
             totp_issuer: "carevault".to_string(),

@@ -1,8 +1,6 @@
 //! The `Vault` handle: the chokepoint's public face. Its fields are private to this crate and
 //! it has no accessor to the store or the keys.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -70,8 +68,10 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub config: CoreConfig,
     pub hash_slots: Semaphore,
-    /// Per source address: (window start, failures in the window, last failure).
-    pub ip_failures: Mutex<HashMap<IpAddr, (i64, u32, i64)>>,
+    /// Sign-in throttles (per name and address, per address, unknown names).
+    pub throttle: crate::auth::throttle::Throttle,
+    /// Unauthenticated refusals counted per address and window.
+    pub refusals: crate::auth::refusals::Refusals,
     pub data_dir: DataDir,
     pub kind: InstanceKind,
     pub created: bool,
@@ -80,6 +80,7 @@ pub(crate) struct Inner {
     pub storage: Arc<StorageMonitor>,
     pub files: Arc<AuditFiles>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tick_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The database, WAL and shared-memory files are readable by the owner only (SQLite gives
@@ -280,8 +281,9 @@ impl Vault {
                 writer,
                 clock: opts.clock,
                 hash_slots: Semaphore::new(opts.config.hash_concurrency.max(1)),
+                throttle: crate::auth::throttle::Throttle::new(),
+                refusals: crate::auth::refusals::Refusals::new(opts.config.unauthenticated_window_secs),
                 config: opts.config,
-                ip_failures: Mutex::new(HashMap::new()),
                 data_dir: dd,
                 kind: opts.instance,
                 created,
@@ -289,13 +291,33 @@ impl Vault {
                 storage,
                 files,
                 writer_task: Mutex::new(Some(task)),
+                tick_task: Mutex::new(None),
             }),
         };
         if let Err(e) = vault.upgrade_sealed_bindings().await {
             vault.shutdown().await;
             return Err(StartupError::Upgrade(e.to_string()));
         }
+        vault.start_tick();
         Ok(vault)
+    }
+
+    /// Every two seconds (the writer's rhythm), writes the counts of ended windows of
+    /// unauthenticated refusals. Holds the vault weakly: dropping the last handle ends it.
+    fn start_tick(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                Vault { inner }.flush_ended_refusals();
+            }
+        });
+        if let Ok(mut t) = self.inner.tick_task.lock() {
+            *t = Some(task);
+        }
     }
 
     /// Whether this open created a new store.
@@ -368,6 +390,12 @@ impl Vault {
 
     /// Checkpoints, stops the writer and closes the store.
     pub async fn shutdown(&self) {
+        if let Some(t) = self.inner.tick_task.lock().ok().and_then(|mut t| t.take()) {
+            t.abort();
+        }
+        if let Err(e) = self.flush_all_refusals().await {
+            tracing::error!(code = e.code(), "the counts of unauthenticated refusals could not be written at shutdown");
+        }
         let _ = self.inner.writer.checkpoint().await;
         let task = self.inner.writer_task.lock().ok().and_then(|mut t| t.take());
         if let Some(t) = task {

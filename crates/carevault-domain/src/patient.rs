@@ -488,25 +488,9 @@ fn element<T: for<'de> Deserialize<'de>>(v: &Value, path: &str) -> Result<T, Inp
     T::deserialize(v).map_err(|e| InputError::structure(Some(path), describe_serde_error(&e.to_string())))
 }
 
-/// Rewrites a serde message so that it names the rule but never echoes a submitted value.
+/// Rewrites a serde message so that it names the rule but never echoes what was submitted.
 fn describe_serde_error(msg: &str) -> String {
-    let expected = msg.split(", expected ").nth(1).map(|x| x.trim_end_matches('.'));
-    if msg.starts_with("invalid type") {
-        match expected {
-            Some(x) if !x.contains('"') => format!("has the wrong JSON type (expected {x})"),
-            _ => "has the wrong JSON type".to_string(),
-        }
-    } else if let Some(rest) = msg.strip_prefix("unknown field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        format!("element '{}' is not supported here", safe_key(name))
-    } else if let Some(rest) = msg.strip_prefix("missing field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        format!("element '{}' is required", safe_key(name))
-    } else if msg.starts_with("invalid length") {
-        "has the wrong number of entries".to_string()
-    } else {
-        "has an invalid value".to_string()
-    }
+    crate::error::describe_serde_message(msg)
 }
 
 fn array_of<T: for<'de> Deserialize<'de>>(
@@ -556,13 +540,8 @@ pub fn parse_patient(body: &[u8], ctx: &ParseContext) -> Result<PatientSubmissio
         }
         _ => return Err(InputError::new(IssueCode::Required, Some("resourceType".to_string()), "resourceType is required")),
     }
-    for key in obj.keys() {
-        if !SUPPORTED.contains(&key.as_str()) {
-            return Err(InputError::not_supported(
-                Some(&format!("Patient.{}", safe_key(key))),
-                "this element is not supported by this server",
-            ));
-        }
+    if obj.keys().any(|key| !SUPPORTED.contains(&key.as_str())) {
+        return Err(unsupported_element("Patient", SUPPORTED));
     }
     let id = match obj.get("id") {
         None => None,
@@ -609,13 +588,13 @@ pub fn parse_patient(body: &[u8], ctx: &ParseContext) -> Result<PatientSubmissio
 }
 
 /// Element names echoed in errors are limited to a safe alphabet (they come from the client).
-pub(crate) fn safe_key(k: &str) -> String {
-    let s: String = k.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
-    if s.is_empty() {
-        "(unnamed)".to_string()
-    } else {
-        s
-    }
+/// An element of `path` whose name the server does not know. The name is not repeated (it
+/// is the client's text); the path and the names that are supported are.
+pub(crate) fn unsupported_element(path: &str, supported: &[&str]) -> InputError {
+    InputError::not_supported(
+        Some(path),
+        format!("holds an element this server does not support; the supported elements are: {}", supported.join(", ")),
+    )
 }
 
 /// serde_json's message without any echoed input.
@@ -911,7 +890,7 @@ mod tests {
                 serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "address": [{"city": "a<b"}]}),
                 "Patient.address[0].city",
             ),
-            (serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "photo": []}), "Patient.photo"),
+            (serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "photo": []}), "Patient"),
             (serde_json::json!({"resourceType": "Patient", "name": [{"family": "X", "bogus": 1}]}), "Patient.name[0]"),
             (serde_json::json!({"resourceType": "Patient", "name": [{"family": "X"}], "gender": "robot"}), "Patient.gender"),
         ];

@@ -211,14 +211,9 @@ pub fn parse_appointment(body: &[u8]) -> Result<AppointmentRequest, InputError> 
     if obj.get("resourceType").and_then(|t| t.as_str()) != Some("Appointment") {
         return Err(InputError::value("Appointment.resourceType", "must be Appointment"));
     }
-    for k in obj.keys() {
-        if !matches!(k.as_str(), "resourceType" | "meta" | "text" | "status" | "start" | "end" | "minutesDuration" | "participant") {
-            return Err(InputError::new(
-                IssueCode::NotSupported,
-                Some(format!("Appointment.{}", crate::patient::safe_key(k))),
-                "this element is not supported",
-            ));
-        }
+    const SUPPORTED: &[&str] = &["resourceType", "meta", "text", "status", "start", "end", "minutesDuration", "participant"];
+    if obj.keys().any(|k| !SUPPORTED.contains(&k.as_str())) {
+        return Err(crate::patient::unsupported_element("Appointment", SUPPORTED));
     }
     if obj.get("status").and_then(|s| s.as_str()) != Some("booked") {
         return Err(InputError::value("Appointment.status", "a new appointment is booked"));
@@ -465,7 +460,8 @@ mod tests {
                     v["reasonCode"] = serde_json::json!([]);
                     v
                 },
-                "Appointment.reasonCode",
+                // An element the server does not know is not named (it is the client's text).
+                "Appointment",
             ),
             (
                 {

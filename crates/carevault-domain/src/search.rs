@@ -59,10 +59,10 @@ fn text_criterion(
                     alternatives.push((exact, f));
                 }
             }
-            Some(m) => {
+            Some(_) => {
                 return Err(InputError::not_supported(
                     Some(&format!("search parameter '{param}'")),
-                    format!("modifier ':{}' is not supported (use ':exact' or none)", safe(m)),
+                    "this modifier is not supported (use ':exact' or none)",
                 ))
             }
         }
@@ -70,8 +70,16 @@ fn text_criterion(
     Ok(Criterion { param, alternatives })
 }
 
-fn safe(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(32).collect()
+/// The search parameters of Patient this server supports.
+pub const PATIENT_PARAMS: &[&str] = &["name", "family", "given", "birthdate", "identifier", "phone", "_count", "_offset", "_format"];
+
+/// How a refusal names a parameter: by its own name when the server knows it, else not at all
+/// (the client's text is never echoed).
+fn known(name: &str) -> String {
+    match PATIENT_PARAMS.iter().find(|p| **p == name) {
+        Some(p) => format!("search parameter '{p}'"),
+        None => "query".to_string(),
+    }
 }
 
 /// Parses the query string pairs of `GET /Patient?…` (already percent-decoded).
@@ -83,15 +91,12 @@ pub fn parse_patient_query(pairs: &[(String, String)]) -> Result<PatientQuery, I
             None => (key.as_str(), None),
         };
         if value.chars().any(char::is_control) || value.len() > 256 {
-            return Err(err(&safe(name), "value is too long or contains control characters"));
+            return Err(InputError::new(IssueCode::Invalid, Some(known(name)), "value is too long or contains control characters"));
         }
         let no_modifier = || -> Result<(), InputError> {
             match modifier {
                 None => Ok(()),
-                Some(m) => Err(InputError::not_supported(
-                    Some(&format!("search parameter '{}'", safe(name))),
-                    format!("modifier ':{}' is not supported", safe(m)),
-                )),
+                Some(_) => Err(InputError::not_supported(Some(&known(name)), "modifiers are not supported on this parameter")),
             }
         };
         match name {
@@ -107,7 +112,7 @@ pub fn parse_patient_query(pairs: &[(String, String)]) -> Result<PatientQuery, I
                         Some(p) if p.chars().all(|c| c.is_ascii_lowercase()) => {
                             return Err(InputError::not_supported(
                                 Some("search parameter 'birthdate'"),
-                                format!("comparator '{}' is not supported: birth dates are searched by exact day, month or year", safe(p)),
+                                "comparators other than eq are not supported: birth dates are searched by exact day, month or year",
                             ));
                         }
                         _ => v,
@@ -163,9 +168,9 @@ pub fn parse_patient_query(pairs: &[(String, String)]) -> Result<PatientQuery, I
                     value.parse::<usize>().ok().filter(|c| *c <= 1_000_000).ok_or_else(|| err("_offset", "must be a whole number"))?;
             }
             "_format" if matches!(value.as_str(), "json" | "application/json" | "application/fhir+json") => {}
-            other => return Err(InputError::not_supported(
-                Some(&format!("search parameter '{}'", safe(other))),
-                "unknown or unsupported search parameter; supported: name, family, given, birthdate, identifier, phone, _count, _offset",
+            _ => return Err(InputError::not_supported(
+                Some("query"),
+                "a search parameter is unknown or unsupported; supported: name, family, given, birthdate, identifier, phone, _count, _offset",
             )),
         }
         if !name.starts_with('_') {

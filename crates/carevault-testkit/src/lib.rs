@@ -342,9 +342,19 @@ impl App {
 
     /// The server over an existing test vault (e.g. one on a small filesystem, or reopened).
     pub async fn serve(tv: TestVault, body_limit: usize) -> anyhow::Result<App> {
+        Self::serve_configured(tv, |w| w.body_limit = body_limit).await
+    }
+
+    /// The server with web settings of the test's choosing (trusted proxies, public origin).
+    pub async fn spawn_web(config: CoreConfig, web: impl FnOnce(&mut carevault_web::WebConfig)) -> anyhow::Result<App> {
+        Self::serve_configured(TestVault::with_config(config).await?, web).await
+    }
+
+    pub async fn serve_configured(tv: TestVault, web: impl FnOnce(&mut carevault_web::WebConfig)) -> anyhow::Result<App> {
         let tls = carevault_web::TlsSource::SelfSigned { dir: tv.data_dir().join("tls"), hostnames: vec![] };
-        let server =
-            carevault_web::start(tv.vault.clone(), carevault_web::WebConfig { listen: "127.0.0.1:0".parse()?, body_limit, tls }).await?;
+        let mut config = carevault_web::WebConfig::new("127.0.0.1:0".parse()?, tls);
+        web(&mut config);
+        let server = carevault_web::start(tv.vault.clone(), config).await?;
         let base = format!("https://localhost:{}", server.local_addr.port());
         Ok(App { cert_pem: server.cert_pem.clone(), tv, base, server: Some(server) })
     }

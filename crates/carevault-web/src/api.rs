@@ -55,8 +55,10 @@ pub(crate) async fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap,
     if has_nul(&value) {
         return Err(problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", "text must not contain NUL characters (\\u0000)"));
     }
+    // serde's own message would repeat unknown field names and submitted values.
     serde_json::from_value(value).map_err(|e| {
-        problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", &format!("the JSON does not have the expected fields and types: {e}"))
+        let what = carevault_domain::error::describe_serde_message(&e.to_string());
+        problem(StatusCode::BAD_REQUEST, "CV-INPUT-001", &format!("the JSON does not have the expected fields and types: it {what}"))
     })
 }
 

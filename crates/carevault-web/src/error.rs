@@ -47,10 +47,26 @@ fn issue_code(e: &CoreError) -> &'static str {
     }
 }
 
+/// What the client reads. Nothing the client sent is echoed: a "not found" names the kind of
+/// resource, not the id that was asked for (ids come from URLs and bodies, and an error body
+/// that reflects them is a vector for injection into whatever displays it).
 fn public_message(e: &CoreError) -> String {
     match e {
         CoreError::Internal(_) => "internal error; the event was logged".to_string(),
+        CoreError::NotFound { resource } => format!("{} not found", resource_kind(resource)),
         other => other.to_string(),
+    }
+}
+
+/// `Patient` of `Patient/123`; `Location` of `Location/a in Organization/b`; `resource` for
+/// anything that does not start with a plain name.
+pub(crate) fn resource_kind(resource: &str) -> &str {
+    let kind = resource.split('/').next().unwrap_or_default().trim();
+    let kind = kind.rsplit(' ').next().unwrap_or_default();
+    if !kind.is_empty() && kind.len() <= 40 && kind.chars().all(|c| c.is_ascii_alphabetic()) {
+        kind
+    } else {
+        "resource"
     }
 }
 
@@ -156,5 +172,23 @@ impl IntoResponse for ApiError {
         let mut r = problem(status, self.0.code(), &public_message(&self.0));
         retry_after(&self.0, &mut r);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_names_the_kind_only() {
+        for (resource, want) in [
+            ("Patient/abc<script>", "Patient not found"),
+            ("Location/a in Organization/b", "Location not found"),
+            ("active User/x of the patient's organization", "User not found"),
+            ("user", "user not found"),
+            ("<b>/x", "resource not found"),
+        ] {
+            assert_eq!(public_message(&CoreError::NotFound { resource: resource.into() }), want);
+        }
     }
 }

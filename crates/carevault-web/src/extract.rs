@@ -11,14 +11,20 @@ use carevault_domain::{InputError, IssueCode, PurposeOfUse};
 
 use crate::SESSION_COOKIE;
 
-/// Where the request came from (the TCP peer, recorded by the listener).
+/// Where the request came from: the client address the listener worked out (the TCP peer, or
+/// behind a trusted proxy the rightmost untrusted `X-Forwarded-For` hop).
 pub(crate) struct Peer(pub RequestContext);
 
 impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(RequestContext { source_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) }))
+        let ip = parts
+            .extensions
+            .get::<crate::net::ClientAddr>()
+            .map(|c| c.0)
+            .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
+        Ok(Peer(RequestContext { source_ip: ip }))
     }
 }
 

@@ -1,4 +1,5 @@
-//! FHIR R4 REST: Patient create, read, vread, update, history, search; CapabilityStatement.
+//! FHIR R4 REST handlers. Which handler serves which interaction, and the CapabilityStatement,
+//! are in `capability.rs`.
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -8,6 +9,7 @@ use carevault_core::{Actor, PatientRecord, SearchPage};
 use carevault_domain::{AuditAction, InputError, IssueCode, PurposeOfUse};
 use serde_json::{json, Value};
 
+use crate::capability::accepted_params;
 use crate::error::{fhir_json, operation_outcome, FhirError};
 use crate::extract::{json_content_type, purpose, read_body, session_token, Peer};
 use crate::server::AppState;
@@ -25,17 +27,11 @@ async fn authenticate(
     Ok((actor, p))
 }
 
-/// `https://host/fhir/r4`, from a Host header that looks like a host name, else the listener.
-fn base_url(st: &AppState, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty() && h.len() <= 255 && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| st.public_host.clone());
-    format!("https://{host}/fhir/r4")
+/// `https://host[:port]/fhir/r4` from the configured public origin. The request's `Host`
+/// header never shapes a link: a client could otherwise plant another server's address in
+/// links and `Location` headers that other clients follow.
+fn base_url(st: &AppState) -> String {
+    format!("{}/fhir/r4", st.public_origin)
 }
 
 fn http_date(micros: i64) -> String {
@@ -91,7 +87,7 @@ pub(crate) async fn create(State(st): State<AppState>, Peer(ctx): Peer, headers:
         Err(r) => return Ok(r),
     };
     let rec = st.vault.create_patient(&actor, p, &bytes).await?;
-    let loc = format!("{}/Patient/{}/_history/{}", base_url(&st, &headers), rec.id, rec.version);
+    let loc = format!("{}/Patient/{}/_history/{}", base_url(&st), rec.id, rec.version);
     Ok(resource_response(StatusCode::CREATED, &rec, Some(loc)))
 }
 
@@ -158,7 +154,7 @@ fn entry(base: &str, rec: &PatientRecord) -> Value {
 pub(crate) async fn history(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let recs = st.vault.patient_history(&actor, p, &id).await?;
-    let base = base_url(&st, &headers);
+    let base = base_url(&st);
     let entries: Vec<Value> = recs
         .iter()
         .map(|r| {
@@ -227,7 +223,7 @@ fn parse_pairs(raw: &[u8]) -> Result<Vec<(String, String)>, InputError> {
     Ok(out)
 }
 
-async fn run_search(st: &AppState, actor: &Actor, p: PurposeOfUse, headers: &HeaderMap, raw: &[u8]) -> FhirResult {
+async fn run_search(st: &AppState, actor: &Actor, p: PurposeOfUse, raw: &[u8]) -> FhirResult {
     let pairs = match parse_pairs(raw) {
         Ok(p) => p,
         Err(e) => {
@@ -236,12 +232,12 @@ async fn run_search(st: &AppState, actor: &Actor, p: PurposeOfUse, headers: &Hea
         }
     };
     let page = st.vault.search_patients(actor, p, &pairs).await?;
-    Ok(fhir_json(StatusCode::OK, &search_bundle(&base_url(st, headers), &page)))
+    Ok(fhir_json(StatusCode::OK, &search_bundle(&base_url(st), &page)))
 }
 
 pub(crate) async fn search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
-    run_search(&st, &actor, p, &headers, q.unwrap_or_default().as_bytes()).await
+    run_search(&st, &actor, p, q.unwrap_or_default().as_bytes()).await
 }
 
 /// `POST /Patient/_search` with a form body keeps search terms out of URLs and logs.
@@ -276,7 +272,7 @@ pub(crate) async fn search_post(
         raw.push(b'&');
     }
     raw.extend_from_slice(&bytes);
-    run_search(&st, &actor, p, &headers, &raw).await
+    run_search(&st, &actor, p, &raw).await
 }
 
 /// Anything else under `/fhir/r4`: a FHIR-shaped 404 or 405.
@@ -294,54 +290,6 @@ pub(crate) async fn fallback(method: Method) -> Response {
     } else {
         fhir_json(StatusCode::METHOD_NOT_ALLOWED, &operation_outcome("not-supported", "method not allowed", None, "CV-NOTFOUND-003"))
     }
-}
-
-pub(crate) async fn metadata(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let base = base_url(&st, &headers);
-    let sp = |name: &str, ty: &str, doc: &str| json!({"name": name, "definition": format!("http://hl7.org/fhir/SearchParameter/individual-{name}"), "type": ty, "documentation": doc});
-    let cs = json!({
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": carevault_core::format_instant(st.started_at),
-        "publisher": "carevault",
-        "kind": "instance",
-        "software": {"name": "carevault", "version": env!("CARGO_PKG_VERSION")},
-        "implementation": {"description": "carevault clinic server", "url": base},
-        "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
-        "rest": [{
-            "mode": "server",
-            "documentation": "Every read, search and change is authorized, audited and encrypted at rest. Name the purpose of use in the X-Purpose-Of-Use header (HL7 v3 PurposeOfUse code).",
-            "security": {
-                "cors": false,
-                "description": "Staff sign in at /api/v1/auth/login and /api/v1/auth/mfa/totp; the session is a Secure, HttpOnly, SameSite=Strict cookie."
-            },
-            "resource": [{
-                "type": "Patient",
-                "profile": "http://hl7.org/fhir/StructureDefinition/Patient",
-                "interaction": [
-                    {"code": "read"}, {"code": "vread"}, {"code": "update"},
-                    {"code": "history-instance"}, {"code": "create"}, {"code": "search-type"}
-                ],
-                "versioning": "versioned-update",
-                "readHistory": true,
-                "updateCreate": false,
-                "conditionalCreate": false,
-                "conditionalRead": "not-supported",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
-                "searchParam": [
-                    sp("name", "string", "Starts with (3+ letters) or whole word, case- and accent-insensitive, any name part; :exact supported"),
-                    sp("family", "string", "Starts with (3+ letters) or whole word; :exact supported"),
-                    sp("given", "string", "Starts with (3+ letters) or whole word; :exact supported"),
-                    sp("birthdate", "date", "Exact day, month or year (eq only)"),
-                    sp("identifier", "token", "value or system|value"),
-                    sp("phone", "token", "Digits of the number")
-                ]
-            }]
-        }]
-    });
-    fhir_json(StatusCode::OK, &cs)
 }
 
 fn allergy_response(status: StatusCode, rec: &carevault_core::AllergyRecord, location: Option<String>) -> Response {
@@ -364,7 +312,8 @@ pub(crate) async fn allergy_create(State(st): State<AppState>, Peer(ctx): Peer, 
         Err(r) => return Ok(r),
     };
     let rec = st.vault.create_allergy(&actor, p, &bytes).await?;
-    let loc = format!("{}/AllergyIntolerance/{}/_history/{}", base_url(&st, &headers), rec.id, rec.version);
+    // AllergyIntolerance has no vread (see the CapabilityStatement): the Location is the resource.
+    let loc = format!("{}/AllergyIntolerance/{}", base_url(&st), rec.id);
     Ok(allergy_response(StatusCode::CREATED, &rec, Some(loc)))
 }
 
@@ -391,7 +340,7 @@ pub(crate) async fn allergy_search(State(st): State<AppState>, Peer(ctx): Peer, 
         }
     };
     let recs = st.vault.patient_allergies(&actor, p, &patient).await?;
-    let base = base_url(&st, &headers);
+    let base = base_url(&st);
     let entries: Vec<Value> = recs
         .iter()
         .map(|r| json!({"fullUrl": format!("{base}/AllergyIntolerance/{}", r.id), "resource": r.to_fhir(), "search": {"mode": "match"}}))
@@ -444,11 +393,11 @@ pub(crate) async fn practitioner_search(
     RawQuery(q): RawQuery,
 ) -> FhirResult {
     let (actor, _) = authenticate(&st, &ctx, &headers).await?;
-    let params = only_params(q.as_deref(), &["identifier"])?;
+    let params = only_params(q.as_deref(), &accepted_params("Practitioner"))?;
     let npi = params.first().map(|(_, v)| v.rsplit('|').next().unwrap_or("").to_string());
     let (_, list) = st.vault.directory(&actor).await?;
     let found = list.iter().filter(|p| npi.as_ref().is_none_or(|n| &p.npi == n)).map(|p| p.to_fhir()).collect();
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found)))
 }
 
 /// `GET /fhir/r4/PractitionerRole[?practitioner=id]`.
@@ -459,11 +408,11 @@ pub(crate) async fn practitioner_role_search(
     RawQuery(q): RawQuery,
 ) -> FhirResult {
     let (actor, _) = authenticate(&st, &ctx, &headers).await?;
-    let params = only_params(q.as_deref(), &["practitioner"])?;
+    let params = only_params(q.as_deref(), &accepted_params("PractitionerRole"))?;
     let who = params.first().map(|(_, v)| v.strip_prefix("Practitioner/").unwrap_or(v).to_string());
     let (_, list) = st.vault.directory(&actor).await?;
     let found = list.iter().filter(|p| who.as_ref().is_none_or(|w| &p.id == w)).flat_map(|p| p.roles_to_fhir()).collect();
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found)))
 }
 
 /// `GET /fhir/r4/Organization/{id}` and `GET /fhir/r4/Location/{id}`.
@@ -505,7 +454,7 @@ pub(crate) async fn schedule_read(State(st): State<AppState>, Peer(ctx): Peer, h
 /// one local day.
 pub(crate) async fn slot_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
     let (actor, _) = authenticate(&st, &ctx, &headers).await?;
-    let params = only_params(q.as_deref(), &["schedule", "start", "duration"])?;
+    let params = only_params(q.as_deref(), &accepted_params("Slot"))?;
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let schedule = get("schedule").map(|s| s.strip_prefix("Schedule/").unwrap_or(s).to_string());
     let (Some(schedule), Some(date)) = (schedule, get("start")) else {
@@ -524,7 +473,7 @@ pub(crate) async fn slot_search(State(st): State<AppState>, Peer(ctx): Peer, hea
                 "start": carevault_core::format_instant(s.start), "end": carevault_core::format_instant(s.end)})
         })
         .collect();
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), resources)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), resources)))
 }
 
 /// `POST /fhir/r4/Appointment`: books a free slot.
@@ -537,7 +486,7 @@ pub(crate) async fn appointment_create(State(st): State<AppState>, Peer(ctx): Pe
     let req = carevault_domain::schedule::parse_appointment(&bytes)?;
     let a = st.vault.book_appointment(&actor, p, &req.patient_id, &req.practitioner_id, &req.location_id, req.start, req.minutes).await?;
     let mut r = fhir_json(StatusCode::CREATED, &a.to_fhir());
-    if let Ok(v) = HeaderValue::from_str(&format!("{}/Appointment/{}", base_url(&st, &headers), a.id)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/Appointment/{}", base_url(&st), a.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     Ok(r)
@@ -562,14 +511,14 @@ pub(crate) async fn appointment_search(
     RawQuery(q): RawQuery,
 ) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
-    let params = only_params(q.as_deref(), &["date", "practitioner", "patient", "location", "status", "_count"])?;
+    let params = only_params(q.as_deref(), &accepted_params("Appointment"))?;
     let found = st.vault.search_appointments(&actor, p, &params).await?;
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found.iter().map(|a| a.to_fhir()).collect())))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found.iter().map(|a| a.to_fhir()).collect())))
 }
 
 /// The `patient` parameter of a chart search (required).
-fn patient_param(q: Option<&str>) -> Result<String, InputError> {
-    let params = only_params(q, &["patient"])?;
+fn patient_param(q: Option<&str>, kind: &str) -> Result<String, InputError> {
+    let params = only_params(q, &accepted_params(kind))?;
     let Some((_, v)) = params.first() else {
         return Err(InputError::new(IssueCode::Required, Some("patient".to_string()), "patient is required"));
     };
@@ -585,17 +534,17 @@ pub(crate) async fn encounter_read(State(st): State<AppState>, Peer(ctx): Peer, 
 /// `GET /fhir/r4/Encounter?patient=`.
 pub(crate) async fn encounter_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
-    let patient = patient_param(q.as_deref())?;
+    let patient = patient_param(q.as_deref(), "Encounter")?;
     let list = st.vault.patient_encounters(&actor, p, &patient).await?;
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), list.iter().map(|r| r.to_fhir()).collect())))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), list.iter().map(|r| r.to_fhir()).collect())))
 }
 
 /// `GET /fhir/r4/Condition?patient=`.
 pub(crate) async fn condition_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
-    let patient = patient_param(q.as_deref())?;
+    let patient = patient_param(q.as_deref(), "Condition")?;
     let list = st.vault.patient_conditions(&actor, p, &patient).await?;
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), list.iter().map(|r| r.to_fhir()).collect())))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), list.iter().map(|r| r.to_fhir()).collect())))
 }
 
 /// `GET /fhir/r4/DocumentReference/{id}`: a note, an addendum or an attached document.
@@ -619,10 +568,10 @@ pub(crate) async fn document_reference_search(
     RawQuery(q): RawQuery,
 ) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
-    let patient = patient_param(q.as_deref())?;
+    let patient = patient_param(q.as_deref(), "DocumentReference")?;
     let mut found: Vec<Value> = st.vault.patient_notes(&actor, p, &patient).await?.iter().map(|r| r.to_fhir()).collect();
     found.extend(st.vault.patient_documents(&actor, p, &patient).await?.iter().map(|r| r.document_to_fhir()));
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found)))
 }
 
 /// `GET /fhir/r4/Provenance?target=DocumentReference/{id}`: the signatures of a note.
@@ -633,14 +582,14 @@ pub(crate) async fn provenance_search(
     RawQuery(q): RawQuery,
 ) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
-    let params = only_params(q.as_deref(), &["target"])?;
+    let params = only_params(q.as_deref(), &accepted_params("Provenance"))?;
     let Some((_, target)) = params.first() else {
         return Err(InputError::new(IssueCode::Required, Some("target".to_string()), "target is required").into());
     };
     let id = target.strip_prefix("DocumentReference/").unwrap_or(target);
     let (note, addenda) = st.vault.read_note(&actor, p, id).await?;
     let found = std::iter::once(&note).chain(addenda.iter()).filter_map(|r| r.provenance()).collect();
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found)))
 }
 
 /// `GET /fhir/r4/Binary/{id}`: a document's content, audited as an export. With
@@ -667,10 +616,10 @@ pub(crate) async fn binary_read(State(st): State<AppState>, Peer(ctx): Peer, hea
 /// `GET /fhir/r4/Consent?patient=`.
 pub(crate) async fn consent_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
     let (actor, p) = authenticate(&st, &ctx, &headers).await?;
-    let patient = patient_param(q.as_deref())?;
+    let patient = patient_param(q.as_deref(), "Consent")?;
     let list = st.vault.patient_consents(&actor, p, &patient).await?;
     let found = list.iter().map(|c| carevault_core::consent_to_fhir(c, &patient)).collect();
-    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st, &headers), found)))
+    Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found)))
 }
 
 /// `GET /fhir/r4/Consent/{id}/$pdf`: the signed consent as PDF.

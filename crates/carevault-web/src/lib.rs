@@ -5,15 +5,18 @@
 
 mod admin;
 mod api;
+mod capability;
 mod error;
 mod extract;
 mod fhir;
 mod headers;
+mod net;
 mod openapi;
 mod server;
 mod tls;
 mod ui;
 
+pub use net::{normalize_origin, TrustedProxies};
 pub use server::{start, RunningServer, WebConfig, WebError};
 pub use tls::TlsSource;
 

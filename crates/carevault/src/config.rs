@@ -17,7 +17,10 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub log: Option<String>,
+    /// Older spelling of `[server] public_origin`, still read.
     pub public_origin: Option<String>,
+    #[serde(default)]
+    pub server: ServerSection,
     #[serde(default)]
     pub session: SessionSection,
     #[serde(default)]
@@ -28,6 +31,15 @@ pub struct FileConfig {
     pub audit: AuditSection,
     #[serde(default)]
     pub storage: StorageSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Where staff and FHIR clients reach the server (`https://clinic.example:8443`).
+    pub public_origin: Option<String>,
+    /// Reverse proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,7 +100,9 @@ pub struct Settings {
     pub require_approval: bool,
     /// Lifetime of enrollment invitations (`[access] invitation_hours`).
     pub invitation_hours: i64,
-    pub public_origin: String,
+    /// The configured public origin, normalized (`None`: derived from the listener).
+    pub public_origin: Option<String>,
+    pub trusted_proxies: carevault_web::TrustedProxies,
     pub care_window_days: i64,
     pub document_max_bytes: usize,
     pub witness_dir: Option<PathBuf>,
@@ -181,6 +195,20 @@ pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&st
         bail!("min_free_mb must be at most 1048576 (1 TiB); 0 turns the free-space reserve off");
     }
     let witness_dir = env("CAREVAULT_WITNESS_DIR").map(PathBuf::from).or(file.audit.witness_dir);
+    if let (Some(a), Some(b)) = (&file.public_origin, &file.server.public_origin) {
+        if a != b {
+            bail!("public_origin is set twice in the config file, differently: keep [server] public_origin only");
+        }
+    }
+    let public_origin = match env("CAREVAULT_PUBLIC_ORIGIN").or(file.server.public_origin).or(file.public_origin) {
+        None => None,
+        Some(o) => Some(carevault_web::normalize_origin(&o).map_err(|e| anyhow::anyhow!("public_origin: {e}"))?),
+    };
+    let trusted_proxies = match env("CAREVAULT_TRUSTED_PROXIES") {
+        Some(v) => carevault_web::TrustedProxies::parse(v.split([',', ' '])),
+        None => carevault_web::TrustedProxies::parse(file.server.trusted_proxies.iter().flatten().map(String::as_str)),
+    }
+    .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?;
     Ok(Settings {
         data_dir: data_dir.to_path_buf(),
         witness_dir,
@@ -202,6 +230,36 @@ pub fn load(data_dir: &Path, config_path: Option<&Path>, listen_flag: Option<&st
         invitation_hours,
         care_window_days,
         document_max_bytes,
-        public_origin: env("CAREVAULT_PUBLIC_ORIGIN").or(file.public_origin).unwrap_or_else(|| "https://localhost:8443".into()),
+        public_origin,
+        trusted_proxies,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_file(text: &str) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("carevault.toml"), text)?;
+        load(dir.path(), None, None)
+    }
+
+    #[test]
+    fn server_section_public_origin_and_trusted_proxies() {
+        let s =
+            with_file("[server]\npublic_origin = \"https://Clinic.Example:8443/\"\ntrusted_proxies = [\"10.0.0.7\", \"10.1.0.0/16\"]\n")
+                .expect("valid");
+        assert_eq!(s.public_origin.as_deref(), Some("https://clinic.example:8443"));
+        assert_eq!(s.trusted_proxies.len(), 2);
+        // The older top-level spelling still works; two different values are refused.
+        let s = with_file("public_origin = \"https://clinic.example\"\n").expect("top level");
+        assert_eq!(s.public_origin.as_deref(), Some("https://clinic.example"));
+        assert!(with_file("public_origin = \"https://a.example\"\n[server]\npublic_origin = \"https://b.example\"\n").is_err());
+        assert!(with_file("[server]\npublic_origin = \"http://clinic.example\"\n").is_err(), "https only");
+        assert!(with_file("[server]\npublic_origin = \"https://clinic.example/fhir\"\n").is_err(), "no path");
+        assert!(with_file("[server]\ntrusted_proxies = [\"10.0.0.0/40\"]\n").is_err());
+        let s = with_file("").expect("defaults");
+        assert!(s.public_origin.is_none() && s.trusted_proxies.is_empty());
+    }
 }

@@ -260,7 +260,8 @@ fn core_config(s: &config::Settings) -> CoreConfig {
         step_up_secs: s.step_up_secs,
         require_approval: s.require_approval,
         invitation_hours: s.invitation_hours,
-        public_origin: s.public_origin.clone(),
+        // The WebAuthn relying party; `localhost` accepts any port.
+        public_origin: s.public_origin.clone().unwrap_or_else(|| "https://localhost:8443".into()),
         min_free_bytes: s.min_free_mb.map(|m| m * 1024 * 1024),
         witness_dir: s.witness_dir.clone(),
         ..CoreConfig::default()
@@ -582,9 +583,21 @@ async fn serve(s: config::Settings, kind: InstanceKind) -> anyhow::Result<ExitCo
     }
     let tls = match (&s.tls_cert, &s.tls_key) {
         (Some(cert), Some(key)) => carevault_web::TlsSource::Files { cert: cert.clone(), key: key.clone() },
-        _ => carevault_web::TlsSource::SelfSigned { dir: s.data_dir.join("tls"), hostnames: vec![] },
+        _ => carevault_web::TlsSource::SelfSigned { dir: s.data_dir.join("tls"), hostnames: origin_host(s.public_origin.as_deref()) },
     };
-    let server = carevault_web::start(vault.clone(), carevault_web::WebConfig { listen: s.listen, body_limit: s.body_limit, tls }).await?;
+    if s.public_origin.is_none() && !s.listen.ip().is_loopback() {
+        tracing::warn!(listen = %s.listen, "no public_origin is configured: links and the cross-origin check use the listener's address; set [server] public_origin to the address clients use");
+    }
+    let web = carevault_web::WebConfig {
+        body_limit: s.body_limit,
+        public_origin: s.public_origin.clone(),
+        trusted_proxies: s.trusted_proxies.clone(),
+        ..carevault_web::WebConfig::new(s.listen, tls)
+    };
+    if !s.trusted_proxies.is_empty() {
+        tracing::info!(blocks = s.trusted_proxies.len(), "X-Forwarded-For is read from the trusted proxies");
+    }
+    let server = carevault_web::start(vault.clone(), web).await?;
     let jobs = vault.start_background_jobs();
     print_banner(&s, &vault, &server, fresh, &demo_file).await;
     tracing::info!(addr = %server.local_addr, backend = vault.backend_name(), "listening");
@@ -596,6 +609,20 @@ async fn serve(s: config::Settings, kind: InstanceKind) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// The host of the public origin, for the generated certificate's names.
+fn origin_host(origin: Option<&str>) -> Vec<String> {
+    let Some(rest) = origin.and_then(|o| o.strip_prefix("https://")) else { return vec![] };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => rest.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() || host == "localhost" {
+        vec![]
+    } else {
+        vec![host.to_string()]
+    }
+}
+
 async fn print_banner(s: &config::Settings, vault: &Vault, server: &carevault_web::RunningServer, fresh: bool, demo_file: &Path) {
     let url = format!("https://{}", server.local_addr);
     if vault.instance_kind() == InstanceKind::Demo {
@@ -604,11 +631,11 @@ async fn print_banner(s: &config::Settings, vault: &Vault, server: &carevault_we
         println!("==================================================================");
     }
     println!("carevault {} listening on {url} ({}, data folder {})", env!("CARGO_PKG_VERSION"), vault.backend_name(), s.data_dir.display());
-    // Browsers get the staff UI on `localhost` (the WebAuthn relying party of the default
-    // public origin), whatever loopback address the server listens on.
-    let ui = if server.local_addr.ip().is_loopback() { format!("https://localhost:{}", server.local_addr.port()) } else { url.clone() };
+    // Browsers and FHIR clients use the public origin (by default `https://localhost:PORT` on a
+    // loopback listener: the WebAuthn relying party and the certificate's name).
+    let ui = server.public_origin.clone();
     println!("staff web UI: {ui}/ui/");
-    println!("FHIR R4: {url}/fhir/r4/metadata");
+    println!("FHIR R4: {ui}/fhir/r4/metadata");
     if fresh || vault.was_created() {
         println!("initialized: data folder, database, master key (keys/master.key - back it up apart from the data), audit signing key");
     }

@@ -240,7 +240,9 @@ async fn totp_code_signs_in_once_and_its_replay_fails() {
 
 #[tokio::test]
 async fn repeated_failures_lock_the_account_and_the_address() {
-    let tv = TestVault::new().await.expect("vault");
+    // A low address-wide limit (the default is 100) so that the spraying below reaches it.
+    let config = carevault_core::CoreConfig { ip_failure_limit: 30, ..carevault_testkit::test_config() };
+    let tv = TestVault::with_config(config).await.expect("vault");
     tv.vault.add_user("lock.test", Role::FrontDesk, PASSWORD).await.expect("user");
     let ctx = carevault_core::RequestContext { source_ip: Some([10, 9, 8, 7].into()) };
     for _ in 0..5 {

@@ -131,7 +131,7 @@ impl Vault {
         };
         let Some(session) = session.filter(|s| s.state == PENDING && now < s.expires_at) else {
             let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied).source_ip(ctx.ip_string());
-            self.inner.writer.append(d).await?;
+            self.refuse_counted((super::refusals::Kind::NoPendingSession, ctx.source_ip, None), d, now).await?;
             return Err(CoreError::Unauthenticated);
         };
         let user = self.inner.store.user_by_id(&session.user_id).await?.filter(|u| u.active).ok_or(CoreError::Unauthenticated)?;

@@ -6,6 +6,8 @@ mod blocklist;
 mod enroll;
 mod passkey;
 mod policy;
+pub(crate) mod refusals;
+pub(crate) mod throttle;
 
 pub use account::MfaReset;
 pub use enroll::{form_token, random_token};
@@ -69,6 +71,15 @@ fn token_hash(token: &str) -> Vec<u8> {
 
 fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(carevault_crypto::random_bytes::<32>())
+}
+
+/// Seconds until `until` (a lock "until an administrator unlocks" is reported as a day).
+fn retry_after(until: i64, now: i64) -> i64 {
+    if until == i64::MAX {
+        86_400
+    } else {
+        (until - now) / 1_000_000 + 1
+    }
 }
 
 fn user_actor_name(id: &str) -> String {
@@ -261,33 +272,21 @@ impl Vault {
         Ok(())
     }
 
-    /// Per-address backoff: from half the limit on, each further failure doubles the wait
-    /// before the next attempt (1 s, 2 s, 4 s, …); at the limit the address waits for the rest
-    /// of the window.
-    fn ip_throttled(&self, ctx: &RequestContext, now: i64) -> Option<i64> {
-        let ip = ctx.source_ip?;
-        let window = self.inner.config.ip_window_secs * 1_000_000;
-        let map = self.inner.ip_failures.lock().ok()?;
-        let (start, count, last) = map.get(&ip).copied()?;
-        if now - start >= window {
-            return None;
-        }
-        let limit = self.inner.config.ip_failure_limit;
-        if count >= limit {
-            return Some((start + window - now) / 1_000_000 + 1);
-        }
-        let soft = (limit / 2).max(1);
-        if count < soft {
-            return None;
-        }
-        let wait = (1_000_000i64 << (count - soft).min(20)).min(window);
-        (now < last + wait).then(|| (last + wait - now) / 1_000_000 + 1)
+    /// The wait before this sign-in may be tried, if any: the address's limit (spraying across
+    /// names), then the name's from this address (one person failing slows only themselves).
+    fn throttled(&self, ctx: &RequestContext, name: &throttle::NameKey, now: i64) -> Option<i64> {
+        let c = &self.inner.config;
+        let window = c.ip_window_secs * 1_000_000;
+        let t = &self.inner.throttle;
+        t.address_wait(ctx.source_ip, c.ip_failure_limit, window, now)
+            .or_else(|| t.pair_wait(name, ctx.source_ip, c.pair_failure_limit, window, now))
     }
 
-    /// Counts a failed attempt from the request's address. When the address enters the backoff
-    /// (a sign-in storm), a security alert is raised, once per window.
-    fn ip_failed(&self, ctx: &RequestContext, now: i64) {
-        if self.ip_count_failure(ctx, now) {
+    /// Counts a failed attempt of `name` from the request's address. When the address enters
+    /// its backoff (a sign-in storm), a security alert is raised, once per window.
+    fn count_failure(&self, ctx: &RequestContext, name: &throttle::NameKey, now: i64) {
+        let c = &self.inner.config;
+        if self.inner.throttle.failed(name, ctx.source_ip, c.ip_failure_limit, c.ip_window_secs * 1_000_000, now) {
             let writer = self.inner.writer.clone();
             let ip = ctx.ip_string();
             let a = crate::access::alert(crate::access::SECURITY, "sign-in-storm", None, None, ip.as_deref(), now);
@@ -296,24 +295,9 @@ impl Vault {
         }
     }
 
-    /// True when this failure is the one that starts the address's backoff.
-    fn ip_count_failure(&self, ctx: &RequestContext, now: i64) -> bool {
-        let Some(ip) = ctx.source_ip else { return false };
-        let window = self.inner.config.ip_window_secs * 1_000_000;
-        if let Ok(mut map) = self.inner.ip_failures.lock() {
-            if map.len() > 50_000 {
-                map.retain(|_, (start, _, _)| now - *start < window);
-            }
-            let e = map.entry(ip).or_insert((now, 0, now));
-            if now - e.0 >= window {
-                *e = (now, 0, now);
-            }
-            e.1 = e.1.saturating_add(1);
-            e.2 = now;
-            // The storm alert goes out when the address enters the backoff.
-            return e.1 == (self.inner.config.ip_failure_limit / 2).max(1);
-        }
-        false
+    /// The throttles' key of an account's name.
+    fn user_key(&self, user: &UserRow) -> throttle::NameKey {
+        self.inner.throttle.name_key(&user.username)
     }
 
     /// Lock after repeated failures: a growing delay from `lockout_threshold` on, and a lock
@@ -339,7 +323,7 @@ impl Vault {
         extra_ops: Vec<Op>,
         now: i64,
     ) -> Result<(), CoreError> {
-        self.ip_failed(ctx, now);
+        self.count_failure(ctx, &self.user_key(user), now);
         let failed = user.failed_logins + 1;
         let mut ops = extra_ops;
         if failed == self.inner.config.lockout_threshold || failed == self.inner.config.lockout_hard_limit {
@@ -354,33 +338,44 @@ impl Vault {
     }
 
     /// First factor: username and password. Opens an MFA-pending session.
+    ///
+    /// An unknown (or deactivated) name gets exactly the answers an account gets: the same
+    /// password hashing time, the same failure count and lock (kept in memory for names with no
+    /// account), the same statuses and bodies.
     pub async fn login(&self, ctx: &RequestContext, username: &str, password_attempt: &str) -> Result<LoginStep, CoreError> {
         let now = self.now();
-        if let Some(retry) = self.ip_throttled(ctx, now) {
+        let name = username.trim().to_lowercase();
+        let key = self.inner.throttle.name_key(&name);
+        if let Some(retry) = self.throttled(ctx, &key, now) {
             let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).source_ip(ctx.ip_string()).resource("User", None);
-            self.inner.writer.append(d).await?;
+            self.refuse_counted((refusals::Kind::Throttled, ctx.source_ip, None), d, now).await?;
             return Err(CoreError::Throttled { retry_after_secs: retry });
         }
-        let name = username.trim().to_lowercase();
         let user = if name.is_empty() || name.len() > 64 { None } else { self.inner.store.user_by_username(&name).await? };
         let Some(user) = user.filter(|u| u.active) else {
+            let strikes = self.inner.throttle.unknown_strikes(&key);
+            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).source_ip(ctx.ip_string()).resource("User", None);
+            if let Some(until) = strikes.and_then(|s| s.locked_until).filter(|u| *u > now) {
+                self.refuse_counted((refusals::Kind::Locked, ctx.source_ip, None), d, now).await?;
+                return Err(CoreError::Throttled { retry_after_secs: retry_after(until, now) });
+            }
             let pw = password_attempt.to_string();
             self.blocking_hash(move || password::verify_password(&pw, password::dummy_hash())).await?;
-            self.ip_failed(ctx, now);
-            let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).source_ip(ctx.ip_string()).resource("User", None);
+            self.count_failure(ctx, &key, now);
+            self.inner.throttle.unknown_failed(&key, now, |failed| self.lock_for(failed, now));
             // The attempted name is sealed: people type passwords into username fields.
             let details = self.seal_json_details(&d.event_id, serde_json::json!({"reason": "unknown-user", "username": name})).await?;
             self.inner.writer.append(d.details(details)).await?;
             return Err(CoreError::InvalidCredentials);
         };
         if let Some(until) = user.locked_until.filter(|u| *u > now) {
+            let actor = user_actor_name(&user.id);
             let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied)
-                .actor_name(user_actor_name(&user.id))
+                .actor_name(actor.clone())
                 .source_ip(ctx.ip_string())
                 .resource("User", Some(&user.id));
-            self.inner.writer.append(d).await?;
-            let retry = if until == i64::MAX { 86_400 } else { (until - now) / 1_000_000 + 1 };
-            return Err(CoreError::Throttled { retry_after_secs: retry });
+            self.refuse_counted((refusals::Kind::Locked, ctx.source_ip, Some(actor)), d, now).await?;
+            return Err(CoreError::Throttled { retry_after_secs: retry_after(until, now) });
         }
         let pw = password_attempt.to_string();
         let phc = user.password_hash.clone();
@@ -426,7 +421,7 @@ impl Vault {
         };
         let Some(session) = session.filter(|s| s.state == PENDING) else {
             let d = Draft::new(now, AuditAction::MfaFailed, Outcome::Denied).source_ip(ctx.ip_string());
-            self.inner.writer.append(d).await?;
+            self.refuse_counted((refusals::Kind::NoPendingSession, ctx.source_ip, None), d, now).await?;
             return Err(CoreError::Unauthenticated);
         };
         if now >= session.expires_at {
@@ -440,7 +435,7 @@ impl Vault {
                 .source_ip(ctx.ip_string())
                 .session(Some(session.public_id.clone()));
             self.inner.writer.write(vec![Op::DeleteSession { token_hash: session.token_hash.clone() }], vec![d], None).await?;
-            return Err(CoreError::Throttled { retry_after_secs: if until == i64::MAX { 86_400 } else { (until - now) / 1_000_000 + 1 } });
+            return Err(CoreError::Throttled { retry_after_secs: retry_after(until, now) });
         }
         let secret = TotpSecret::from_bytes(&self.inner.sealer.open_credential(&self.inner.store, now, &user.id, &user.totp_secret).await?);
         let last = user.totp_last_step.and_then(|s| u64::try_from(s).ok());
@@ -467,7 +462,7 @@ impl Vault {
             Ok(_) => {}
             Err(CoreError::InvalidCode) => {
                 // The same code won a race in another request: a replay.
-                self.ip_failed(ctx, now);
+                self.count_failure(ctx, &self.user_key(&user), now);
                 return Err(CoreError::InvalidCode);
             }
             Err(e) => return Err(e),
@@ -497,7 +492,7 @@ impl Vault {
         };
         let Some(s) = session else {
             let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied).source_ip(ctx.ip_string());
-            self.inner.writer.append(d).await?;
+            self.refuse_counted((refusals::Kind::NoSession, ctx.source_ip, None), d, now).await?;
             return Err(CoreError::Unauthenticated);
         };
         if self.is_expired(&s, now) {
@@ -538,6 +533,80 @@ impl Vault {
             authenticated_at: s.authenticated_at,
             kind: ActorKind::Staff,
         })
+    }
+
+    /// Audits a refusal before sign-in through the per-window count (see `refusals`): `first`
+    /// is written (and waited for) when it opens its key's window; otherwise the refusal is
+    /// only counted.
+    pub(super) async fn refuse_counted(&self, key: refusals::Key, first: Draft, now: i64) -> Result<(), CoreError> {
+        let (decision, ended) = self.inner.refusals.note(&key, now);
+        self.write_refusal_counts(ended, now);
+        if decision == refusals::Decision::Counted {
+            return Ok(());
+        }
+        let details = serde_json::json!({"reason": key.0.reason(), "window_secs": self.inner.refusals.window_secs()});
+        let sealed = self.seal_json_details(&first.event_id, details).await?;
+        if let Err(e) = self.inner.writer.append(first.details(sealed)).await {
+            // The window's first record is not written: the next refusal opens it again, and
+            // what was counted meanwhile is queued.
+            let counted = self.inner.refusals.abandon(&key);
+            self.write_refusal_counts(counted.into_iter().map(|t| (key.clone(), t)).collect(), now);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes one record per ended window of refusals, carrying the count of refusals after the
+    /// window's first (which has its own record). Queued as durable jobs: a failed batch keeps
+    /// them for the next one.
+    fn write_refusal_counts(&self, ended: Vec<(refusals::Key, refusals::Tally)>, now: i64) {
+        let drafts = self.refusal_count_drafts(ended, now);
+        if !drafts.is_empty() {
+            self.inner.writer.fire_audited(vec![], drafts);
+        }
+    }
+
+    fn refusal_count_drafts(&self, ended: Vec<(refusals::Key, refusals::Tally)>, now: i64) -> Vec<Draft> {
+        let mut drafts = Vec::with_capacity(ended.len());
+        for ((kind, ip, actor), t) in ended {
+            let mut d = Draft::new(now, kind.action(), Outcome::Denied).source_ip(ip.map(|i| i.to_string()));
+            if let Some(a) = actor {
+                d = d.actor_name(a);
+            }
+            // The count is a plain mark so the audit viewer shows it; the times are in details.
+            d.review = Some(format!("refusals:{}", t.further));
+            let details = serde_json::json!({
+                "reason": kind.reason(),
+                "count": t.further,
+                "window_opened": crate::format_instant(t.opened),
+                "first": crate::format_instant(t.first_further),
+                "last": crate::format_instant(t.last),
+                "window_secs": self.inner.refusals.window_secs(),
+            });
+            match self.inner.sealer.seal_details(&d.event_id, details.to_string().as_bytes()) {
+                Ok(sealed) => drafts.push(d.details(sealed)),
+                // The count is still recorded, without its times.
+                Err(_) => drafts.push(d),
+            }
+        }
+        drafts
+    }
+
+    /// Writes the counts of ended windows of unauthenticated refusals (the vault's tick).
+    pub(crate) fn flush_ended_refusals(&self) {
+        let now = self.now();
+        let ended = self.inner.refusals.ended(now, false);
+        self.write_refusal_counts(ended, now);
+    }
+
+    /// Writes the counts of every open window and waits until they are durable (shutdown).
+    pub(crate) async fn flush_all_refusals(&self) -> Result<(), CoreError> {
+        let now = self.now();
+        let drafts = self.refusal_count_drafts(self.inner.refusals.ended(now, true), now);
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        self.inner.writer.write(vec![], drafts, None).await.map(|_| ())
     }
 
     /// Ends a session (pending or full). Unknown tokens are ignored.

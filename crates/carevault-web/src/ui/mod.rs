@@ -318,7 +318,9 @@ pub(crate) fn explain(e: &CoreError) -> (String, String) {
             "This action needs a recent sign-in. Confirm your password and code on your account page, then try again.".into(),
         ),
         CoreError::Invalid(i) => ("Please check the form".into(), i.to_string()),
-        CoreError::NotFound { resource } => ("Not found".into(), format!("{resource} was not found, or you may not see it.")),
+        CoreError::NotFound { resource } => {
+            ("Not found".into(), format!("{} was not found, or you may not see it.", crate::error::resource_kind(resource)))
+        }
         CoreError::Conflict(m) => ("Could not be done".into(), m.clone()),
         CoreError::VersionConflict { .. } => ("Changed meanwhile".into(), "Someone else changed this record. Reload and try again.".into()),
         CoreError::AuditUnavailable => {
