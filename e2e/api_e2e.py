@@ -81,7 +81,7 @@ class ApiE2E(E2E):
         if any(v is None for v in c.values()):
             return self.finish()
         self.test_openapi(c["admin"])
-        newbie = self.test_accounts(c["admin"], c["front"])
+        newbie = self.test_accounts(c["admin"], c["front"], c["privacy"])
         self.test_break_glass(c)
         self.test_directory(c["admin"], c["front"])
         self.test_scheduling(c["admin"], c["front"])
@@ -130,33 +130,57 @@ class ApiE2E(E2E):
                         expect("400" in op["responses"] or "401" in op["responses"], f"{method} {path} documents no error")
         self.r.run("GET /api/v1/openapi.json is a valid OpenAPI 3.1 document (openapi-spec-validator)", t)
 
-    def test_accounts(self, admin: Client, front: Client) -> Client | None:
+    def test_accounts(self, admin: Client, front: Client, privacy: Client) -> Client | None:
         out: dict = {}
+        password = "tulip marble orbit canyon"
 
         def create() -> None:
             r = self.api(admin, "POST", "/api/v1/users",
-                         {"username": "api.newbie", "password": "tulip marble orbit canyon", "role": "nurse", "organization_id": "default"})
+                         {"username": "api.newbie", "password": password, "role": "nurse", "organization_id": "default"})
             expect(r.status_code == 201, short(r))
+            expect("otpauth" not in r.text and "secret" not in r.text, f"the answer carries a second-factor secret: {short(r)}")
             out.update(r.json())
-            totp = base.pyotp.parse_uri(out["otpauth_uri"])
-            self.staff["newbie"] = base.Staff("api.newbie", "nurse", "tulip marble orbit canyon", totp, out["id"])
-        self.r.run("an administrator creates an account through the API; it gets a TOTP URI", create)
-        nc = self.sign_in("newbie", "the new account signs in with password + TOTP")
+            expect(out.get("status") == "pending-approval" and out.get("approval_id"), f"not waiting for approval: {out}")
+            expect(isinstance(out.get("invitation"), str) and len(out["invitation"]) == 24, f"no invitation: {out}")
+            anon = Client(self.server, self.collector, "newbie-early")
+            r = anon.request("POST", "/api/v1/auth/login", json={"username": "api.newbie", "password": password})
+            problem(r, 403, "CV-AUTHZ-002")
+            problem(admin.request("POST", f"/api/v1/approvals/{out['approval_id']}/approve"), 403)
+            r = privacy.request("POST", f"/api/v1/approvals/{out['approval_id']}/approve")
+            expect(r.status_code == 200 and r.json().get("state") == "approved", short(r))
+        self.r.run("an administrator creates a nurse account: an invitation, no secret; it signs in only after an officer approves", create)
+
+        def enroll() -> Client:
+            c = Client(self.server, self.collector, "newbie")
+            r = c.request("POST", "/api/v1/auth/login", json={"username": "api.newbie", "password": password})
+            expect(r.status_code == 200, short(r))
+            problem(c.request("POST", "/api/v1/auth/mfa/enroll", json={"invitation": "AAAA-BBBB-CCCC-DDDD-EEEE"}), 403, "CV-AUTHZ-002")
+            r = c.request("POST", "/api/v1/auth/mfa/enroll", json={"invitation": out.get("invitation", "")})
+            expect(r.status_code == 200, short(r))
+            totp = base.pyotp.parse_uri(r.json()["otpauth_uri"])
+            self.staff["newbie"] = base.Staff("api.newbie", "nurse", password, totp, out["id"])
+            r = c.totp(totp.now())
+            expect(r.status_code == 200 and r.json().get("status") == "authenticated", f"totp: {short(r)}")
+            return c
+        nc = self.r.run("the new account enrols its own authenticator with password + invitation (pyotp) and signs in", enroll)
 
         def grant() -> None:
             target = self.staff["admin2"].user_id  # revoking ends the holder's sessions: not a user needed later
             body = {"user_id": target, "permission": "sensitive.vip.access", "organization_id": "default",
                     "ends_at": int(base.time.time()) + 3600, "reason": "Flagged for the VIP clinic"}
             r = self.api(admin, "POST", "/api/v1/grants", body)
-            expect(r.status_code == 201 and r.json()["active"], short(r))
-            gid = r.json()["id"]
+            expect(r.status_code == 202 and r.json().get("status") == "pending-approval", short(r))
+            r = privacy.request("POST", f"/api/v1/approvals/{r.json()['approval_id']}/approve")
+            expect(r.status_code == 200, short(r))
             r = admin.get(f"/api/v1/grants?user_id={target}")
-            expect(r.status_code == 200 and any(g["id"] == gid and g["active"] for g in r.json()), short(r))
+            live = [g for g in r.json() if g["active"]] if r.status_code == 200 else []
+            expect(len(live) == 1, short(r))
+            gid = live[0]["id"]
             problem(self.api(admin, "POST", "/api/v1/grants", {**body, "ends_at": int(base.time.time()) - 60}), 400, "CV-INPUT-001")
             problem(self.api(admin, "POST", "/api/v1/grants", {**body, "permission": "patient.everything"}), 400, "CV-INPUT-001")
             r = admin.request("DELETE", f"/api/v1/grants/{gid}")
             expect(r.status_code == 204, short(r))
-        self.r.run("a time-bound grant with a reason is given, listed and revoked; past or unknown ones are refused", grant)
+        self.r.run("a time-bound VIP grant waits for an officer's approval, then is listed and revoked; past or unknown ones are refused", grant)
         self.r.run("a common password is refused with its reason", lambda: expect(
             "commonly used" in problem(self.api(admin, "POST", "/api/v1/users", {"username": "api.weak", "password": "Qwerty123456",
                                                                             "role": "nurse", "organization_id": "default"}), 400, "CV-INPUT-001")["detail"], "reason"))
