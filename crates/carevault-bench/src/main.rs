@@ -728,7 +728,7 @@ async fn session_token(b: &Bench) -> Result<String> {
 
 async fn bench_https(b: &Bench, ids: Arc<Vec<String>>) -> Result<()> {
     let server = carevault_web::start(
-        b.tv.vault.clone(),
+        b.tv.vault.vault().clone(),
         carevault_web::WebConfig::new(
             "127.0.0.1:0".parse()?,
             carevault_web::TlsSource::SelfSigned { dir: b.tv.data_dir().join("tls"), hostnames: vec![] },

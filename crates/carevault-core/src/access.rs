@@ -591,7 +591,7 @@ impl Vault {
     // ----- organization structure (operator's shell) -----
 
     /// Adds an organization, location or department (`carevault org add …`).
-    pub async fn add_unit(
+    pub(crate) async fn add_unit(
         &self,
         kind: &str,
         name: &str,
@@ -1121,7 +1121,7 @@ impl Vault {
     }
 
     /// Deactivates accounts unused for `inactive_account_days` (a background job).
-    pub async fn deactivate_unused_accounts(&self) -> Result<usize, CoreError> {
+    pub(crate) async fn deactivate_unused_accounts(&self) -> Result<usize, CoreError> {
         let days = self.inner.config.inactive_account_days;
         if days <= 0 {
             return Ok(0);

@@ -945,7 +945,7 @@ impl Vault {
 
     /// Imports a CMS ICD-10-CM code file (codes or order format): every line is checked
     /// before anything is written. Returns the number of codes.
-    pub async fn import_icd10(&self, text: &str, release: &str) -> Result<usize, CoreError> {
+    pub(crate) async fn import_icd10(&self, text: &str, release: &str) -> Result<usize, CoreError> {
         let entries = carevault_domain::icd10::parse_cms(text).map_err(|e| bad("file", &e.to_string()))?;
         let release = release.trim();
         if release.is_empty() || release.len() > 40 || !release.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {

@@ -49,14 +49,6 @@ impl DataDir {
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }
-    pub fn config_path(&self) -> PathBuf {
-        self.root.join("carevault.toml")
-    }
-
-    /// Whether the folder exists and holds anything.
-    pub fn is_initialized(&self) -> bool {
-        self.sqlite_path().exists() || self.keys_dir().exists()
-    }
 
     fn err(&self, message: impl Into<String>) -> StartupError {
         StartupError::DataDir { path: self.root.display().to_string(), message: message.into() }

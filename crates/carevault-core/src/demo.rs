@@ -23,7 +23,7 @@ const GIVENS: &[&str] = &["Ada", "Bram", "Cleo", "Dario", "Esme", "Fynn", "Greta
 
 impl Vault {
     /// Creates the demo accounts and synthetic patients. Refused outside a demo folder.
-    pub async fn seed_demo_clinic(&self) -> Result<Vec<DemoAccount>, CoreError> {
+    pub(crate) async fn seed_demo_clinic(&self) -> Result<Vec<DemoAccount>, CoreError> {
         if self.inner.kind != InstanceKind::Demo {
             return Err(CoreError::Refused { reason: "not-demo", message: "demo data goes only into a demo instance".into() });
         }

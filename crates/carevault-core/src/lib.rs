@@ -38,6 +38,7 @@ mod documents;
 mod error;
 mod integrity;
 mod keys;
+mod operator;
 mod patients;
 mod rotation;
 mod schedule;
@@ -60,11 +61,11 @@ pub use booking::{AppointmentQuery, AppointmentTypeView, WaitlistRequest, Waitli
 pub use chart::{ChartRecord, DocumentMeta, DraftNote};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::CoreConfig;
-pub use datadir::DataDir;
 pub use demo::DemoAccount;
 pub use directory::{PractitionerRequest, PractitionerRoleView, PractitionerView};
 pub use documents::{consent_to_fhir, ConsentRequest, DocumentUpload, Download};
 pub use error::{CoreError, StartupError};
+pub use operator::Operator;
 pub use patients::{PatientRecord, SearchPage};
 pub use rotation::{KeyStatus, RotationProgress};
 pub use schedule::{AppointmentView, BookRequest};
@@ -88,6 +89,12 @@ pub mod durable {
 }
 
 /// Formats Unix microseconds as an RFC 3339 instant (UTC, millisecond precision).
+/// Creates the data folder (mode 0700) if it does not exist, so the log can be opened in it
+/// before the vault is (`carevault serve`).
+pub fn prepare_data_dir(path: &std::path::Path) -> Result<(), StartupError> {
+    datadir::DataDir::new(path).prepare(true)
+}
+
 pub fn format_instant(micros: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");

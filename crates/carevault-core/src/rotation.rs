@@ -38,7 +38,7 @@ pub struct RotationProgress {
 }
 
 impl Vault {
-    pub async fn key_status(&self) -> Result<KeyStatus, CoreError> {
+    pub(crate) async fn key_status(&self) -> Result<KeyStatus, CoreError> {
         let now = self.inner.clock.now_micros();
         self.inner.sealer.refresh(&self.inner.store, now, true).await?;
         let versions = self.inner.store.keys(crate::keys::DATA).await?.into_iter().map(|k| (k.version, k.created_at)).collect();
@@ -51,7 +51,11 @@ impl Vault {
 
     /// Rotates the data key (or resumes an unfinished rotation), re-encrypting `batch` rows per
     /// transaction and reporting progress after each batch.
-    pub async fn rotate_keys(&self, batch: usize, mut progress: impl FnMut(RotationProgress)) -> Result<RotationProgress, CoreError> {
+    pub(crate) async fn rotate_keys(
+        &self,
+        batch: usize,
+        mut progress: impl FnMut(RotationProgress),
+    ) -> Result<RotationProgress, CoreError> {
         let system = Actor::system("key-rotation");
         let purpose = PurposeOfUse::SystemAdministration;
         let store = &self.inner.store;

@@ -189,7 +189,7 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// Opens (and on first start, initializes) the data folder, store and keys, and starts the
     /// audit writer.
-    pub async fn open(opts: OpenOptions) -> Result<Vault, StartupError> {
+    pub(crate) async fn open(opts: OpenOptions) -> Result<Vault, StartupError> {
         let passkeys = carevault_crypto::passkey::RelyingParty::new(&opts.config.public_origin, &opts.config.totp_issuer)
             .map_err(|e| StartupError::Refused(format!("public_origin: {e}")))?;
         let dd = DataDir::new(&opts.data_dir);
@@ -321,7 +321,7 @@ impl Vault {
     }
 
     /// Whether this open created a new store.
-    pub fn was_created(&self) -> bool {
+    pub(crate) fn was_created(&self) -> bool {
         self.inner.created
     }
 
@@ -333,10 +333,6 @@ impl Vault {
         self.inner.store.backend().name()
     }
 
-    pub fn data_dir(&self) -> &DataDir {
-        &self.inner.data_dir
-    }
-
     pub fn config(&self) -> &CoreConfig {
         &self.inner.config
     }
@@ -345,22 +341,22 @@ impl Vault {
         self.inner.clock.now_micros()
     }
 
-    pub async fn user_count(&self) -> Result<usize, CoreError> {
+    pub(crate) async fn user_count(&self) -> Result<usize, CoreError> {
         Ok(self.inner.store.users().await?.len())
     }
 
     /// Verifies the audit log (chain, signed head, Merkle tree, checkpoints in the database and
     /// the file, and any witness heads in `options`).
-    pub async fn verify_audit(&self) -> Result<crate::VerifyReport, CoreError> {
+    pub(crate) async fn verify_audit(&self) -> Result<crate::VerifyReport, CoreError> {
         self.verify_audit_with(&crate::VerifyOptions::default()).await
     }
 
-    pub async fn verify_audit_with(&self, options: &crate::VerifyOptions) -> Result<crate::VerifyReport, CoreError> {
+    pub(crate) async fn verify_audit_with(&self, options: &crate::VerifyOptions) -> Result<crate::VerifyReport, CoreError> {
         crate::audit::verify::verify(&self.inner.store, &self.inner.data_dir, options).await
     }
 
     /// Writes a signed checkpoint of the audit head now.
-    pub async fn checkpoint(&self) -> Result<(), CoreError> {
+    pub(crate) async fn checkpoint(&self) -> Result<(), CoreError> {
         self.inner.writer.checkpoint().await
     }
 
@@ -405,7 +401,7 @@ impl Vault {
     }
 
     /// Starts the periodic jobs (expired-session sweeper).
-    pub fn start_background_jobs(&self) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn start_background_jobs(&self) -> tokio::task::JoinHandle<()> {
         let v = self.clone();
         let every = std::time::Duration::from_secs(u64::try_from((v.inner.config.session_idle_secs / 4).clamp(1, 30)).unwrap_or(30));
         tokio::spawn(async move {

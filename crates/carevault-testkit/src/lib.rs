@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use carevault_core::{Actor, Clock, CoreConfig, InstanceKind, ManualClock, OpenOptions, RequestContext, Vault};
+use carevault_core::{Actor, Clock, CoreConfig, InstanceKind, ManualClock, OpenOptions, Operator, RequestContext};
 use carevault_domain::Role;
 use sqlx::Executor;
 
@@ -73,7 +73,8 @@ static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 /// A vault in a temporary data folder with a manual clock.
 pub struct TestVault {
-    pub vault: Vault,
+    /// The operator's handle (it dereferences to the `Vault` every staff call goes through).
+    pub vault: Operator,
     pub clock: Arc<ManualClock>,
     pub backend: Backend,
     pub config: CoreConfig,
@@ -189,7 +190,7 @@ pub async fn open_vault(
     config: CoreConfig,
     instance: InstanceKind,
     create: bool,
-) -> anyhow::Result<Vault> {
+) -> anyhow::Result<Operator> {
     let opts = OpenOptions {
         data_dir: dir.to_path_buf(),
         database_url: backend.vault_url(),
@@ -199,7 +200,7 @@ pub async fn open_vault(
         config,
         clock,
     };
-    Ok(Vault::open(opts).await?)
+    Ok(Operator::open(opts).await?)
 }
 
 pub async fn raw_connection(dir: &Path, backend: &Backend) -> anyhow::Result<sqlx::AnyConnection> {
@@ -354,7 +355,7 @@ impl App {
         let tls = carevault_web::TlsSource::SelfSigned { dir: tv.data_dir().join("tls"), hostnames: vec![] };
         let mut config = carevault_web::WebConfig::new("127.0.0.1:0".parse()?, tls);
         web(&mut config);
-        let server = carevault_web::start(tv.vault.clone(), config).await?;
+        let server = carevault_web::start(tv.vault.vault().clone(), config).await?;
         let base = format!("https://localhost:{}", server.local_addr.port());
         Ok(App { cert_pem: server.cert_pem.clone(), tv, base, server: Some(server) })
     }

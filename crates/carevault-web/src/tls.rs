@@ -14,7 +14,7 @@ use crate::server::WebError;
 /// Where the certificate comes from.
 #[derive(Debug, Clone)]
 pub enum TlsSource {
-    /// Operator-provided PEM files.
+    /// PEM files the installation provides.
     Files { cert: PathBuf, key: PathBuf },
     /// Generated once into this folder (cert.pem, key.pem), then reused.
     SelfSigned { dir: PathBuf, hostnames: Vec<String> },

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use carevault_core::{CoreConfig, InstanceKind, OpenOptions, SystemClock, Vault};
+use carevault_core::{CoreConfig, InstanceKind, OpenOptions, Operator, SystemClock};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -268,7 +268,7 @@ fn core_config(s: &config::Settings) -> CoreConfig {
     }
 }
 
-async fn open(s: &config::Settings, create: bool, instance: InstanceKind) -> anyhow::Result<Vault> {
+async fn open(s: &config::Settings, create: bool, instance: InstanceKind) -> anyhow::Result<Operator> {
     let opts = OpenOptions {
         data_dir: s.data_dir.clone(),
         database_url: s.database_url.clone(),
@@ -278,7 +278,7 @@ async fn open(s: &config::Settings, create: bool, instance: InstanceKind) -> any
         config: core_config(s),
         clock: Arc::new(SystemClock),
     };
-    Ok(Vault::open(opts).await?)
+    Ok(Operator::open(opts).await?)
 }
 
 fn init_logging(s: &config::Settings) -> anyhow::Result<()> {
@@ -546,7 +546,7 @@ fn print_verify_report(r: &carevault_core::VerifyReport, data_dir: &Path) {
 }
 
 /// `keys` commands work on demo folders too.
-async fn open_any(s: &config::Settings) -> anyhow::Result<Vault> {
+async fn open_any(s: &config::Settings) -> anyhow::Result<Operator> {
     match open(s, false, InstanceKind::Production).await {
         Err(e) if matches!(e.downcast_ref::<carevault_core::StartupError>(), Some(carevault_core::StartupError::Refused(_))) => {
             open(s, false, InstanceKind::Demo).await
@@ -559,7 +559,7 @@ async fn serve(s: config::Settings, kind: InstanceKind) -> anyhow::Result<ExitCo
     let fresh = !s.data_dir.exists();
     // The log first, so what the vault says while it opens (a repaired checkpoint file, an
     // initialization finished after a crash) is kept.
-    carevault_core::DataDir::new(&s.data_dir).prepare(true)?;
+    carevault_core::prepare_data_dir(&s.data_dir)?;
     init_logging(&s)?;
     if let Some(w) = s.witness_dir.as_ref().filter(|w| !w.is_dir()) {
         tracing::error!(witness_dir = %w.display(), "the audit witness folder does not exist (is the share mounted?); tree heads are not written there until it does");
@@ -597,7 +597,7 @@ async fn serve(s: config::Settings, kind: InstanceKind) -> anyhow::Result<ExitCo
     if !s.trusted_proxies.is_empty() {
         tracing::info!(blocks = s.trusted_proxies.len(), "X-Forwarded-For is read from the trusted proxies");
     }
-    let server = carevault_web::start(vault.clone(), web).await?;
+    let server = carevault_web::start(vault.vault().clone(), web).await?;
     let jobs = vault.start_background_jobs();
     print_banner(&s, &vault, &server, fresh, &demo_file).await;
     tracing::info!(addr = %server.local_addr, backend = vault.backend_name(), "listening");
@@ -623,7 +623,7 @@ fn origin_host(origin: Option<&str>) -> Vec<String> {
     }
 }
 
-async fn print_banner(s: &config::Settings, vault: &Vault, server: &carevault_web::RunningServer, fresh: bool, demo_file: &Path) {
+async fn print_banner(s: &config::Settings, vault: &Operator, server: &carevault_web::RunningServer, fresh: bool, demo_file: &Path) {
     let url = format!("https://{}", server.local_addr);
     if vault.instance_kind() == InstanceKind::Demo {
         println!("==================================================================");

@@ -102,13 +102,19 @@ impl Vault {
     }
 
     /// Creates a staff account from the operator's shell (`carevault user add`).
-    pub async fn add_user(&self, username: &str, role: Role, password: &str) -> Result<NewUser, CoreError> {
+    pub(crate) async fn add_user(&self, username: &str, role: Role, password: &str) -> Result<NewUser, CoreError> {
         self.add_user_in(username, role.id(), None, password).await
     }
 
     /// Creates a staff account with one organization-wide role (built-in or custom) in
     /// `organization` (default: the default organization).
-    pub async fn add_user_in(&self, username: &str, role: &str, organization: Option<&str>, password: &str) -> Result<NewUser, CoreError> {
+    pub(crate) async fn add_user_in(
+        &self,
+        username: &str,
+        role: &str,
+        organization: Option<&str>,
+        password: &str,
+    ) -> Result<NewUser, CoreError> {
         let operator = Actor::system("operator");
         self.add_user_inner(&operator, username, role, organization, password, self.inner.kind == crate::InstanceKind::Demo, |_| vec![])
             .await
@@ -255,7 +261,7 @@ impl Vault {
     }
 
     /// Clears an account's failed-sign-in lock (`carevault user unlock`).
-    pub async fn unlock_user(&self, username: &str) -> Result<(), CoreError> {
+    pub(crate) async fn unlock_user(&self, username: &str) -> Result<(), CoreError> {
         let operator = Actor::system("operator");
         let now = self.now();
         let user = self
@@ -624,7 +630,7 @@ impl Vault {
     }
 
     /// Ends every session past its idle or absolute limit (and stale MFA-pending sessions).
-    pub async fn sweep_sessions(&self) -> Result<usize, CoreError> {
+    pub(crate) async fn sweep_sessions(&self) -> Result<usize, CoreError> {
         let now = self.now();
         let c = &self.inner.config;
         let expired =
