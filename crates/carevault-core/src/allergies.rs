@@ -9,7 +9,11 @@ use carevault_store::AllergyRow;
 use crate::actor::Actor;
 use crate::audit::writer::Op;
 use crate::audit::{Draft, Receipt};
+use crate::authz::PatientFacts;
+use crate::chart::changes::ChartChange;
 use crate::error::CoreError;
+use crate::read::Access;
+use crate::rotation::changes::KeyChange;
 use crate::sealing::Binding;
 use crate::vault::Vault;
 
@@ -63,7 +67,10 @@ impl Vault {
         for r in rows {
             let plain = self.inner.sealer.open_clinical(&self.inner.store, now, receipt, &Binding::allergy(TABLE, r), &r.body).await?;
             let (body, key_version) = self.inner.sealer.seal_clinical(&Binding::allergy(TABLE, r), &plain, Some(target))?;
-            ops.push(Op::ResealAllergy { row: Box::new(AllergyRow { body, key_version, ..r.clone() }), old_key_version: r.key_version });
+            ops.push(
+                KeyChange::ResealAllergy { row: Box::new(AllergyRow { body, key_version, ..r.clone() }), old_key_version: r.key_version }
+                    .into(),
+            );
         }
         Ok(ops)
     }
@@ -97,7 +104,7 @@ impl Vault {
             .patient(&sub.patient_id)
             .purpose(purpose)
             .review(&allowed);
-        self.inner.writer.write(vec![Op::InsertAllergy(Box::new(row))], vec![ev], None).await?;
+        self.inner.writer.write(vec![ChartChange::InsertAllergy(Box::new(row)).into()], vec![ev], None).await?;
         Ok(AllergyRecord { id, patient_id: sub.patient_id, version: 1, last_updated: now, data: sub.data })
     }
 
@@ -115,33 +122,41 @@ impl Vault {
             self.inner.writer.append(d).await?;
             return Err(CoreError::NotFound { resource: format!("{RESOURCE}/{}", crate::audit::audit_safe_id(id)) });
         };
-        let (_, allowed) = self.gate_patient(actor, Operation::AllergyRead, purpose, AuditAction::Read, RESOURCE, &row.patient_id).await?;
-        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Read, Outcome::Success)
-            .by(actor)
-            .resource(RESOURCE, Some(id))
-            .patient(&row.patient_id)
-            .purpose(purpose)
-            .review(&allowed);
-        let receipt = self.inner.writer.append(d).await?;
-        self.open_allergy(&receipt, &row).await
+        let a = Access {
+            actor,
+            purpose,
+            op: Operation::AllergyRead,
+            action: AuditAction::Read,
+            resource: RESOURCE,
+            id: Some(id),
+            patient_id: &row.patient_id,
+        };
+        self.audited_read(
+            a,
+            || format!("{RESOURCE}/{id}"),
+            async || Ok(Some(row.clone())),
+            async |receipt: &Receipt, _: &PatientFacts, row: AllergyRow| self.open_allergy(receipt, &row).await,
+        )
+        .await
     }
 
     /// Every current allergy record of a patient.
     pub async fn patient_allergies(&self, actor: &Actor, purpose: PurposeOfUse, patient_id: &str) -> Result<Vec<AllergyRecord>, CoreError> {
-        let (_, allowed) = self.gate_patient(actor, Operation::AllergyList, purpose, AuditAction::Search, RESOURCE, patient_id).await?;
-        let rows = self.inner.store.allergies_for_patient(patient_id).await?;
-        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Search, Outcome::Success)
-            .by(actor)
-            .resource(RESOURCE, None)
-            .patient(patient_id)
-            .purpose(purpose)
-            .review(&allowed);
-        let receipt = self.inner.writer.append(d).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.open_allergy(&receipt, r).await?);
-        }
-        Ok(out)
+        let a =
+            Access { actor, purpose, op: Operation::AllergyList, action: AuditAction::Search, resource: RESOURCE, id: None, patient_id };
+        self.audited_read(
+            a,
+            || format!("Patient/{patient_id}"),
+            async || Ok(Some(self.inner.store.allergies_for_patient(patient_id).await?)),
+            async |receipt: &Receipt, _: &PatientFacts, rows: Vec<AllergyRow>| {
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push(self.open_allergy(receipt, r).await?);
+                }
+                Ok(out)
+            },
+        )
+        .await
     }
 
     /// Audits refused input and returns the error to give back.

@@ -9,10 +9,10 @@ use carevault_domain::{AuditAction, InputError, Operation, Outcome, PurposeOfUse
 use carevault_store::{AppointmentFilter, AppointmentTypeRow, UnitKind, WaitlistRow};
 
 use crate::actor::Actor;
-use crate::audit::writer::Op;
 use crate::audit::Draft;
 use crate::authz::{self, PatientFacts, Target};
 use crate::error::CoreError;
+use crate::schedule::changes::ScheduleChange;
 use crate::schedule::{AppointmentView, BookRequest};
 use crate::vault::Vault;
 
@@ -224,7 +224,7 @@ impl Vault {
         let ev =
             Draft::new(now, AuditAction::Create, Outcome::Success).by(actor).resource("AppointmentType", Some(&row.id)).purpose(purpose);
         let lost = Draft::new(now, AuditAction::Create, Outcome::Conflict).by(actor).resource("AppointmentType", None).purpose(purpose);
-        self.inner.writer.write(vec![Op::InsertAppointmentType(Box::new(row.clone()))], vec![ev], Some(lost)).await?;
+        self.inner.writer.write(vec![ScheduleChange::InsertAppointmentType(Box::new(row.clone())).into()], vec![ev], Some(lost)).await?;
         Ok(row.into())
     }
 
@@ -270,7 +270,7 @@ impl Vault {
                     .purpose(purpose)
                     .review(&allowed),
             );
-            ops.push(Op::BookAppointment { row: Box::new(r.clone()), allow_overlap: false });
+            ops.push(ScheduleChange::BookAppointment { row: Box::new(r.clone()), allow_overlap: false }.into());
         }
         let lost = Draft::new(now, AuditAction::Create, Outcome::Conflict)
             .by(actor)
@@ -345,14 +345,17 @@ impl Vault {
         let mut ops = Vec::new();
         let mut events = Vec::new();
         for r in rows.iter().filter(|r| r.status == "booked" && r.start_at > now) {
-            ops.push(Op::AppointmentStatus {
-                id: r.id.clone(),
-                from: "booked".into(),
-                to: "cancelled".into(),
-                reason: Some(reason.into()),
-                actor: who.clone(),
-                at: now,
-            });
+            ops.push(
+                ScheduleChange::AppointmentStatus {
+                    id: r.id.clone(),
+                    from: "booked".into(),
+                    to: "cancelled".into(),
+                    reason: Some(reason.into()),
+                    actor: who.clone(),
+                    at: now,
+                }
+                .into(),
+            );
             events.push(
                 Draft::new(now, AuditAction::Update, Outcome::Success)
                     .by(actor)
@@ -369,10 +372,8 @@ impl Vault {
         // Each freed occurrence goes to a different waiting entry.
         let mut offered: Vec<String> = Vec::new();
         for r in rows.iter().filter(|r| r.status == "booked" && r.start_at > now) {
-            let before = ops.len();
-            self.offer_freed(actor, purpose, r, now, &offered, &mut ops, &mut events).await?;
-            if let Some(Op::OfferWaitlist { id, .. }) = ops.get(before) {
-                offered.push(id.clone());
+            if let Some(id) = self.offer_freed(actor, purpose, r, now, &offered, &mut ops, &mut events).await? {
+                offered.push(id);
             }
         }
         let lost = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource("Appointment", None).purpose(purpose);
@@ -403,7 +404,7 @@ impl Vault {
             .patient(&req.patient_id)
             .purpose(purpose)
             .review(&allowed);
-        self.inner.writer.write(vec![Op::InsertWaitlist(Box::new(row.clone()))], vec![ev], None).await?;
+        self.inner.writer.write(vec![ScheduleChange::InsertWaitlist(Box::new(row.clone())).into()], vec![ev], None).await?;
         Ok(row.into())
     }
 
@@ -525,13 +526,15 @@ impl Vault {
                 .purpose(purpose)
                 .review(&allowed);
             let ops = vec![
-                Op::BookAppointment { row: Box::new(appt.clone()), allow_overlap: false },
-                Op::SetWaitlistStatus { id: id.into(), from: "offered", to: "booked", appointment_id: Some(appt.id.clone()) },
+                ScheduleChange::BookAppointment { row: Box::new(appt.clone()), allow_overlap: false }.into(),
+                ScheduleChange::SetWaitlistStatus { id: id.into(), from: "offered", to: "booked", appointment_id: Some(appt.id.clone()) }
+                    .into(),
             ];
             self.inner.writer.write(ops, vec![ev, booked], Some(lost)).await?;
             Ok(Some(appt.into()))
         } else {
-            let mut ops = vec![Op::SetWaitlistStatus { id: id.into(), from: "offered", to: "waiting", appointment_id: None }];
+            let mut ops =
+                vec![ScheduleChange::SetWaitlistStatus { id: id.into(), from: "offered", to: "waiting", appointment_id: None }.into()];
             let mut events = vec![ev];
             let freed = carevault_store::AppointmentRow {
                 id: String::new(),

@@ -8,10 +8,10 @@ use carevault_store::{PractitionerRoleRow, PractitionerRow, UnitKind};
 
 use crate::access::UnitView;
 use crate::actor::Actor;
-use crate::audit::writer::Op;
 use crate::audit::Draft;
 use crate::authz::Target;
 use crate::error::CoreError;
+use crate::schedule::changes::ScheduleChange;
 use crate::vault::Vault;
 
 /// A practitioner to register.
@@ -264,7 +264,11 @@ impl Vault {
         let fail = Draft::new(now, AuditAction::Create, Outcome::Conflict).by(actor).resource("Practitioner", None).purpose(purpose);
         self.inner
             .writer
-            .write(vec![Op::InsertPractitioner { row: Box::new(row.clone()), roles: roles.clone() }], vec![ev], Some(fail))
+            .write(
+                vec![ScheduleChange::InsertPractitioner { row: Box::new(row.clone()), roles: roles.clone() }.into()],
+                vec![ev],
+                Some(fail),
+            )
             .await?;
         Ok(PractitionerView::from_rows(row, &roles))
     }

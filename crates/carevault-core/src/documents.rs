@@ -13,14 +13,15 @@
 
 use carevault_domain::consent::{self, ConsentKind, DocumentFields, DrawnSignature, SignedConsent, SigningContext, Template};
 use carevault_domain::{AuditAction, Operation, Outcome, PurposeOfUse};
-use carevault_store::ConsentTemplateRow;
+use carevault_store::{ConsentTemplateRow, RecordRow};
 use serde_json::{json, Value};
 
 use crate::actor::Actor;
-use crate::audit::writer::Op;
-use crate::audit::Draft;
+use crate::audit::{Draft, Receipt};
+use crate::chart::changes::ChartChange;
 use crate::chart::{bad, ChartRecord};
 use crate::error::CoreError;
+use crate::read::Access;
 use crate::vault::Vault;
 
 /// A document to attach.
@@ -159,37 +160,57 @@ impl Vault {
 
     /// A patient's documents (metadata only).
     pub async fn patient_documents(&self, actor: &Actor, purpose: PurposeOfUse, patient_id: &str) -> Result<Vec<ChartRecord>, CoreError> {
-        self.list_records(actor, purpose, Operation::DocumentList, "document", patient_id).await
+        self.list_records(actor, purpose, Operation::DocumentList, &["document"], patient_id).await
     }
 
     /// Downloads a document: audited as an export before anything is decrypted. Released at
     /// the patient's request (purpose PATRQT) only with an active release-of-information consent.
     pub async fn download_document(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<Download, CoreError> {
-        let (row, allowed) = self.gated_record(actor, purpose, Operation::DocumentDownload, AuditAction::Export, &["document"], id).await?;
-        if purpose == PurposeOfUse::PatientRequest && !self.has_active_consent(&row.patient_id, ConsentKind::ReleaseOfInformation).await? {
-            let e = CoreError::Refused {
-                reason: "no-consent",
-                message: "releasing a document at the patient's request needs an active release-of-information consent".into(),
-            };
-            return Err(self.refuse_on(actor, purpose, AuditAction::Export, ("DocumentReference", Some(id), &row.patient_id), e).await);
-        }
-        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Export, Outcome::Success)
-            .by(actor)
-            .resource("DocumentReference", Some(id))
-            .patient(&row.patient_id)
-            .purpose(purpose)
-            .review(&allowed);
-        let receipt = self.inner.writer.append(d).await?;
-        let record = self.open_chart(&receipt, &row).await?;
-        let sealed = tokio::fs::read(self.document_path(&row.id)).await.map_err(|e| CoreError::Internal(format!("document file: {e}")))?;
-        let now = self.inner.clock.now_micros();
-        let binding = crate::sealing::Binding::record(crate::chart::TABLE, &row);
-        let content = match self.inner.sealer.open_document(&self.inner.store, now, &receipt, &binding, &row.body, &sealed).await {
-            Ok(c) => c,
-            Err(e) => return Err(self.integrity_failure(&receipt, e).await),
+        let row = self.locate_record(actor, purpose, Operation::DocumentDownload, AuditAction::Export, &["document"], id).await?;
+        let a = Access {
+            actor,
+            purpose,
+            op: Operation::DocumentDownload,
+            action: AuditAction::Export,
+            resource: "DocumentReference",
+            id: Some(id),
+            patient_id: &row.patient_id,
         };
-        let content_type = record.document.as_ref().map_or_else(|| "application/octet-stream".to_string(), |d| d.content_type.clone());
-        Ok(Download { record, content_type, content })
+        self.audited_read(
+            a,
+            || format!("DocumentReference/{id}"),
+            // The release condition is part of fetching: refused (and audited) before the export
+            // record, so nothing is opened.
+            async || {
+                if purpose == PurposeOfUse::PatientRequest
+                    && !self.has_active_consent(&row.patient_id, ConsentKind::ReleaseOfInformation).await?
+                {
+                    let e = CoreError::Refused {
+                        reason: "no-consent",
+                        message: "releasing a document at the patient's request needs an active release-of-information consent".into(),
+                    };
+                    return Err(self
+                        .refuse_on(actor, purpose, AuditAction::Export, ("DocumentReference", Some(id), &row.patient_id), e)
+                        .await);
+                }
+                let sealed =
+                    tokio::fs::read(self.document_path(&row.id)).await.map_err(|e| CoreError::Internal(format!("document file: {e}")))?;
+                Ok(Some((row.clone(), sealed)))
+            },
+            async |receipt: &Receipt, _: &crate::authz::PatientFacts, (row, sealed): (RecordRow, Vec<u8>)| {
+                let record = self.open_chart(receipt, &row).await?;
+                let now = self.inner.clock.now_micros();
+                let binding = crate::sealing::Binding::record(crate::chart::TABLE, &row);
+                let content = match self.inner.sealer.open_document(&self.inner.store, now, receipt, &binding, &row.body, &sealed).await {
+                    Ok(c) => c,
+                    Err(e) => return Err(self.integrity_failure(receipt, e).await),
+                };
+                let content_type =
+                    record.document.as_ref().map_or_else(|| "application/octet-stream".to_string(), |d| d.content_type.clone());
+                Ok(Download { record, content_type, content })
+            },
+        )
+        .await
     }
 
     // ----- consents -----
@@ -202,7 +223,7 @@ impl Vault {
         let mut ops = Vec::new();
         for t in consent::builtin_templates() {
             if !have.iter().any(|h| h.kind == t.kind.id() && h.version == i64::from(t.version)) {
-                ops.push(Op::InsertConsentTemplate(Box::new(template_row(&t, now))));
+                ops.push(ChartChange::InsertConsentTemplate(Box::new(template_row(&t, now))).into());
             }
         }
         if ops.is_empty() {
@@ -238,7 +259,10 @@ impl Vault {
         let ev = Draft::new(now, AuditAction::ConfigChange, Outcome::Success).by(actor).resource("ConsentTemplate", None).purpose(purpose);
         let lost =
             Draft::new(now, AuditAction::ConfigChange, Outcome::Conflict).by(actor).resource("ConsentTemplate", None).purpose(purpose);
-        self.inner.writer.write(vec![Op::InsertConsentTemplate(Box::new(template_row(&t, now)))], vec![ev], Some(lost)).await?;
+        self.inner
+            .writer
+            .write(vec![ChartChange::InsertConsentTemplate(Box::new(template_row(&t, now))).into()], vec![ev], Some(lost))
+            .await?;
         Ok(t)
     }
 
@@ -256,7 +280,7 @@ impl Vault {
         let (facts, allowed) =
             self.gate_patient(actor, Operation::ConsentSign, purpose, AuditAction::Create, "Consent", &req.patient_id).await?;
         let refuse = |e| self.refuse_on(actor, purpose, AuditAction::Create, ("Consent", None, &req.patient_id), e);
-        let prepared = self.prepare_consent(actor, purpose, &req, &facts, &allowed).await;
+        let prepared = self.prepare_consent(actor, purpose, &req, &facts).await;
         let signed = match prepared {
             Ok(s) => s,
             Err(e) => return Err(refuse(e).await),
@@ -284,7 +308,6 @@ impl Vault {
         purpose: PurposeOfUse,
         req: &ConsentRequest,
         facts: &crate::authz::PatientFacts,
-        allowed: &crate::authz::Allowed,
     ) -> Result<SignedConsent, CoreError> {
         let kind = ConsentKind::parse(&req.kind)?;
         let template = self.current_template(kind).await?;
@@ -294,9 +317,9 @@ impl Vault {
                 req.template_version, template.version
             )));
         }
-        // The document shows the patient's name and birth date: reading them is audited.
-        let row = self.inner.store.patient_current(&req.patient_id).await?;
-        let patient = self.audited_open_one(actor, purpose, &req.patient_id, row, facts, allowed).await?;
+        // The document shows the patient's name and birth date: reading them is a read like any
+        // other (gate, audit, open).
+        let patient = self.read_patient(actor, purpose, &req.patient_id).await?;
         let name = patient.data.name.first();
         let patient_name = name
             .and_then(|n| n.text.clone())
@@ -365,21 +388,13 @@ impl Vault {
 
     /// A patient's consents, newest last.
     pub async fn patient_consents(&self, actor: &Actor, purpose: PurposeOfUse, patient_id: &str) -> Result<Vec<SignedConsent>, CoreError> {
-        let recs = self.list_records(actor, purpose, Operation::ConsentList, "consent", patient_id).await?;
+        let recs = self.list_records(actor, purpose, Operation::ConsentList, &["consent"], patient_id).await?;
         recs.into_iter().map(|r| serde_json::from_value(r.body).map_err(|_| CoreError::Internal("stored consent".into()))).collect()
     }
 
     /// One consent (audited as a read).
     pub async fn read_consent(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<SignedConsent, CoreError> {
-        let (row, allowed) = self.gated_record(actor, purpose, Operation::ConsentPdf, AuditAction::Read, &["consent"], id).await?;
-        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Read, Outcome::Success)
-            .by(actor)
-            .resource("Consent", Some(id))
-            .patient(&row.patient_id)
-            .purpose(purpose)
-            .review(&allowed);
-        let receipt = self.inner.writer.append(d).await?;
-        let rec = self.open_chart(&receipt, &row).await?;
+        let rec = self.read_record(actor, purpose, Operation::ConsentPdf, &["consent"], id).await?;
         serde_json::from_value(rec.body).map_err(|_| CoreError::Internal("stored consent".into()))
     }
 

@@ -15,11 +15,12 @@
 
 use carevault_domain::{AuditAction, Outcome, PurposeOfUse};
 
+use crate::access::changes::AccessChange;
 use crate::access::SECURITY;
 use crate::actor::Actor;
-use crate::audit::writer::Op;
 use crate::audit::{Draft, Receipt};
 use crate::error::CoreError;
+use crate::rotation::changes::KeyChange;
 use crate::sealing::Binding;
 use crate::vault::Vault;
 
@@ -43,7 +44,7 @@ impl Vault {
             .patient(patient_id);
         d.review = Some("tamper".into());
         let alert = crate::access::alert(SECURITY, "integrity", None, Some(patient_id), Some(id), now);
-        if let Err(w) = self.inner.writer.write(vec![Op::InsertAlert(alert)], vec![d], None).await {
+        if let Err(w) = self.inner.writer.write(vec![AccessChange::InsertAlert(alert).into()], vec![d], None).await {
             tracing::error!(error = %w, "the integrity failure could not be recorded");
         }
         e
@@ -74,7 +75,7 @@ impl Vault {
                 }
                 let plain = self.inner.sealer.open_clinical_unbound(store, now, &receipt, &b, &r.body).await?;
                 let (body, key_version) = self.inner.sealer.seal_clinical(&b, &plain, Some(u32::try_from(r.key_version).unwrap_or(0)))?;
-                ops.push(Op::ResealRecord { id: r.id.clone(), version: r.version, key_version, body });
+                ops.push(KeyChange::ResealRecord { id: r.id.clone(), version: r.version, key_version, body }.into());
             }
             upgraded += ops.len() as u64;
             if !ops.is_empty() {
@@ -96,10 +97,13 @@ impl Vault {
                 }
                 let plain = self.inner.sealer.open_clinical_unbound(store, now, &receipt, &b, &r.body).await?;
                 let (body, key_version) = self.inner.sealer.seal_clinical(&b, &plain, Some(u32::try_from(r.key_version).unwrap_or(0)))?;
-                ops.push(Op::ResealAllergy {
-                    row: Box::new(carevault_store::AllergyRow { body, key_version, ..r.clone() }),
-                    old_key_version: r.key_version,
-                });
+                ops.push(
+                    KeyChange::ResealAllergy {
+                        row: Box::new(carevault_store::AllergyRow { body, key_version, ..r.clone() }),
+                        old_key_version: r.key_version,
+                    }
+                    .into(),
+                );
             }
             upgraded += ops.len() as u64;
             if !ops.is_empty() {
@@ -110,7 +114,7 @@ impl Vault {
             .by(&system)
             .resource("SealedBinding", Some(META_DONE))
             .purpose(purpose);
-        self.inner.writer.write(vec![Op::SetMeta { key: META_KEY.into(), value: META_DONE.into() }], vec![d], None).await?;
+        self.inner.writer.write(vec![KeyChange::SetMeta { key: META_KEY.into(), value: META_DONE.into() }.into()], vec![d], None).await?;
         if upgraded > 0 {
             tracing::info!(upgraded, "sealed clinical values are now bound to their patient, kind, parent and status");
         }

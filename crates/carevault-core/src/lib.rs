@@ -40,6 +40,7 @@ mod integrity;
 mod keys;
 mod operator;
 mod patients;
+mod read;
 mod rotation;
 mod schedule;
 mod sealing;

@@ -1,6 +1,7 @@
 //! Privacy and security alerts: listed and closed by the officers of their organization.
 
 use super::*;
+use crate::access::changes::AccessChange;
 
 impl Vault {
     // ----- alerts and audit -----
@@ -64,7 +65,9 @@ impl Vault {
         let now = self.clock_now();
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource("Alert", Some(id)).purpose(purpose);
         let fail = Draft::new(now, AuditAction::Update, Outcome::NotFound).by(actor).resource("Alert", Some(id)).purpose(purpose);
-        let op = Op::CloseAlert { id: id.into(), category: category.unwrap_or_else(|| PRIVACY.into()), by: actor.audit_name(), now };
+        let op =
+            AccessChange::CloseAlert { id: id.into(), category: category.unwrap_or_else(|| PRIVACY.into()), by: actor.audit_name(), now }
+                .into();
         self.inner.writer.write(vec![op], vec![ev], Some(fail)).await?;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Break-glass: emergency access to one patient for a limited time, and its review queue.
 
 use super::*;
+use crate::access::changes::AccessChange;
 
 impl Vault {
     // ----- break-glass -----
@@ -43,8 +44,8 @@ impl Vault {
             review_note: None,
         };
         let ops = vec![
-            Op::InsertBreakGlass(Box::new(row.clone())),
-            Op::InsertAlert(alert(PRIVACY, "break-glass", Some(actor.user_id.as_str()), Some(patient_id), Some(&id), now)),
+            AccessChange::InsertBreakGlass(Box::new(row.clone())).into(),
+            AccessChange::InsertAlert(alert(PRIVACY, "break-glass", Some(actor.user_id.as_str()), Some(patient_id), Some(&id), now)).into(),
         ];
         let ev = Draft::new(now, AuditAction::Create, Outcome::Success)
             .by(actor)
@@ -122,7 +123,8 @@ impl Vault {
         let sealed = self.inner.sealer.seal_note("break_glass", "review_note", id, &note)?;
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource("BreakGlass", Some(id)).purpose(purpose);
         let fail = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource("BreakGlass", Some(id)).purpose(purpose);
-        let op = Op::CloseReview { id: id.into(), by: actor.audit_name(), now, outcome: outcome.id().into(), note: sealed };
+        let op =
+            AccessChange::CloseReview { id: id.into(), by: actor.audit_name(), now, outcome: outcome.id().into(), note: sealed }.into();
         self.inner.writer.write(vec![op], vec![ev], Some(fail)).await?;
         Ok(())
     }

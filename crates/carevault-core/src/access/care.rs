@@ -1,6 +1,7 @@
 //! Care relationships (care teams), a patient's placement, and sensitive-record flags.
 
 use super::*;
+use crate::access::changes::AccessChange;
 
 impl Vault {
     // ----- care relationships, placement, flags -----
@@ -83,7 +84,7 @@ impl Vault {
             .patient(patient_id)
             .purpose(purpose)
             .review(&allowed);
-        self.inner.writer.write(vec![Op::UpsertCare(row)], vec![ev], None).await?;
+        self.inner.writer.write(vec![AccessChange::UpsertCare(row).into()], vec![ev], None).await?;
         Ok(())
     }
 
@@ -105,7 +106,7 @@ impl Vault {
             .review(&allowed);
         let fail =
             Draft::new(now, AuditAction::Update, Outcome::NotFound).by(actor).resource("CareTeam", Some(patient_id)).purpose(purpose);
-        let op = Op::EndCare { patient_id: patient_id.into(), user_id: user_id.into(), relation: relation.into(), now };
+        let op = AccessChange::EndCare { patient_id: patient_id.into(), user_id: user_id.into(), relation: relation.into(), now }.into();
         self.inner.writer.write(vec![op], vec![ev], Some(fail)).await?;
         Ok(())
     }
@@ -136,7 +137,12 @@ impl Vault {
             .patient(patient_id)
             .purpose(purpose)
             .review(&allowed);
-        let op = Op::SetPlacement { patient_id: patient_id.into(), location_id: scope.location_id, department_id: scope.department_id };
+        let op = AccessChange::SetPlacement {
+            patient_id: patient_id.into(),
+            location_id: scope.location_id,
+            department_id: scope.department_id,
+        }
+        .into();
         self.inner.writer.write(vec![op], vec![ev], None).await?;
         Ok(())
     }
@@ -173,7 +179,7 @@ impl Vault {
             .purpose(purpose)
             .review(&allowed);
         let details = self.inner.sealer.seal_details(&ev.event_id, serde_json::json!({"flags": ids}).to_string().as_bytes())?;
-        let op = Op::ReplaceFlags { patient_id: patient_id.into(), categories: ids.clone(), by: actor.audit_name(), now };
+        let op = AccessChange::ReplaceFlags { patient_id: patient_id.into(), categories: ids.clone(), by: actor.audit_name(), now }.into();
         self.inner.writer.write(vec![op], vec![ev.details(details)], None).await?;
         Ok(ids)
     }

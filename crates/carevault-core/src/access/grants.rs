@@ -1,6 +1,8 @@
 //! Time-bound grants of one permission, with a reason.
 
 use super::*;
+use crate::access::changes::AccessChange;
+use crate::auth::changes::AuthChange;
 
 impl Vault {
     // ----- grants -----
@@ -87,7 +89,7 @@ impl Vault {
         if let Some(p) = &req.patient_id {
             ev = ev.patient(p);
         }
-        let mut ops = vec![Op::InsertGrant(Box::new(row.clone()))];
+        let mut ops = vec![AccessChange::InsertGrant(Box::new(row.clone())).into()];
         if privileged && !actor.is_system() {
             ops.push(self.privileged_alert("privileged-grant", Some(&req.user_id), &id, now));
         }
@@ -131,8 +133,10 @@ impl Vault {
         let now = self.clock_now();
         let ev = Draft::new(now, AuditAction::Delete, Outcome::Success).by(actor).resource("Grant", Some(id)).purpose(purpose);
         let fail = Draft::new(now, AuditAction::Delete, Outcome::NotFound).by(actor).resource("Grant", Some(id)).purpose(purpose);
-        let ops =
-            vec![Op::RevokeGrant { id: id.into(), by: actor.audit_name(), now }, Op::DeleteUserSessions { user_id: g.user_id.clone() }];
+        let ops = vec![
+            AccessChange::RevokeGrant { id: id.into(), by: actor.audit_name(), now }.into(),
+            AuthChange::DeleteUserSessions { user_id: g.user_id.clone() }.into(),
+        ];
         self.inner.writer.write(ops, vec![ev], Some(fail)).await?;
         Ok(())
     }

@@ -6,6 +6,8 @@
 //! `users` (accounts and sessions), `care` (care teams, placement, flags), `break_glass`, `alerts`,
 //! `audit_view`; `views` holds what they show.
 
+pub(crate) mod changes;
+
 use carevault_domain::{
     AuditAction, BreakGlassReason, InputError, Operation, Outcome, Permission, PurposeOfUse, ReviewOutcome, Role, SensitiveCategory,
 };
@@ -14,7 +16,6 @@ use carevault_store::{
 };
 
 use crate::actor::Actor;
-use crate::audit::writer::Op;
 use crate::audit::Draft;
 use crate::authz::{self, Allowed, Entitlement, PatientFacts, Privileges, Target};
 use crate::error::CoreError;

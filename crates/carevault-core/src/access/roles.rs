@@ -1,6 +1,8 @@
 //! Roles: the built-in and custom roles, and scoped role assignments.
 
 use super::*;
+use crate::access::changes::AccessChange;
+use crate::auth::changes::AuthChange;
 
 impl Vault {
     // ----- roles and assignments -----
@@ -103,14 +105,14 @@ impl Vault {
             created_at: existing.as_ref().map_or(now, |e| e.created_at),
             updated_at: now,
         };
-        let mut ops = vec![Op::UpsertCustomRole(row)];
+        let mut ops = vec![AccessChange::UpsertCustomRole(row).into()];
         if privileged && !actor.is_system() {
             ops.push(self.privileged_alert("privileged-role", None, name, now));
         }
         let mut evs = vec![Draft::new(now, action, Outcome::Success).by(actor).resource("Role", None).purpose(purpose)];
         if existing.is_some() {
             for a in self.inner.store.assignments_with_role(name).await? {
-                ops.push(Op::DeleteUserSessions { user_id: a.user_id.clone() });
+                ops.push(AuthChange::DeleteUserSessions { user_id: a.user_id.clone() }.into());
                 evs.push(
                     Draft::new(now, AuditAction::Logout, Outcome::Success)
                         .actor_name(format!("user:{}", a.user_id))
@@ -190,7 +192,7 @@ impl Vault {
         };
         let ev =
             Draft::new(now, AuditAction::Create, Outcome::Success).by(actor).resource("RoleAssignment", Some(&row.id)).purpose(purpose);
-        let mut ops = vec![Op::InsertAssignment(row.clone())];
+        let mut ops = vec![AccessChange::InsertAssignment(row.clone()).into()];
         if privileged && !actor.is_system() {
             ops.push(self.privileged_alert("privileged-assignment", Some(user_id), &row.id, now));
         }
@@ -219,9 +221,9 @@ impl Vault {
         self.require_fresh_auth(actor, Operation::AssignmentRemove).await?;
         let now = self.clock_now();
         let ops = vec![
-            Op::DeleteAssignment { id: id.to_string() },
-            Op::GuardLastAdmin { organization_id: a.scope.organization_id.clone(), now },
-            Op::DeleteUserSessions { user_id: a.user_id.clone() },
+            AccessChange::DeleteAssignment { id: id.to_string() }.into(),
+            AccessChange::GuardLastAdmin { organization_id: a.scope.organization_id.clone(), now }.into(),
+            AuthChange::DeleteUserSessions { user_id: a.user_id.clone() }.into(),
         ];
         let ev = Draft::new(now, AuditAction::Delete, Outcome::Success).by(actor).resource("RoleAssignment", Some(id)).purpose(purpose);
         let fail = Draft::new(now, AuditAction::Delete, Outcome::Denied).by(actor).resource("RoleAssignment", Some(id)).purpose(purpose);

@@ -1,6 +1,7 @@
 //! The organization structure: organizations, locations and departments (the operator's shell).
 
 use super::*;
+use crate::access::changes::AccessChange;
 
 impl Vault {
     // ----- organization structure (operator's shell) -----
@@ -64,7 +65,7 @@ impl Vault {
             time_zone,
         };
         let ev = Draft::new(now, AuditAction::ConfigChange, Outcome::Success).by(&operator).resource(prefix, Some(&id));
-        self.inner.writer.write(vec![Op::InsertUnit { kind, row }], vec![ev], None).await?;
+        self.inner.writer.write(vec![AccessChange::InsertUnit { kind, row }.into()], vec![ev], None).await?;
         Ok(id)
     }
 

@@ -2,6 +2,8 @@
 //! and sessions (one's own and, for officers, other users').
 
 use super::*;
+use crate::access::changes::AccessChange;
+use crate::auth::changes::AuthChange;
 
 impl Vault {
     // ----- accounts -----
@@ -53,12 +55,14 @@ impl Vault {
 
     pub(super) async fn set_active(&self, actor: &Actor, user: &UserRow, active: bool, kind: &str) -> Result<(), CoreError> {
         let now = self.clock_now();
-        let mut ops =
-            vec![Op::SetUserActive { user_id: user.id.clone(), active, now }, Op::DeleteUserSessions { user_id: user.id.clone() }];
+        let mut ops = vec![
+            AccessChange::SetUserActive { user_id: user.id.clone(), active, now }.into(),
+            AuthChange::DeleteUserSessions { user_id: user.id.clone() }.into(),
+        ];
         if !active {
-            ops.push(Op::GuardLastAdmin { organization_id: user.organization_id.clone(), now });
+            ops.push(AccessChange::GuardLastAdmin { organization_id: user.organization_id.clone(), now }.into());
         }
-        ops.push(Op::InsertAlert(alert(SECURITY, kind, Some(&user.id), None, None, now)));
+        ops.push(AccessChange::InsertAlert(alert(SECURITY, kind, Some(&user.id), None, None, now)).into());
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource("User", Some(&user.id));
         let details = self.inner.sealer.seal_details(&ev.event_id, serde_json::json!({"active": active}).to_string().as_bytes())?;
         let fail = Draft::new(now, AuditAction::Update, Outcome::Denied).by(actor).resource("User", Some(&user.id));
@@ -78,9 +82,9 @@ impl Vault {
         let users = self.inner.store.users_unused_since(cutoff).await?;
         for u in &users {
             let ops = vec![
-                Op::SetUserActive { user_id: u.id.clone(), active: false, now },
-                Op::DeleteUserSessions { user_id: u.id.clone() },
-                Op::InsertAlert(alert(SECURITY, "account-inactive", Some(&u.id), None, None, now)),
+                AccessChange::SetUserActive { user_id: u.id.clone(), active: false, now }.into(),
+                AuthChange::DeleteUserSessions { user_id: u.id.clone() }.into(),
+                AccessChange::InsertAlert(alert(SECURITY, "account-inactive", Some(&u.id), None, None, now)).into(),
             ];
             let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(&job).resource("User", Some(&u.id));
             let details = self
@@ -120,8 +124,8 @@ impl Vault {
         self.gate(actor, Operation::OwnSessions, PurposeOfUse::Operations, &Target::Anywhere, ("Session", public_id)).await?;
         let uid = actor.user_id.to_string();
         let op = match public_id {
-            Some(p) => Op::DeleteSessionByPublicId { user_id: uid, public_id: p.to_string() },
-            None => Op::DeleteUserSessions { user_id: uid },
+            Some(p) => AuthChange::DeleteSessionByPublicId { user_id: uid, public_id: p.to_string() }.into(),
+            None => AuthChange::DeleteUserSessions { user_id: uid }.into(),
         };
         let now = self.clock_now();
         let ev = Draft::new(now, AuditAction::Logout, Outcome::Success).by(actor).resource("Session", public_id);
@@ -145,7 +149,7 @@ impl Vault {
         let user = self.user_in_scope(actor, Operation::SessionEndUser, purpose, user_id).await?;
         let ev =
             Draft::new(self.clock_now(), AuditAction::Logout, Outcome::Success).by(actor).resource("User", Some(&user.id)).purpose(purpose);
-        self.inner.writer.write(vec![Op::DeleteUserSessions { user_id: user.id.clone() }], vec![ev], None).await?;
+        self.inner.writer.write(vec![AuthChange::DeleteUserSessions { user_id: user.id.clone() }.into()], vec![ev], None).await?;
         Ok(())
     }
 }

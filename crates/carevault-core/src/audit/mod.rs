@@ -4,9 +4,9 @@
 //! configured, in a witness folder elsewhere.
 
 pub(crate) mod chain;
+pub(crate) mod change;
 pub(crate) mod files;
 pub(crate) mod merkle;
-pub(crate) mod ops;
 pub mod tree;
 pub mod verify;
 pub(crate) mod writer;

@@ -13,10 +13,10 @@ use carevault_store::{AuditRow, CheckpointRow, Store, StoreError, WriteTx};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{canonical, chain_hash, checkpoint_message, head_message};
+pub(crate) use super::change::Op;
+use super::change::OpFailure;
 use super::files::AuditFiles;
 use super::merkle::{leaf_hash, Frontier, Hash};
-pub(crate) use super::ops::Op;
-use super::ops::{apply, OpFailure};
 use super::tree::tree_head_message;
 use super::{Draft, Receipt};
 use crate::clock::Clock;
@@ -242,7 +242,7 @@ impl Writer {
                 tx.savepoint().await?;
                 let mut store_failure = None;
                 for op in &job.ops {
-                    match apply(&mut tx, op).await {
+                    match op.apply(&mut tx).await {
                         Ok(()) => {}
                         Err(OpFailure::Store(e)) => {
                             store_failure = Some(e);

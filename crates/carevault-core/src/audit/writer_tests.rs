@@ -9,8 +9,9 @@ use carevault_domain::{AuditAction, Outcome};
 use carevault_store::Store;
 
 use super::files::AuditFiles;
-use super::writer::{AuditWriter, Op, WriterConfig};
+use super::writer::{AuditWriter, WriterConfig};
 use super::Draft;
+use crate::access::changes::AccessChange;
 use crate::clock::{Clock, SystemClock};
 use crate::error::CoreError;
 use crate::storage::StorageMonitor;
@@ -95,7 +96,10 @@ async fn a_store_error_in_one_job_fails_only_that_job() {
     let a = tokio::spawn(async move { w.append(draft("a")).await });
     let w = r.writer.clone();
     let poison = crate::access::alert("security", "poison", None, None, None, 1);
-    let b = tokio::spawn(async move { w.write(vec![Op::InsertAlert(poison)], vec![draft("b")], Some(draft("b-failed"))).await });
+    let b =
+        tokio::spawn(
+            async move { w.write(vec![AccessChange::InsertAlert(poison).into()], vec![draft("b")], Some(draft("b-failed"))).await },
+        );
     let w = r.writer.clone();
     let c = tokio::spawn(async move { w.append(draft("c")).await });
     // The three tasks run before the writer is woken (this runtime is single-threaded), so they
@@ -140,7 +144,7 @@ async fn alerts_survive_a_full_queue_and_a_failed_batch() {
     until("the queue is full", || r.writer.queued() >= 1).await;
     let alert = crate::access::alert("security", "sign-in-storm", None, None, Some("198.51.100.7"), 1);
     let id = alert.id.clone();
-    r.writer.fire_audited(vec![Op::InsertAlert(alert)], vec![draft("storm")]);
+    r.writer.fire_audited(vec![AccessChange::InsertAlert(alert).into()], vec![draft("storm")]);
     hold.rollback().await.expect("release");
     for w in waiting {
         w.await.expect("join").expect("read");
@@ -153,7 +157,7 @@ async fn alerts_survive_a_full_queue_and_a_failed_batch() {
     r.store.execute_for_tests("INSERT INTO fault VALUES (1)").await.expect("on");
     let alert = crate::access::alert("security", "sign-in-storm", None, None, Some("198.51.100.8"), 2);
     let id = alert.id.clone();
-    r.writer.fire_audited(vec![Op::InsertAlert(alert)], vec![draft("storm2")]);
+    r.writer.fire_audited(vec![AccessChange::InsertAlert(alert).into()], vec![draft("storm2")]);
     assert!(r.writer.append(draft("probe")).await.is_err());
     r.store.execute_for_tests("DELETE FROM fault").await.expect("off");
     assert!(alert_stored(&r.store, &id).await, "the alert of a failed batch was not retried");

@@ -6,10 +6,11 @@ use carevault_crypto::totp::{TotpCheck, TotpSecret};
 use carevault_domain::{AuditAction, Operation, Outcome, PurposeOfUse};
 
 use super::{new_token, token_hash, user_actor_name, SessionGrant, ACTIVE, PENDING};
+use crate::access::changes::AccessChange;
 use crate::access::{alert, SECURITY};
 use crate::actor::{Actor, RequestContext};
-use crate::audit::writer::Op;
 use crate::audit::Draft;
+use crate::auth::changes::AuthChange;
 use crate::authz::Target;
 use crate::error::CoreError;
 use crate::vault::Vault;
@@ -66,9 +67,9 @@ impl Vault {
         };
         let token_hash = actor.session_token_hash.clone().ok_or(CoreError::Unauthenticated)?;
         let ops = vec![
-            Op::AdvanceTotp { user_id: user.id.clone(), step: i64::try_from(step).unwrap_or(i64::MAX) },
-            Op::SetSessionAuthenticated { token_hash, now },
-            Op::SetLoginFailures { user_id: user.id.clone(), failed: 0, locked_until: None },
+            AuthChange::AdvanceTotp { user_id: user.id.clone(), step: i64::try_from(step).unwrap_or(i64::MAX) }.into(),
+            AuthChange::SetSessionAuthenticated { token_hash, now }.into(),
+            AuthChange::SetLoginFailures { user_id: user.id.clone(), failed: 0, locked_until: None }.into(),
         ];
         let ok = Draft::new(now, AuditAction::Login, Outcome::Success).by(actor).resource("Session", actor.session_public_id.as_deref());
         let replay =
@@ -94,7 +95,10 @@ impl Vault {
             .await?
             .map_err(|_| CoreError::Internal("password hashing failed".into()))?;
         let keep = actor.session_token_hash.clone().unwrap_or_default();
-        let ops = vec![Op::SetPassword { user_id: user.id.clone(), hash, now }, Op::DeleteOtherSessions { user_id: user.id.clone(), keep }];
+        let ops = vec![
+            AuthChange::SetPassword { user_id: user.id.clone(), hash, now }.into(),
+            AuthChange::DeleteOtherSessions { user_id: user.id.clone(), keep }.into(),
+        ];
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource("User", Some(&user.id));
         let details = self.inner.sealer.seal_details(&ev.event_id, br#"{"changed":"password"}"#)?;
         self.inner.writer.write(ops, vec![ev.details(details)], None).await?;
@@ -113,7 +117,10 @@ impl Vault {
         let now = self.now();
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource("User", Some(&uid));
         let details = self.inner.sealer.seal_details(&ev.event_id, br#"{"changed":"recovery-codes"}"#)?;
-        self.inner.writer.write(vec![Op::ReplaceRecoveryCodes { user_id: uid, hashes, now }], vec![ev.details(details)], None).await?;
+        self.inner
+            .writer
+            .write(vec![AuthChange::ReplaceRecoveryCodes { user_id: uid, hashes, now }.into()], vec![ev.details(details)], None)
+            .await?;
         Ok(codes)
     }
 
@@ -143,9 +150,9 @@ impl Vault {
         let public_id = hex::encode(carevault_crypto::random_bytes::<8>());
         let expires_at = now + self.inner.config.session_max_secs * 1_000_000;
         let ops = vec![
-            Op::UseRecoveryCode { user_id: user.id.clone(), hash, now },
-            Op::DeleteSession { token_hash: session.token_hash.clone() },
-            Op::InsertSession(carevault_store::NewSession {
+            AuthChange::UseRecoveryCode { user_id: user.id.clone(), hash, now }.into(),
+            AuthChange::DeleteSession { token_hash: session.token_hash.clone() }.into(),
+            AuthChange::InsertSession(carevault_store::NewSession {
                 token_hash: token_hash(&token),
                 public_id: public_id.clone(),
                 user_id: user.id.clone(),
@@ -153,10 +160,11 @@ impl Vault {
                 created_at: now,
                 expires_at,
                 source_ip: ctx.ip_string(),
-            }),
-            Op::SetLoginFailures { user_id: user.id.clone(), failed: 0, locked_until: None },
-            Op::SetLastLogin { user_id: user.id.clone(), now },
-            Op::InsertAlert(alert(SECURITY, "recovery-code-used", Some(&user.id), None, None, now)),
+            })
+            .into(),
+            AuthChange::SetLoginFailures { user_id: user.id.clone(), failed: 0, locked_until: None }.into(),
+            AuthChange::SetLastLogin { user_id: user.id.clone(), now }.into(),
+            AccessChange::InsertAlert(alert(SECURITY, "recovery-code-used", Some(&user.id), None, None, now)).into(),
         ];
         let ok = Draft::new(now, AuditAction::Login, Outcome::Success)
             .actor_name(user_actor_name(&user.id))
@@ -171,7 +179,9 @@ impl Vault {
         match self.inner.writer.write(ops, vec![ok], Some(bad)).await {
             Ok(_) => {}
             Err(CoreError::InvalidCode) => {
-                let ops = vec![Op::SessionMfaFailed { token_hash: session.token_hash.clone(), max: super::MAX_MFA_FAILURES_PER_SESSION }];
+                let ops =
+                    vec![AuthChange::SessionMfaFailed { token_hash: session.token_hash.clone(), max: super::MAX_MFA_FAILURES_PER_SESSION }
+                        .into()];
                 self.record_failure(ctx, &user, AuditAction::MfaFailed, ops, now).await?;
                 return Err(CoreError::InvalidCode);
             }
@@ -222,12 +232,17 @@ impl Vault {
         let sealed = self.inner.sealer.seal_credential(&user.id, secret.as_bytes(), None)?;
         let (invitation, invite) = self.new_invitation(actor, &user.id, now);
         let ops = vec![
-            Op::ReplaceTotp { user_id: user.id.clone(), secret: sealed, key_version: i64::from(self.inner.sealer.current_version()?) },
+            AuthChange::ReplaceTotp {
+                user_id: user.id.clone(),
+                secret: sealed,
+                key_version: i64::from(self.inner.sealer.current_version()?),
+            }
+            .into(),
             invite,
-            Op::ReplaceRecoveryCodes { user_id: user.id.clone(), hashes: vec![], now },
-            Op::DeletePasskeys { user_id: user.id.clone(), id: None },
-            Op::DeleteUserSessions { user_id: user.id.clone() },
-            Op::InsertAlert(alert(SECURITY, "mfa-reset", Some(&user.id), None, None, now)),
+            AuthChange::ReplaceRecoveryCodes { user_id: user.id.clone(), hashes: vec![], now }.into(),
+            AuthChange::DeletePasskeys { user_id: user.id.clone(), id: None }.into(),
+            AuthChange::DeleteUserSessions { user_id: user.id.clone() }.into(),
+            AccessChange::InsertAlert(alert(SECURITY, "mfa-reset", Some(&user.id), None, None, now)).into(),
         ];
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource("User", Some(&user.id)).purpose(purpose);
         let details = self.inner.sealer.seal_details(&ev.event_id, br#"{"changed":"mfa-reset"}"#)?;

@@ -7,8 +7,8 @@ use carevault_domain::{AuditAction, Outcome};
 
 use super::{token_hash, user_actor_name, PENDING};
 use crate::actor::RequestContext;
-use crate::audit::writer::Op;
 use crate::audit::Draft;
+use crate::auth::changes::AuthChange;
 use crate::error::CoreError;
 use crate::vault::Vault;
 
@@ -84,7 +84,9 @@ impl Vault {
                     .source_ip(ctx.ip_string())
                     .session(Some(session.public_id.clone()))
                     .resource("User", Some(&user.id));
-                let fail = Op::SessionMfaFailed { token_hash: session.token_hash.clone(), max: super::MAX_MFA_FAILURES_PER_SESSION };
+                let fail =
+                    AuthChange::SessionMfaFailed { token_hash: session.token_hash.clone(), max: super::MAX_MFA_FAILURES_PER_SESSION }
+                        .into();
                 self.inner.writer.write(vec![fail], vec![d], None).await?;
                 return Err(e);
             }
@@ -92,11 +94,12 @@ impl Vault {
         let secret = TotpSecret::generate();
         self.inner.sealer.refresh(&self.inner.store, now, false).await?;
         let sealed = self.inner.sealer.seal_credential(&user.id, secret.as_bytes(), None)?;
-        let mut ops = vec![Op::ReplaceTotp {
+        let mut ops = vec![AuthChange::ReplaceTotp {
             user_id: user.id.clone(),
             secret: sealed,
             key_version: i64::from(self.inner.sealer.current_version()?),
-        }];
+        }
+        .into()];
         ops.extend(take);
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success)
             .actor_name(user_actor_name(&user.id))

@@ -1,6 +1,8 @@
 //! Staff identity: accounts (Argon2id + mandatory TOTP), sign-in with throttling, server-side
 //! sessions with idle and absolute limits.
 
+pub(crate) mod changes;
+
 mod account;
 mod blocklist;
 mod enroll;
@@ -19,10 +21,12 @@ use carevault_crypto::totp::{TotpCheck, TotpSecret};
 use carevault_domain::{AuditAction, Operation, Outcome, PurposeOfUse, Role, UserId};
 use carevault_store::{AssignmentRow, NewSession, ScopeCols, SessionRow, UserRow};
 
+use crate::access::changes::AccessChange;
 use crate::actor::{Actor, ActorKind, RequestContext};
 use crate::approvals::NewAccount;
 use crate::audit::writer::Op;
 use crate::audit::Draft;
+use crate::auth::changes::AuthChange;
 use crate::error::CoreError;
 use crate::vault::Vault;
 
@@ -246,7 +250,7 @@ impl Vault {
         };
         let ev = Draft::new(now, AuditAction::Create, Outcome::Success).by(by).resource("User", Some(id.as_str()));
         let fail = Draft::new(now, AuditAction::Create, Outcome::Conflict).by(by).resource("User", None);
-        let mut ops = vec![Op::InsertUser(Box::new(row)), Op::InsertAssignment(assignment)];
+        let mut ops = vec![AuthChange::InsertUser(Box::new(row)).into(), AccessChange::InsertAssignment(assignment).into()];
         ops.extend(extra_ops(id.as_str()));
         self.inner.writer.write(ops, vec![ev], Some(fail)).await?;
         let otpauth_uri = secret.otpauth_uri(&self.inner.config.totp_issuer, &username).map_err(CoreError::Internal)?;
@@ -273,7 +277,7 @@ impl Vault {
         let ev = Draft::new(now, AuditAction::ConfigChange, Outcome::Success).by(&operator).resource("User", Some(&user.id));
         self.inner
             .writer
-            .write(vec![Op::SetLoginFailures { user_id: user.id.clone(), failed: 0, locked_until: None }], vec![ev], None)
+            .write(vec![AuthChange::SetLoginFailures { user_id: user.id.clone(), failed: 0, locked_until: None }.into()], vec![ev], None)
             .await?;
         Ok(())
     }
@@ -297,7 +301,7 @@ impl Vault {
             let ip = ctx.ip_string();
             let a = crate::access::alert(crate::access::SECURITY, "sign-in-storm", None, None, ip.as_deref(), now);
             let d = Draft::new(now, AuditAction::LoginFailed, Outcome::Denied).source_ip(ip).resource("Alert", Some(&a.id));
-            writer.fire_audited(vec![Op::InsertAlert(a)], vec![d]);
+            writer.fire_audited(vec![AccessChange::InsertAlert(a).into()], vec![d]);
         }
     }
 
@@ -333,9 +337,19 @@ impl Vault {
         let failed = user.failed_logins + 1;
         let mut ops = extra_ops;
         if failed == self.inner.config.lockout_threshold || failed == self.inner.config.lockout_hard_limit {
-            ops.push(Op::InsertAlert(crate::access::alert(crate::access::SECURITY, "account-lockout", Some(&user.id), None, None, now)));
+            ops.push(
+                AccessChange::InsertAlert(crate::access::alert(
+                    crate::access::SECURITY,
+                    "account-lockout",
+                    Some(&user.id),
+                    None,
+                    None,
+                    now,
+                ))
+                .into(),
+            );
         }
-        ops.push(Op::SetLoginFailures { user_id: user.id.clone(), failed, locked_until: self.lock_for(failed, now) });
+        ops.push(AuthChange::SetLoginFailures { user_id: user.id.clone(), failed, locked_until: self.lock_for(failed, now) }.into());
         let ev = Draft::new(now, action, Outcome::Denied)
             .actor_name(user_actor_name(&user.id))
             .source_ip(ctx.ip_string())
@@ -413,7 +427,7 @@ impl Vault {
             expires_at: now + self.inner.config.mfa_pending_secs * 1_000_000,
             source_ip: ctx.ip_string(),
         };
-        self.inner.writer.write(vec![Op::InsertSession(session)], vec![], None).await?;
+        self.inner.writer.write(vec![AuthChange::InsertSession(session).into()], vec![], None).await?;
         Ok(LoginStep { pending_token: token, expires_in_secs: self.inner.config.mfa_pending_secs })
     }
 
@@ -440,19 +454,23 @@ impl Vault {
                 .actor_name(user_actor_name(&user.id))
                 .source_ip(ctx.ip_string())
                 .session(Some(session.public_id.clone()));
-            self.inner.writer.write(vec![Op::DeleteSession { token_hash: session.token_hash.clone() }], vec![d], None).await?;
+            self.inner
+                .writer
+                .write(vec![AuthChange::DeleteSession { token_hash: session.token_hash.clone() }.into()], vec![d], None)
+                .await?;
             return Err(CoreError::Throttled { retry_after_secs: retry_after(until, now) });
         }
         let secret = TotpSecret::from_bytes(&self.inner.sealer.open_credential(&self.inner.store, now, &user.id, &user.totp_secret).await?);
         let last = user.totp_last_step.and_then(|s| u64::try_from(s).ok());
         let check = secret.verify(code.trim(), self.inner.clock.now_secs(), last);
         let TotpCheck::Valid { step } = check else {
-            let ops = vec![Op::SessionMfaFailed { token_hash: session.token_hash.clone(), max: MAX_MFA_FAILURES_PER_SESSION }];
+            let ops =
+                vec![AuthChange::SessionMfaFailed { token_hash: session.token_hash.clone(), max: MAX_MFA_FAILURES_PER_SESSION }.into()];
             self.record_failure(ctx, &user, AuditAction::MfaFailed, ops, now).await?;
             return Err(CoreError::InvalidCode);
         };
         let mut up = self.upgrade_session(ctx, &user.id, &session, now);
-        let mut ops = vec![Op::AdvanceTotp { user_id: user.id.clone(), step: i64::try_from(step).unwrap_or(i64::MAX) }];
+        let mut ops = vec![AuthChange::AdvanceTotp { user_id: user.id.clone(), step: i64::try_from(step).unwrap_or(i64::MAX) }.into()];
         ops.append(&mut up.ops);
         let ok = Draft::new(now, AuditAction::Login, Outcome::Success)
             .actor_name(user_actor_name(&user.id))
@@ -481,7 +499,11 @@ impl Vault {
             .actor_name(user_actor_name(&s.user_id))
             .session(Some(s.public_id.clone()))
             .source_ip(s.source_ip.clone());
-        self.inner.writer.write(vec![Op::DeleteSession { token_hash: s.token_hash.clone() }], vec![d], None).await.map(|_| ())
+        self.inner
+            .writer
+            .write(vec![AuthChange::DeleteSession { token_hash: s.token_hash.clone() }.into()], vec![d], None)
+            .await
+            .map(|_| ())
     }
 
     fn is_expired(&self, s: &SessionRow, now: i64) -> bool {
@@ -519,11 +541,11 @@ impl Vault {
                 .actor_name(user_actor_name(&s.user_id))
                 .session(Some(s.public_id.clone()))
                 .source_ip(ctx.ip_string());
-            self.inner.writer.write(vec![Op::DeleteSession { token_hash: s.token_hash.clone() }], vec![d], None).await?;
+            self.inner.writer.write(vec![AuthChange::DeleteSession { token_hash: s.token_hash.clone() }.into()], vec![d], None).await?;
             return Err(CoreError::Unauthenticated);
         };
         if now - s.last_seen_at >= TOUCH_EVERY_MICROS {
-            self.inner.writer.fire(vec![Op::TouchSession { token_hash: s.token_hash.clone(), now }]);
+            self.inner.writer.fire(vec![AuthChange::TouchSession { token_hash: s.token_hash.clone(), now }.into()]);
         }
         let (roles, privileges) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
         Ok(Actor {
@@ -626,7 +648,7 @@ impl Vault {
             .actor_name(user_actor_name(&s.user_id))
             .session(Some(s.public_id.clone()))
             .source_ip(ctx.ip_string());
-        self.inner.writer.write(vec![Op::DeleteSession { token_hash: s.token_hash }], vec![d], None).await.map(|_| ())
+        self.inner.writer.write(vec![AuthChange::DeleteSession { token_hash: s.token_hash }.into()], vec![d], None).await.map(|_| ())
     }
 
     /// Ends every session past its idle or absolute limit (and stale MFA-pending sessions).
@@ -658,8 +680,8 @@ impl Vault {
         let public_id = hex::encode(carevault_crypto::random_bytes::<8>());
         let expires_at = now + self.inner.config.session_max_secs * 1_000_000;
         let ops = vec![
-            Op::DeleteSession { token_hash: pending.token_hash.clone() },
-            Op::InsertSession(NewSession {
+            AuthChange::DeleteSession { token_hash: pending.token_hash.clone() }.into(),
+            AuthChange::InsertSession(NewSession {
                 token_hash: token_hash(&token),
                 public_id: public_id.clone(),
                 user_id: user_id.to_string(),
@@ -667,9 +689,10 @@ impl Vault {
                 created_at: now,
                 expires_at,
                 source_ip: ctx.ip_string(),
-            }),
-            Op::SetLoginFailures { user_id: user_id.to_string(), failed: 0, locked_until: None },
-            Op::SetLastLogin { user_id: user_id.to_string(), now },
+            })
+            .into(),
+            AuthChange::SetLoginFailures { user_id: user_id.to_string(), failed: 0, locked_until: None }.into(),
+            AuthChange::SetLastLogin { user_id: user_id.to_string(), now }.into(),
         ];
         Upgrade { token, public_id, expires_at, ops }
     }

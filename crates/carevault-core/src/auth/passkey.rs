@@ -9,8 +9,8 @@ use carevault_store::{CeremonyRow, PasskeyRow};
 
 use super::{token_hash, user_actor_name, SessionGrant, PENDING};
 use crate::actor::{Actor, RequestContext};
-use crate::audit::writer::Op;
 use crate::audit::Draft;
+use crate::auth::changes::AuthChange;
 use crate::authz::Target;
 use crate::error::CoreError;
 use crate::vault::Vault;
@@ -86,7 +86,7 @@ impl Vault {
             state: sealed,
             expires_at: now + CEREMONY_SECS * 1_000_000,
         };
-        self.inner.writer.write(vec![Op::InsertCeremony(Box::new(row))], vec![], None).await?;
+        self.inner.writer.write(vec![AuthChange::InsertCeremony(Box::new(row)).into()], vec![], None).await?;
         Ok(id)
     }
 
@@ -148,7 +148,7 @@ impl Vault {
             Ok(r) => r,
             Err(e) => {
                 let d = fail("refused").0;
-                self.inner.writer.write(vec![Op::TakeCeremony { id: ceremony.to_string() }], vec![d], None).await?;
+                self.inner.writer.write(vec![AuthChange::TakeCeremony { id: ceremony.to_string() }.into()], vec![d], None).await?;
                 return Err(passkey_error(e));
             }
         };
@@ -167,7 +167,11 @@ impl Vault {
         let conflict = Draft::new(now, AuditAction::Create, Outcome::Conflict).by(actor).resource("Passkey", None);
         self.inner
             .writer
-            .write(vec![Op::TakeCeremony { id: ceremony.to_string() }, Op::InsertPasskey(Box::new(row))], vec![ev], Some(conflict))
+            .write(
+                vec![AuthChange::TakeCeremony { id: ceremony.to_string() }.into(), AuthChange::InsertPasskey(Box::new(row)).into()],
+                vec![ev],
+                Some(conflict),
+            )
             .await?;
         Ok(PasskeyView { id, name, created_at: now, last_used_at: None })
     }
@@ -180,7 +184,11 @@ impl Vault {
         let fail = Draft::new(now, AuditAction::Update, Outcome::NotFound).by(actor).resource("Passkey", Some(id));
         self.inner
             .writer
-            .write(vec![Op::RenamePasskey { user_id: actor.user_id.to_string(), id: id.to_string(), name }], vec![ev], Some(fail))
+            .write(
+                vec![AuthChange::RenamePasskey { user_id: actor.user_id.to_string(), id: id.to_string(), name }.into()],
+                vec![ev],
+                Some(fail),
+            )
             .await?;
         Ok(())
     }
@@ -193,8 +201,8 @@ impl Vault {
         let now = self.now();
         let uid = actor.user_id.to_string();
         let ops = vec![
-            Op::DeletePasskeys { user_id: uid.clone(), id: Some(id.to_string()) },
-            Op::DeleteOtherSessions { user_id: uid, keep: actor.session_token_hash.clone().unwrap_or_default() },
+            AuthChange::DeletePasskeys { user_id: uid.clone(), id: Some(id.to_string()) }.into(),
+            AuthChange::DeleteOtherSessions { user_id: uid, keep: actor.session_token_hash.clone().unwrap_or_default() }.into(),
         ];
         let ev = Draft::new(now, AuditAction::Delete, Outcome::Success).by(actor).resource("Passkey", Some(id));
         let fail = Draft::new(now, AuditAction::Delete, Outcome::NotFound).by(actor).resource("Passkey", Some(id));
@@ -279,8 +287,9 @@ impl Vault {
             Ok(a) => a,
             Err(e) => {
                 let ops = vec![
-                    Op::TakeCeremony { id: ceremony.to_string() },
-                    Op::SessionMfaFailed { token_hash: session.token_hash.clone(), max: super::MAX_MFA_FAILURES_PER_SESSION },
+                    AuthChange::TakeCeremony { id: ceremony.to_string() }.into(),
+                    AuthChange::SessionMfaFailed { token_hash: session.token_hash.clone(), max: super::MAX_MFA_FAILURES_PER_SESSION }
+                        .into(),
                 ];
                 self.record_failure(ctx, &user, AuditAction::MfaFailed, ops, now).await?;
                 return Err(passkey_error(e));
@@ -296,8 +305,8 @@ impl Vault {
         };
         let mut up = self.upgrade_session(ctx, &user.id, &session, now);
         let mut ops = vec![
-            Op::TakeCeremony { id: ceremony.to_string() },
-            Op::PasskeyUsed { credential_id: asserted.credential_id.clone(), passkey: updated, now },
+            AuthChange::TakeCeremony { id: ceremony.to_string() }.into(),
+            AuthChange::PasskeyUsed { credential_id: asserted.credential_id.clone(), passkey: updated, now }.into(),
         ];
         ops.append(&mut up.ops);
         let ok = Draft::new(now, AuditAction::Login, Outcome::Success)

@@ -1,15 +1,19 @@
 //! Patient records through the chokepoint: permission and purpose, audit record, then decrypt.
 
+pub(crate) mod changes;
+
 use carevault_domain::patient::{parse_patient, IndexKind, ParseContext, PatientData};
 use carevault_domain::search::{parse_patient_query, PatientQuery};
 use carevault_domain::{AuditAction, InputError, Mrn, Operation, Outcome, PatientId, Permission, PurposeOfUse, SensitiveCategory};
 use carevault_store::PatientVersionRow;
 
+use crate::access::changes::AccessChange;
 use crate::actor::Actor;
-use crate::audit::writer::Op;
 use crate::audit::{Draft, Receipt};
-use crate::authz::{self, Allowed, PatientFacts, Target};
+use crate::authz::{self, PatientFacts, Target};
 use crate::error::CoreError;
+use crate::patients::changes::PatientChange;
+use crate::read::Access;
 use crate::vault::Vault;
 
 const PATIENT: &str = "Patient";
@@ -167,13 +171,18 @@ impl Vault {
                 .resource(PATIENT, Some(id.as_str()))
                 .patient(id.as_str())
                 .purpose(purpose);
-            let mut ops = vec![Op::InsertPatient { row: Box::new(row), tokens, is_demo, organization_id: home.organization_id.clone() }];
+            let mut ops =
+                vec![PatientChange::InsertPatient { row: Box::new(row), tokens, is_demo, organization_id: home.organization_id.clone() }
+                    .into()];
             if home.location_id.is_some() || home.department_id.is_some() {
-                ops.push(Op::SetPlacement {
-                    patient_id: id.to_string(),
-                    location_id: home.location_id.clone(),
-                    department_id: home.department_id.clone(),
-                });
+                ops.push(
+                    AccessChange::SetPlacement {
+                        patient_id: id.to_string(),
+                        location_id: home.location_id.clone(),
+                        department_id: home.department_id.clone(),
+                    }
+                    .into(),
+                );
             }
             match self.inner.writer.write(ops, vec![ev], None).await {
                 Ok(_) => return Ok(PatientRecord { id, version: 1, last_updated: now, data: sub.data, flags: vec![] }),
@@ -186,35 +195,22 @@ impl Vault {
 
     /// Reads the current version of a patient.
     pub async fn read_patient(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<PatientRecord, CoreError> {
-        let (facts, allowed) = self.gate_patient(actor, Operation::PatientRead, purpose, AuditAction::Read, PATIENT, id).await?;
-        let row = self.inner.store.patient_current(id).await?;
-        self.audited_open_one(actor, purpose, id, row, &facts, &allowed).await
-    }
-
-    pub(crate) async fn audited_open_one(
-        &self,
-        actor: &Actor,
-        purpose: PurposeOfUse,
-        id: &str,
-        row: Option<PatientVersionRow>,
-        facts: &PatientFacts,
-        allowed: &Allowed,
-    ) -> Result<PatientRecord, CoreError> {
-        let now = self.inner.clock.now_micros();
-        let Some(row) = row else {
-            let d = Draft::new(now, AuditAction::Read, Outcome::NotFound).by(actor).resource(PATIENT, Some(id)).purpose(purpose);
-            self.inner.writer.append(d).await?;
-            return Err(CoreError::NotFound { resource: format!("Patient/{id}") });
+        let a = Access {
+            actor,
+            purpose,
+            op: Operation::PatientRead,
+            action: AuditAction::Read,
+            resource: PATIENT,
+            id: Some(id),
+            patient_id: id,
         };
-        let d = Draft::new(now, AuditAction::Read, Outcome::Success)
-            .by(actor)
-            .resource(PATIENT, Some(id))
-            .patient(&row.patient_id)
-            .purpose(purpose)
-            .review(allowed);
-        let receipt = self.inner.writer.append(d).await?;
-        tracing::debug!(audit_seq = ?receipt.last_seq(), patient = %row.patient_id, "patient read");
-        self.open_record(&receipt, &row, &facts.flags).await
+        self.audited_read(
+            a,
+            || format!("Patient/{id}"),
+            async || Ok(self.inner.store.patient_current(id).await?),
+            async |receipt: &Receipt, facts: &PatientFacts, row: PatientVersionRow| self.open_record(receipt, &row, &facts.flags).await,
+        )
+        .await
     }
 
     /// Reads one version of a patient (`vread`).
@@ -225,37 +221,51 @@ impl Vault {
         id: &str,
         version: &str,
     ) -> Result<PatientRecord, CoreError> {
-        let (facts, allowed) = self.gate_patient(actor, Operation::PatientVersionRead, purpose, AuditAction::Read, PATIENT, id).await?;
-        let row = match version.parse::<i64>() {
-            Ok(v) if v > 0 => self.inner.store.patient_version(id, v).await?,
-            _ => None,
+        let a = Access {
+            actor,
+            purpose,
+            op: Operation::PatientVersionRead,
+            action: AuditAction::Read,
+            resource: PATIENT,
+            id: Some(id),
+            patient_id: id,
         };
-        self.audited_open_one(actor, purpose, id, row, &facts, &allowed).await
+        self.audited_read(
+            a,
+            || format!("Patient/{id}"),
+            async || match version.parse::<i64>() {
+                Ok(v) if v > 0 => Ok(self.inner.store.patient_version(id, v).await?),
+                _ => Ok(None),
+            },
+            async |receipt: &Receipt, facts: &PatientFacts, row: PatientVersionRow| self.open_record(receipt, &row, &facts.flags).await,
+        )
+        .await
     }
 
     /// Every version of a patient, newest first (`_history`).
     pub async fn patient_history(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<Vec<PatientRecord>, CoreError> {
-        let (facts, allowed) =
-            self.gate_patient(actor, Operation::PatientHistory, purpose, AuditAction::Read, "Patient/_history", id).await?;
-        let rows = self.inner.store.patient_history(id).await?;
-        let now = self.inner.clock.now_micros();
-        if rows.is_empty() {
-            let d = Draft::new(now, AuditAction::Read, Outcome::NotFound).by(actor).resource("Patient/_history", Some(id)).purpose(purpose);
-            self.inner.writer.append(d).await?;
-            return Err(CoreError::NotFound { resource: format!("Patient/{id}") });
-        }
-        let d = Draft::new(now, AuditAction::Read, Outcome::Success)
-            .by(actor)
-            .resource("Patient/_history", Some(id))
-            .patient(id)
-            .purpose(purpose)
-            .review(&allowed);
-        let receipt = self.inner.writer.append(d).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.open_record(&receipt, r, &facts.flags).await?);
-        }
-        Ok(out)
+        let a = Access {
+            actor,
+            purpose,
+            op: Operation::PatientHistory,
+            action: AuditAction::Read,
+            resource: "Patient/_history",
+            id: Some(id),
+            patient_id: id,
+        };
+        self.audited_read(
+            a,
+            || format!("Patient/{id}"),
+            async || Ok(Some(self.inner.store.patient_history(id).await?).filter(|rows| !rows.is_empty())),
+            async |receipt: &Receipt, facts: &PatientFacts, rows: Vec<PatientVersionRow>| {
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push(self.open_record(receipt, r, &facts.flags).await?);
+                }
+                Ok(out)
+            },
+        )
+        .await
     }
 
     /// Replaces a patient's demographics with a new version. `if_match` is the version the
@@ -327,7 +337,10 @@ impl Vault {
             .patient(id)
             .purpose(purpose)
             .review(&allowed);
-        self.inner.writer.write(vec![Op::UpdatePatient { row: Box::new(row), expected, tokens, mrn_token }], vec![ev], Some(fail)).await?;
+        self.inner
+            .writer
+            .write(vec![PatientChange::UpdatePatient { row: Box::new(row), expected, tokens, mrn_token }.into()], vec![ev], Some(fail))
+            .await?;
         let pid = PatientId::parse(id).map_err(CoreError::Invalid)?;
         Ok(PatientRecord { id: pid, version, last_updated: now, data: sub.data, flags: facts.flags })
     }

@@ -3,6 +3,8 @@
 //! where needed) and diagnoses with ICD-10-CM codes. Every record is one `records` row whose body
 //! is sealed (AES-256-GCM, bound to table, id and version); reading it is audited first.
 
+pub(crate) mod changes;
+
 use carevault_domain::icd10::Icd10Code;
 use carevault_domain::{AuditAction, InputError, Operation, Outcome, PurposeOfUse};
 use carevault_store::RecordRow;
@@ -12,7 +14,11 @@ use crate::actor::Actor;
 use crate::audit::writer::Op;
 use crate::audit::{Draft, Receipt};
 use crate::authz::Allowed;
+use crate::authz::PatientFacts;
+use crate::chart::changes::ChartChange;
 use crate::error::CoreError;
+use crate::read::Access;
+use crate::schedule::changes::ScheduleChange;
 use crate::sealing::Binding;
 use crate::vault::Vault;
 
@@ -201,6 +207,22 @@ impl Vault {
         kinds: &[&str],
         id: &str,
     ) -> Result<(RecordRow, Allowed), CoreError> {
+        let row = self.locate_record(actor, purpose, op, action, kinds, id).await?;
+        let (_, allowed) = self.gate_patient(actor, op, purpose, action, resource_of(&row.kind), &row.patient_id).await?;
+        Ok((row, allowed))
+    }
+
+    /// Finds a record of one of `kinds` by id (its plain columns: whose it is), before the gate;
+    /// an unknown id is refused to anyone without the permission, else audited as not found.
+    pub(crate) async fn locate_record(
+        &self,
+        actor: &Actor,
+        purpose: PurposeOfUse,
+        op: Operation,
+        action: AuditAction,
+        kinds: &[&str],
+        id: &str,
+    ) -> Result<RecordRow, CoreError> {
         let row = if is_record_id(id) { self.inner.store.record(id).await?.filter(|r| kinds.contains(&r.kind.as_str())) } else { None };
         let resource = resource_of(kinds.first().copied().unwrap_or("note"));
         let Some(row) = row else {
@@ -210,8 +232,7 @@ impl Vault {
             self.inner.writer.append(d).await?;
             return Err(CoreError::NotFound { resource: format!("{resource}/{}", crate::audit::audit_safe_id(id)) });
         };
-        let (_, allowed) = self.gate_patient(actor, op, purpose, action, resource, &row.patient_id).await?;
-        Ok((row, allowed))
+        Ok(row)
     }
 
     /// Audits a refusal on a record (its patient known) and returns the error.
@@ -271,7 +292,7 @@ impl Vault {
             .patient(patient_id)
             .purpose(purpose)
             .review(allowed);
-        let mut ops = vec![Op::InsertRecord(Box::new(row))];
+        let mut ops = vec![ChartChange::InsertRecord(Box::new(row)).into()];
         ops.extend(extra_ops);
         self.inner.writer.write(ops, vec![ev], None).await?;
         let mut body = body;
@@ -324,7 +345,8 @@ impl Vault {
             .purpose(purpose)
             .review(allowed);
         let lost = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource(resource, Some(&old.id)).purpose(purpose);
-        let op = Op::UpdateRecord { row: Box::new(row), expected_version: old.version, expected_status: old.status.clone() };
+        let op =
+            ChartChange::UpdateRecord { row: Box::new(row), expected_version: old.version, expected_status: old.status.clone() }.into();
         let mut ops = vec![op];
         ops.extend(extra_ops);
         let mut events = vec![ev];
@@ -357,41 +379,58 @@ impl Vault {
         kinds: &[&str],
         id: &str,
     ) -> Result<ChartRecord, CoreError> {
-        let (row, allowed) = self.gated_record(actor, purpose, op, AuditAction::Read, kinds, id).await?;
-        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Read, Outcome::Success)
-            .by(actor)
-            .resource(resource_of(&row.kind), Some(id))
-            .patient(&row.patient_id)
-            .purpose(purpose)
-            .review(&allowed);
-        let receipt = self.inner.writer.append(d).await?;
-        self.open_chart(&receipt, &row).await
+        let row = self.locate_record(actor, purpose, op, AuditAction::Read, kinds, id).await?;
+        let a = Access {
+            actor,
+            purpose,
+            op,
+            action: AuditAction::Read,
+            resource: resource_of(&row.kind),
+            id: Some(id),
+            patient_id: &row.patient_id,
+        };
+        self.audited_read(
+            a,
+            || format!("{}/{id}", resource_of(&row.kind)),
+            async || Ok(Some(row.clone())),
+            async |receipt: &Receipt, _: &PatientFacts, row: RecordRow| self.open_chart(receipt, &row).await,
+        )
+        .await
     }
 
-    /// Every record of a kind of one patient (audited as one search), decrypted.
+    /// Every record of some kinds of one patient (audited as one search), decrypted, oldest first.
     pub(crate) async fn list_records(
         &self,
         actor: &Actor,
         purpose: PurposeOfUse,
         op: Operation,
-        kind: &str,
+        kinds: &[&str],
         patient_id: &str,
     ) -> Result<Vec<ChartRecord>, CoreError> {
-        let resource = resource_of(kind);
-        let (_, allowed) = self.gate_patient(actor, op, purpose, AuditAction::Search, resource, patient_id).await?;
-        let rows = self.inner.store.patient_records(patient_id, kind).await?;
-        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Search, Outcome::Success)
-            .by(actor)
-            .resource(resource, None)
-            .patient(patient_id)
-            .purpose(purpose)
-            .review(&allowed);
-        let receipt = self.inner.writer.append(d).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.open_chart(&receipt, r).await?);
-        }
-        Ok(out)
+        let resource = resource_of(kinds.first().copied().unwrap_or("note"));
+        let a = Access { actor, purpose, op, action: AuditAction::Search, resource, id: None, patient_id };
+        self.audited_read(
+            a,
+            || format!("Patient/{patient_id}"),
+            async || {
+                let mut rows = Vec::new();
+                for k in kinds {
+                    rows.extend(self.inner.store.patient_records(patient_id, k).await?);
+                }
+                if kinds.len() > 1 {
+                    rows.sort_by_key(|r| (r.created_at, r.id.clone()));
+                }
+                Ok(Some(rows))
+            },
+            async |receipt: &Receipt, _: &PatientFacts, rows: Vec<RecordRow>| {
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push(self.open_chart(receipt, r).await?);
+                }
+                Ok(out)
+            },
+        )
+        .await
     }
 
     // ----- encounters -----
@@ -464,14 +503,17 @@ impl Vault {
         let mut extra = Vec::new();
         if let Some(a) = &appt {
             if a.status != "checked-in" {
-                extra.push(Op::AppointmentStatus {
-                    id: a.id.clone(),
-                    from: a.status.clone(),
-                    to: "checked-in".into(),
-                    reason: None,
-                    actor: actor.audit_name(),
-                    at: now,
-                });
+                extra.push(
+                    ScheduleChange::AppointmentStatus {
+                        id: a.id.clone(),
+                        from: a.status.clone(),
+                        to: "checked-in".into(),
+                        reason: None,
+                        actor: actor.audit_name(),
+                        at: now,
+                    }
+                    .into(),
+                );
             }
         }
         let body = json!({
@@ -501,14 +543,17 @@ impl Vault {
         if let Some(aid) = row.parent_id.as_deref() {
             if let Some(a) = self.inner.store.appointment(aid).await?.filter(|a| a.status == "checked-in") {
                 let now = self.inner.clock.now_micros();
-                extra.0.push(Op::AppointmentStatus {
-                    id: a.id,
-                    from: "checked-in".into(),
-                    to: "fulfilled".into(),
-                    reason: None,
-                    actor: actor.audit_name(),
-                    at: now,
-                });
+                extra.0.push(
+                    ScheduleChange::AppointmentStatus {
+                        id: a.id,
+                        from: "checked-in".into(),
+                        to: "fulfilled".into(),
+                        reason: None,
+                        actor: actor.audit_name(),
+                        at: now,
+                    }
+                    .into(),
+                );
                 extra.1.push(
                     Draft::new(now, AuditAction::Update, Outcome::Success)
                         .by(actor)
@@ -543,7 +588,7 @@ impl Vault {
     }
 
     pub async fn patient_encounters(&self, actor: &Actor, purpose: PurposeOfUse, patient_id: &str) -> Result<Vec<ChartRecord>, CoreError> {
-        self.list_records(actor, purpose, Operation::EncounterList, "encounter", patient_id).await
+        self.list_records(actor, purpose, Operation::EncounterList, &["encounter"], patient_id).await
     }
 
     // ----- notes -----
@@ -693,43 +738,42 @@ impl Vault {
 
     /// A note with its addenda (all audited as one read of the patient's record).
     pub async fn read_note(&self, actor: &Actor, purpose: PurposeOfUse, id: &str) -> Result<(ChartRecord, Vec<ChartRecord>), CoreError> {
-        let (row, allowed) = self.gated_record(actor, purpose, Operation::NoteRead, AuditAction::Read, &["note", "addendum"], id).await?;
-        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Read, Outcome::Success)
-            .by(actor)
-            .resource("DocumentReference", Some(id))
-            .patient(&row.patient_id)
-            .purpose(purpose)
-            .review(&allowed);
-        let receipt = self.inner.writer.append(d).await?;
-        let note = self.open_chart(&receipt, &row).await?;
-        let mut addenda = Vec::new();
-        if row.kind == "note" {
-            for r in self.inner.store.child_records(&row.id).await?.iter().filter(|r| r.kind == "addendum") {
-                addenda.push(self.open_chart(&receipt, r).await?);
-            }
-        }
-        Ok((note, addenda))
+        let row = self.locate_record(actor, purpose, Operation::NoteRead, AuditAction::Read, &["note", "addendum"], id).await?;
+        let a = Access {
+            actor,
+            purpose,
+            op: Operation::NoteRead,
+            action: AuditAction::Read,
+            resource: "DocumentReference",
+            id: Some(id),
+            patient_id: &row.patient_id,
+        };
+        self.audited_read(
+            a,
+            || format!("DocumentReference/{id}"),
+            async || {
+                let addenda = if row.kind == "note" {
+                    self.inner.store.child_records(&row.id).await?.into_iter().filter(|r| r.kind == "addendum").collect()
+                } else {
+                    Vec::new()
+                };
+                Ok(Some((row.clone(), addenda)))
+            },
+            async |receipt: &Receipt, _: &PatientFacts, (row, children): (RecordRow, Vec<RecordRow>)| {
+                let note = self.open_chart(receipt, &row).await?;
+                let mut addenda = Vec::with_capacity(children.len());
+                for r in &children {
+                    addenda.push(self.open_chart(receipt, r).await?);
+                }
+                Ok((note, addenda))
+            },
+        )
+        .await
     }
 
     /// A patient's notes and addenda.
     pub async fn patient_notes(&self, actor: &Actor, purpose: PurposeOfUse, patient_id: &str) -> Result<Vec<ChartRecord>, CoreError> {
-        let (_, allowed) =
-            self.gate_patient(actor, Operation::NoteList, purpose, AuditAction::Search, "DocumentReference", patient_id).await?;
-        let mut rows = self.inner.store.patient_records(patient_id, "note").await?;
-        rows.extend(self.inner.store.patient_records(patient_id, "addendum").await?);
-        rows.sort_by_key(|r| (r.created_at, r.id.clone()));
-        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::Search, Outcome::Success)
-            .by(actor)
-            .resource("DocumentReference", None)
-            .patient(patient_id)
-            .purpose(purpose)
-            .review(&allowed);
-        let receipt = self.inner.writer.append(d).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.open_chart(&receipt, r).await?);
-        }
-        Ok(out)
+        self.list_records(actor, purpose, Operation::NoteList, &["note", "addendum"], patient_id).await
     }
 
     /// The actor's own unsigned draft notes (at most 50, oldest first): ids, patients and times
@@ -811,7 +855,7 @@ impl Vault {
     }
 
     pub async fn patient_conditions(&self, actor: &Actor, purpose: PurposeOfUse, patient_id: &str) -> Result<Vec<ChartRecord>, CoreError> {
-        self.list_records(actor, purpose, Operation::ConditionList, "condition", patient_id).await
+        self.list_records(actor, purpose, Operation::ConditionList, &["condition"], patient_id).await
     }
 }
 
@@ -938,7 +982,10 @@ impl Vault {
             let ev = Draft::new(self.inner.clock.now_micros(), AuditAction::ConfigChange, Outcome::Success)
                 .resource("CodeSystem", Some("icd-10-cm"))
                 .actor_name("system".into());
-            self.inner.writer.write(vec![Op::UpsertIcd10 { codes: chunk.to_vec(), release: release.into() }], vec![ev], None).await?;
+            self.inner
+                .writer
+                .write(vec![ChartChange::UpsertIcd10 { codes: chunk.to_vec(), release: release.into() }.into()], vec![ev], None)
+                .await?;
         }
         Ok(n)
     }

@@ -3,6 +3,8 @@
 //! and then, inside the serialized write transaction, against every live appointment of the
 //! practitioner, so concurrent requests for one slot cannot both succeed.
 
+pub(crate) mod changes;
+
 use carevault_domain::practice::TimeZoneName;
 use carevault_domain::schedule::{
     check_windows, free_slots, local_date, local_midnight, parse_date, Date, Interval, SlotQuery, WeeklyWindow,
@@ -15,6 +17,7 @@ use crate::audit::writer::Op;
 use crate::audit::Draft;
 use crate::authz::Target;
 use crate::error::CoreError;
+use crate::schedule::changes::ScheduleChange;
 use crate::vault::Vault;
 
 /// A booked appointment.
@@ -141,7 +144,8 @@ impl Vault {
             })
             .collect();
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success).by(actor).resource("Schedule", None).purpose(purpose);
-        let op = Op::ReplaceAvailability { practitioner_id: practitioner_id.into(), location_id: location_id.into(), rows };
+        let op =
+            ScheduleChange::ReplaceAvailability { practitioner_id: practitioner_id.into(), location_id: location_id.into(), rows }.into();
         self.inner.writer.write(vec![op], vec![ev], None).await?;
         Ok(())
     }
@@ -246,7 +250,7 @@ impl Vault {
         let now = self.inner.clock.now_micros();
         let id = hex::encode(carevault_crypto::random_bytes::<12>());
         let ev = Draft::new(now, AuditAction::Create, Outcome::Success).by(actor).resource("Schedule", None).purpose(purpose);
-        let op = Op::InsertClosure {
+        let op = ScheduleChange::InsertClosure {
             id: id.clone(),
             location_id: location_id.into(),
             practitioner_id: practitioner_id.map(str::to_string),
@@ -254,7 +258,8 @@ impl Vault {
             start,
             end,
             now,
-        };
+        }
+        .into();
         self.inner.writer.write(vec![op], vec![ev], None).await?;
         Ok(id)
     }
@@ -344,7 +349,11 @@ impl Vault {
         };
         self.inner
             .writer
-            .write(vec![Op::BookAppointment { row: Box::new(row.clone()), allow_overlap: overbook }], vec![ev], Some(lost))
+            .write(
+                vec![ScheduleChange::BookAppointment { row: Box::new(row.clone()), allow_overlap: overbook }.into()],
+                vec![ev],
+                Some(lost),
+            )
             .await?;
         Ok(row.into())
     }
@@ -498,14 +507,15 @@ impl Vault {
             .purpose(purpose)
             .review(&allowed);
         let lost = Draft::new(now, AuditAction::Update, Outcome::Conflict).by(actor).resource("Appointment", Some(id)).purpose(purpose);
-        let mut ops = vec![Op::AppointmentStatus {
+        let mut ops = vec![ScheduleChange::AppointmentStatus {
             id: id.into(),
             from: row.status.clone(),
             to: to.into(),
             reason: reason.map(str::to_string),
             actor: actor.audit_name(),
             at: now,
-        }];
+        }
+        .into()];
         let mut events = vec![ev];
         if to == "cancelled" {
             self.offer_freed(actor, purpose, &row, now, &[], &mut ops, &mut events).await?;
@@ -568,23 +578,25 @@ impl Vault {
         };
         let who = actor.audit_name();
         let ops = vec![
-            Op::AppointmentStatus {
+            ScheduleChange::AppointmentStatus {
                 id: row.id.clone(),
                 from: "booked".into(),
                 to: "cancelled".into(),
                 reason: Some(format!("rescheduled:{new_id}")),
                 actor: who.clone(),
                 at: now,
-            },
-            Op::BookAppointment { row: Box::new(new_row.clone()), allow_overlap: false },
-            Op::NoteAppointmentHistory {
+            }
+            .into(),
+            ScheduleChange::BookAppointment { row: Box::new(new_row.clone()), allow_overlap: false }.into(),
+            ScheduleChange::NoteAppointmentHistory {
                 id: new_id.clone(),
                 from: format!("rescheduled:{}", row.id),
                 to: "booked".into(),
                 reason: None,
                 actor: who,
                 at: now,
-            },
+            }
+            .into(),
         ];
         let ev = Draft::new(now, AuditAction::Update, Outcome::Success)
             .by(actor)
@@ -602,7 +614,7 @@ impl Vault {
 
     /// When a future appointment's time is freed (and no other live appointment of the
     /// practitioner still holds it), offers it to the longest-waiting waitlist entry that fits,
-    /// in the same transaction (and audited as a change of that entry).
+    /// in the same transaction (and audited as a change of that entry). Returns the entry offered.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn offer_freed(
         &self,
@@ -613,9 +625,9 @@ impl Vault {
         except: &[String],
         ops: &mut Vec<Op>,
         events: &mut Vec<Draft>,
-    ) -> Result<(), CoreError> {
+    ) -> Result<Option<String>, CoreError> {
         if freed.start_at <= now {
-            return Ok(());
+            return Ok(None);
         }
         // Cancelling an overbooking (or the appointment it overlaps) leaves the time taken:
         // only time that is free now is offered.
@@ -627,13 +639,13 @@ impl Vault {
             .iter()
             .any(|a| a.id != freed.id);
         if still_taken {
-            return Ok(());
+            return Ok(None);
         }
         let span = (freed.start_at, freed.end_at);
         let Some(c) = self.inner.store.waitlist_candidate(&freed.practitioner_id, &freed.location_id, span, except).await? else {
-            return Ok(());
+            return Ok(None);
         };
-        ops.push(Op::OfferWaitlist { id: c.id.clone(), span, now });
+        ops.push(ScheduleChange::OfferWaitlist { id: c.id.clone(), span, now }.into());
         events.push(
             Draft::new(now, AuditAction::Update, Outcome::Success)
                 .by(actor)
@@ -641,7 +653,7 @@ impl Vault {
                 .patient(&c.patient_id)
                 .purpose(purpose),
         );
-        Ok(())
+        Ok(Some(c.id))
     }
 
     /// The status history of an appointment (reading it is reading the appointment).

@@ -4,12 +4,14 @@
 //! work left. Audit details stay under the key they were written with, because the hash chain
 //! covers their ciphertext; old key versions are kept so they remain readable.
 
+pub(crate) mod changes;
+
 use carevault_domain::{AuditAction, Outcome, PurposeOfUse};
 
 use crate::actor::Actor;
-use crate::audit::writer::Op;
 use crate::audit::Draft;
 use crate::error::CoreError;
+use crate::rotation::changes::KeyChange;
 use crate::sealing::Binding;
 use crate::vault::Vault;
 
@@ -72,7 +74,10 @@ impl Vault {
                 .resource("DataKey", Some(&next.to_string()))
                 .purpose(purpose);
             let fail = d.clone();
-            self.inner.writer.write(vec![Op::InsertDataKey { version: i64::from(next), wrapped, now }], vec![d], Some(fail)).await?;
+            self.inner
+                .writer
+                .write(vec![KeyChange::InsertDataKey { version: i64::from(next), wrapped, now }.into()], vec![d], Some(fail))
+                .await?;
             self.inner.sealer.refresh(store, now, true).await?;
             next
         };
@@ -101,7 +106,7 @@ impl Vault {
             let mut ops = Vec::with_capacity(rows.len());
             for r in &rows {
                 let new = self.inner.sealer.reseal_patient(&receipt, r, target)?;
-                ops.push(Op::ResealPatient { row: Box::new(new), old_key_version: r.key_version });
+                ops.push(KeyChange::ResealPatient { row: Box::new(new), old_key_version: r.key_version }.into());
             }
             self.inner.writer.write(ops, vec![], None).await?;
             p.done = (p.done + rows.len() as u64).min(p.total.max(p.done + rows.len() as u64));
@@ -156,7 +161,7 @@ impl Vault {
                 let binding = Binding::record(crate::chart::TABLE, r);
                 let plain = self.inner.sealer.open_clinical(store, now, &receipt, &binding, &r.body).await?;
                 let (body, key_version) = self.inner.sealer.seal_clinical(&binding, &plain, Some(target))?;
-                ops.push(Op::ResealRecord { id: r.id.clone(), version: r.version, key_version, body });
+                ops.push(KeyChange::ResealRecord { id: r.id.clone(), version: r.version, key_version, body }.into());
             }
             self.inner.writer.write(ops, vec![], None).await?;
             p.done += rows.len() as u64;
@@ -173,12 +178,15 @@ impl Vault {
             for u in &users {
                 let secret = self.inner.sealer.open_credential(store, now, &u.id, &u.totp_secret).await?;
                 let sealed = self.inner.sealer.seal_credential(&u.id, &secret, Some(target))?;
-                ops.push(Op::ResealUser {
-                    user_id: u.id.clone(),
-                    secret: sealed,
-                    key_version: i64::from(target),
-                    old_key_version: u.key_version,
-                });
+                ops.push(
+                    KeyChange::ResealUser {
+                        user_id: u.id.clone(),
+                        secret: sealed,
+                        key_version: i64::from(target),
+                        old_key_version: u.key_version,
+                    }
+                    .into(),
+                );
             }
             self.inner.writer.write(ops, vec![], None).await?;
             p.done += users.len() as u64;

@@ -15,15 +15,20 @@
 //!   pending role, assignment or grant does not exist yet. The operator's shell (the system
 //!   actor: bootstrap, demo) is not subject to it.
 
+pub(crate) mod changes;
+
 use carevault_domain::{AuditAction, Operation, Outcome, Permission, Role};
 use carevault_store::{ApprovalRow, AssignmentRow, CustomRoleRow, GrantRow, InvitationRow, ScopeCols};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::access::changes::AccessChange;
 use crate::access::SECURITY;
 use crate::actor::Actor;
+use crate::approvals::changes::ApprovalChange;
 use crate::audit::writer::Op;
 use crate::audit::Draft;
+use crate::auth::changes::AuthChange;
 use crate::authz::Target;
 use crate::error::CoreError;
 use crate::vault::Vault;
@@ -116,7 +121,7 @@ impl Vault {
             created_by: by.audit_name(),
             created_at: now,
         };
-        (Invitation { user_id: user_id.to_string(), code, expires_at: expires / 1_000_000 }, Op::PutInvitation(row))
+        (Invitation { user_id: user_id.to_string(), code, expires_at: expires / 1_000_000 }, ApprovalChange::PutInvitation(row).into())
     }
 
     /// Whether the account must show an invitation to enrol, and the op that uses it up when
@@ -141,7 +146,7 @@ impl Vault {
         if inv.expires_at <= now || !carevault_crypto::ct_eq(&hash, &inv.code_hash) {
             return Err(refused());
         }
-        Ok(Some(Op::TakeInvitation { user_id: user.id.clone(), code_hash: hash, now }))
+        Ok(Some(ApprovalChange::TakeInvitation { user_id: user.id.clone(), code_hash: hash, now }.into()))
     }
 
     /// Whether a role (built-in or custom) carries a privileged permission.
@@ -166,7 +171,7 @@ impl Vault {
 
     /// The security alert every privileged change raises (with or without approval).
     pub(crate) fn privileged_alert(&self, kind: &str, subject_user: Option<&str>, reference: &str, now: i64) -> Op {
-        Op::InsertAlert(crate::access::alert(SECURITY, kind, subject_user, None, Some(reference), now))
+        AccessChange::InsertAlert(crate::access::alert(SECURITY, kind, subject_user, None, Some(reference), now)).into()
     }
 
     /// A request's row (its parameters sealed by [`Vault::seal_approval_payload`]) and the
@@ -194,7 +199,7 @@ impl Vault {
             summary,
             payload: sealed,
         };
-        vec![Op::InsertApproval(Box::new(row)), self.privileged_alert("approval-requested", subject_user, id, now)]
+        vec![ApprovalChange::InsertApproval(Box::new(row)).into(), self.privileged_alert("approval-requested", subject_user, id, now)]
     }
 
     /// A request's parameters, sealed under its id.
@@ -305,12 +310,12 @@ impl Vault {
             serde_json::from_slice(&plain).map_err(|_| CoreError::Internal("approval payload".into()))?
         };
         let state = if approve { "approved" } else { "rejected" };
-        let mut ops = vec![Op::DecideApproval { id: id.to_string(), state: state.into(), by: actor.audit_name(), now }];
+        let mut ops = vec![ApprovalChange::DecideApproval { id: id.to_string(), state: state.into(), by: actor.audit_name(), now }.into()];
         if approve {
             ops.extend(self.apply_approved(&row, &payload, now).await?);
         } else if row.kind == "user.create" {
             if let Some(u) = &row.subject_user {
-                ops.push(Op::SetUserActive { user_id: u.clone(), active: false, now });
+                ops.push(AccessChange::SetUserActive { user_id: u.clone(), active: false, now }.into());
             }
         }
         let ev = Draft::new(now, action, Outcome::Success).by(actor).resource("Approval", Some(id)).purpose(purpose);
@@ -331,7 +336,7 @@ impl Vault {
             "role.put" => {
                 let name = s("name").ok_or_else(gone)?;
                 let existing = self.inner.store.custom_role(&name).await?;
-                let mut ops = vec![Op::UpsertCustomRole(CustomRoleRow {
+                let mut ops = vec![AccessChange::UpsertCustomRole(CustomRoleRow {
                     name: name.clone(),
                     description: s("description").unwrap_or_default(),
                     permissions: s("permissions").unwrap_or_default(),
@@ -339,9 +344,10 @@ impl Vault {
                     created_by: row.requested_by.clone(),
                     created_at: existing.as_ref().map_or(now, |e| e.created_at),
                     updated_at: now,
-                })];
+                })
+                .into()];
                 for a in self.inner.store.assignments_with_role(&name).await? {
-                    ops.push(Op::DeleteUserSessions { user_id: a.user_id });
+                    ops.push(AuthChange::DeleteUserSessions { user_id: a.user_id }.into());
                 }
                 Ok(ops)
             }
@@ -354,7 +360,7 @@ impl Vault {
                 if Role::parse(&role).is_none() && self.inner.store.custom_role(&role).await?.is_none() {
                     return Err(gone());
                 }
-                Ok(vec![Op::InsertAssignment(AssignmentRow {
+                Ok(vec![AccessChange::InsertAssignment(AssignmentRow {
                     id: format!("ra-{}", hex::encode(carevault_crypto::random_bytes::<12>())),
                     user_id,
                     role,
@@ -362,7 +368,8 @@ impl Vault {
                     expires_at: p["expires_at"].as_i64(),
                     created_by: row.requested_by.clone(),
                     created_at: now,
-                })])
+                })
+                .into()])
             }
             "grant.add" => {
                 let user_id = s("user_id").ok_or_else(gone)?;
@@ -375,7 +382,7 @@ impl Vault {
                 }
                 let id = format!("gr-{}", hex::encode(carevault_crypto::random_bytes::<12>()));
                 let reason = self.inner.sealer.seal_note("access_grants", "reason", &id, &s("reason").unwrap_or_default())?;
-                Ok(vec![Op::InsertGrant(Box::new(GrantRow {
+                Ok(vec![AccessChange::InsertGrant(Box::new(GrantRow {
                     id,
                     user_id,
                     permission: s("permission").ok_or_else(gone)?,
@@ -387,7 +394,8 @@ impl Vault {
                     created_by: row.requested_by.clone(),
                     revoked_at: None,
                     revoked_by: None,
-                }))])
+                }))
+                .into()])
             }
             _ => Err(CoreError::Internal("unknown approval kind".into())),
         }

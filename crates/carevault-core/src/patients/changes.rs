@@ -1,0 +1,58 @@
+//! The writes of patient registration and demographic changes: what a job of this feature changes,
+//! applied by the audit writer inside its transaction (and the job's savepoint), so each change
+//! commits with its audit records or not at all. Each says whether it waits for free space and how
+//! a store error maps to a domain error that fails only its job.
+
+use carevault_store::{PatientVersionRow, StoreError, WriteTx};
+
+use crate::audit::change::{Applied, Change, OpFailure};
+use crate::error::CoreError;
+
+pub(crate) enum PatientChange {
+    InsertPatient { row: Box<PatientVersionRow>, tokens: Vec<(i64, Vec<u8>)>, is_demo: bool, organization_id: String },
+    UpdatePatient { row: Box<PatientVersionRow>, expected: i64, tokens: Vec<(i64, Vec<u8>)>, mrn_token: (i64, Vec<u8>) },
+}
+
+impl Change for PatientChange {
+    fn apply<'a>(&'a self, tx: &'a mut WriteTx) -> Applied<'a> {
+        Box::pin(async move {
+            match self {
+                Self::InsertPatient { row, tokens, is_demo, organization_id } => {
+                    tx.insert_patient(&row.patient_id, organization_id, row.recorded_at, *is_demo).await?;
+                    tx.insert_patient_version(row).await?;
+                    tx.replace_patient_index(&row.patient_id, tokens).await.map_err(|e| match e {
+                        StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
+                        other => OpFailure::Store(other),
+                    })
+                }
+                Self::UpdatePatient { row, expected, tokens, mrn_token } => {
+                    let id = &row.patient_id;
+                    let Some(current) = tx.current_patient_version(id).await? else {
+                        return Err(OpFailure::Domain(CoreError::NotFound { resource: format!("Patient/{id}") }));
+                    };
+                    if current != *expected {
+                        return Err(OpFailure::Domain(CoreError::VersionConflict { expected: *expected, current }));
+                    }
+                    if !tx.patient_has_token(id, mrn_token.0, &mrn_token.1).await? {
+                        return Err(OpFailure::Domain(CoreError::Invalid(carevault_domain::InputError::value(
+                            "Patient.identifier",
+                            "the medical record number assigned by carevault must be kept unchanged",
+                        ))));
+                    }
+                    if !tx.bump_patient_version(id, *expected, row.recorded_at).await? {
+                        return Err(OpFailure::Domain(CoreError::VersionConflict { expected: *expected, current }));
+                    }
+                    tx.insert_patient_version(row).await?;
+                    tx.replace_patient_index(id, tokens).await.map_err(|e| match e {
+                        StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
+                        other => OpFailure::Store(other),
+                    })
+                }
+            }
+        })
+    }
+
+    fn waits_for_space(&self) -> bool {
+        true
+    }
+}
