@@ -132,3 +132,64 @@ impl Vault {
         self.inner.writer.append(d).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use carevault_store::AllergyRow;
+
+    use super::*;
+    use crate::chart::changes::ChartChange;
+    use crate::vault::OpenOptions;
+
+    /// A store from before the full binding: an allergy sealed under its id and version only.
+    /// The upgrade re-seals it once (after which it opens with the full binding and no longer
+    /// with the old one), records that it is done, and does nothing the next time.
+    #[tokio::test]
+    async fn bodies_sealed_before_the_binding_are_resealed_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let v = Vault::open(OpenOptions::new(dir.path().join("data"))).await.expect("open");
+        let store = &v.inner.store;
+        let pid = "6d7f1c1e-0000-4000-8000-000000000001";
+        store
+            .execute_for_tests(&format!(
+                "INSERT INTO patients (id, current_version, created_at, updated_at, is_demo) VALUES ('{pid}', 1, 1, 1, 0)"
+            ))
+            .await
+            .expect("patient");
+        let mut row = AllergyRow {
+            id: "a1b2c3d4e5f60718293a4b5c6d7e8f90".into(),
+            version: 1,
+            patient_id: pid.into(),
+            recorded_at: 1,
+            key_version: 0,
+            body: vec![],
+        };
+        let plain = br#"{"legacy": true}"#;
+        (row.body, row.key_version) =
+            v.inner.sealer.seal_clinical_unbound_for_tests(&Binding::allergy(crate::allergies::TABLE, &row), plain).expect("seal");
+        v.inner.writer.write(vec![ChartChange::InsertAllergy(Box::new(row.clone())).into()], vec![], None).await.expect("insert");
+        store.execute_for_tests("DELETE FROM store_meta WHERE key = 'sealed_binding'").await.expect("meta");
+
+        let system = Actor::system("test");
+        let receipt = v.upgrade_receipt(&system, PurposeOfUse::SystemAdministration, vec![pid.into()], "test").await.expect("receipt");
+        let now = v.inner.clock.now_micros();
+        let b = Binding::allergy(crate::allergies::TABLE, &row);
+        // Before the upgrade the full binding does not open it.
+        assert!(matches!(v.inner.sealer.open_clinical(store, now, &receipt, &b, &row.body).await, Err(CoreError::Tampered { .. })));
+
+        assert_eq!(v.upgrade_sealed_bindings().await.expect("upgrade"), 1);
+        let stored = store.allergies_for_patient(pid).await.expect("rows").pop().expect("row");
+        let b = Binding::allergy(crate::allergies::TABLE, &stored);
+        let receipt = v.upgrade_receipt(&system, PurposeOfUse::SystemAdministration, vec![pid.into()], "test").await.expect("receipt");
+        assert_eq!(v.inner.sealer.open_clinical(store, now, &receipt, &b, &stored.body).await.expect("opens"), plain.to_vec());
+        assert!(
+            v.inner.sealer.open_clinical_unbound(store, now, &receipt, &b, &stored.body).await.is_err(),
+            "the old binding no longer opens it"
+        );
+        assert_eq!(store.meta(META_KEY).await.expect("meta").as_deref(), Some(META_DONE));
+        assert_eq!(v.upgrade_sealed_bindings().await.expect("again"), 0, "runs once");
+        v.shutdown().await;
+    }
+}

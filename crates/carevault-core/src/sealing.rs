@@ -319,6 +319,15 @@ impl Sealer {
             .map_err(|e| tampered(e, binding))
     }
 
+    /// Seals a body the way stores made before the full binding did (id and version only): for
+    /// the test of the upgrade that re-seals such bodies.
+    #[cfg(test)]
+    pub(crate) fn seal_clinical_unbound_for_tests(&self, binding: &Binding<'_>, body: &[u8]) -> Result<(Vec<u8>, i64), CoreError> {
+        let kv = self.current_version()?;
+        let row_id = patient_row_id(binding.id, binding.version);
+        Ok((self.seal(Some(kv), &Aad { table: binding.table, column: "body", row_id: &row_id }, body)?, i64::from(kv)))
+    }
+
     /// Opens a body sealed before bindings covered the plain columns (id and version only):
     /// used once, by the upgrade that re-seals such rows, never by a read.
     pub(crate) async fn open_clinical_unbound(
