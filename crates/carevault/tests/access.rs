@@ -1,6 +1,10 @@
 //! The access model end to end through the core, on SQLite and (with
 //! CAREVAULT_TEST_DATABASE_URL) PostgreSQL: the authorization matrix of every core operation ×
 //! every built-in role × scenario, deactivation, break-glass, passwords, grants, self-elevation.
+//!
+//! Long on purpose: the matrix's expected cells (`expected`), the world it runs in (`setup`) and
+//! the call of every operation (`run`) change together when an operation or a role is added, so
+//! they stay in one file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
