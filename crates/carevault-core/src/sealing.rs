@@ -307,16 +307,7 @@ impl Sealer {
         binding: &Binding<'_>,
         blob: &[u8],
     ) -> Result<Vec<u8>, CoreError> {
-        if !receipt.covers_clinical(binding.patient_id) {
-            return Err(CoreError::Internal("audit receipt does not cover this patient's clinical data".into()));
-        }
-        self.ensure_version(store, now, blob).await?;
-        let st = self.state.read().map_err(|_| poisoned())?;
-        let row_id = binding.row_id();
-        st.keyring
-            .open(&Aad { table: binding.table, column: "body", row_id: &row_id }, blob)
-            .map(|p| p.to_vec())
-            .map_err(|e| tampered(e, binding))
+        self.open_body(store, now, receipt, binding, &binding.row_id(), blob).await
     }
 
     /// Seals a body the way stores made before the full binding did (id and version only): for
@@ -338,16 +329,24 @@ impl Sealer {
         binding: &Binding<'_>,
         blob: &[u8],
     ) -> Result<Vec<u8>, CoreError> {
-        if !receipt.covers(binding.patient_id) {
-            return Err(CoreError::Internal("audit receipt does not cover this patient".into()));
+        self.open_body(store, now, receipt, binding, &patient_row_id(binding.id, binding.version), blob).await
+    }
+
+    async fn open_body(
+        &self,
+        store: &Store,
+        now: i64,
+        receipt: &Receipt,
+        binding: &Binding<'_>,
+        row_id: &str,
+        blob: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        if !receipt.covers_clinical(binding.patient_id) {
+            return Err(CoreError::Internal("audit receipt does not cover this patient's clinical data".into()));
         }
         self.ensure_version(store, now, blob).await?;
         let st = self.state.read().map_err(|_| poisoned())?;
-        let row_id = patient_row_id(binding.id, binding.version);
-        st.keyring
-            .open(&Aad { table: binding.table, column: "body", row_id: &row_id }, blob)
-            .map(|p| p.to_vec())
-            .map_err(|e| tampered(e, binding))
+        st.keyring.open(&Aad { table: binding.table, column: "body", row_id }, blob).map(|p| p.to_vec()).map_err(|e| tampered(e, binding))
     }
 
     /// A keyed hash (blind-index key, its own domain byte) of a short secret such as an

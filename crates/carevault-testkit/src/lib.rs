@@ -105,6 +105,22 @@ impl TestVault {
         Ok(TestVault { vault, clock, backend, config, dir })
     }
 
+    /// A location (`time_zone`) in the default organization with one practitioner (NPI
+    /// 1245319599) working there, made by `admin`: what scheduling and the chart start from.
+    pub async fn location_and_practitioner(&self, admin: &Actor, time_zone: &str) -> anyhow::Result<(String, String)> {
+        let loc = self.vault.add_unit("location", "Main Street", Some("default"), None, Some(time_zone)).await?;
+        let req = carevault_core::PractitionerRequest {
+            npi: "1245319599".into(),
+            family: "Ng".into(),
+            given: "Mei".into(),
+            organization_id: "default".into(),
+            location_ids: vec![loc.clone()],
+            ..Default::default()
+        };
+        let pr = self.vault.add_practitioner(admin, &req).await?.id;
+        Ok((loc, pr))
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

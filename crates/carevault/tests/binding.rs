@@ -5,7 +5,7 @@
 //! another patient's data. On SQLite and (with CAREVAULT_TEST_DATABASE_URL) PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use carevault_core::{Actor, CoreError, PractitionerRequest};
+use carevault_core::{Actor, CoreError};
 use carevault_domain::{PurposeOfUse, Role};
 use carevault_testkit::TestVault;
 use serde_json::json;
@@ -28,16 +28,7 @@ async fn clinic() -> Clinic {
     let (admin, _) = tv.staff(Role::PracticeAdmin).await.expect("admin");
     let (fd, _) = tv.staff(Role::FrontDesk).await.expect("front desk");
     let (doc, doc_staff) = tv.staff(Role::Physician).await.expect("physician");
-    let loc = v.add_unit("location", "Main Street", Some("default"), None, Some("UTC")).await.expect("location");
-    let req = PractitionerRequest {
-        npi: "1245319599".into(),
-        family: "Ng".into(),
-        given: "Mei".into(),
-        organization_id: "default".into(),
-        location_ids: vec![loc.clone()],
-        ..Default::default()
-    };
-    let pr = v.add_practitioner(&admin, &req).await.expect("practitioner").id;
+    let (loc, pr) = tv.location_and_practitioner(&admin, "UTC").await.expect("location and practitioner");
     let mut ids = Vec::new();
     for family in ["Bindwell", "Otherton"] {
         let body = json!({"resourceType": "Patient", "name": [{"family": family, "given": ["Ada"]}], "birthDate": "1980-02-03"});

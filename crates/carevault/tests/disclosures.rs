@@ -6,7 +6,7 @@
 //! audit viewer and the CSV export) finds it; `audit verify` checks the index against the records.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use carevault_core::{Actor, AuditEventView, AuditQuery, BookRequest, CoreError, PractitionerRequest, WaitlistRequest};
+use carevault_core::{Actor, AuditEventView, AuditQuery, BookRequest, CoreError, WaitlistRequest};
 use carevault_domain::schedule::WeeklyWindow;
 use carevault_domain::Role;
 use carevault_testkit::{totp_code, App, TestVault, PASSWORD};
@@ -131,16 +131,7 @@ async fn a_patient_search_is_found_under_each_patient_it_returned() {
 async fn clinic(tv: &TestVault) -> (String, String) {
     let v = &tv.vault;
     let (admin, _) = tv.staff(Role::PracticeAdmin).await.expect("admin");
-    let loc = v.add_unit("location", "Main Street", Some("default"), None, Some("UTC")).await.expect("location");
-    let req = PractitionerRequest {
-        npi: "1245319599".into(),
-        family: "Ng".into(),
-        given: "Mei".into(),
-        organization_id: "default".into(),
-        location_ids: vec![loc.clone()],
-        ..Default::default()
-    };
-    let pr = v.add_practitioner(&admin, &req).await.expect("practitioner").id;
+    let (loc, pr) = tv.location_and_practitioner(&admin, "UTC").await.expect("location and practitioner");
     let windows: Vec<WeeklyWindow> = (1..=7).map(|d| WeeklyWindow { weekday: d, start_minute: 8 * 60, end_minute: 12 * 60 }).collect();
     v.set_availability(&admin, &pr, &loc, &windows).await.expect("availability");
     (loc, pr)
