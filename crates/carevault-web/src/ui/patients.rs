@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use carevault_core::{ChartRecord, CoreError, PatientRecord, SearchPage};
 use carevault_domain::patient::{Gender, PatientData};
-use carevault_domain::{BreakGlassReason, Permission, PurposeOfUse};
+use carevault_domain::{BreakGlassReason, Permission};
 use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,10 +27,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/patients/{id}", get(chart))
         .route("/patients/{id}/edit", get(edit_form).post(edit))
         .route("/patients/{id}/break-glass", post(break_glass))
-}
-
-fn purpose(ui: &Ui) -> PurposeOfUse {
-    ui.actor.default_purpose()
 }
 
 // ----- reading a record -------------------------------------------------------------------------
@@ -137,7 +133,7 @@ fn results(page: &SearchPage) -> Markup {
 async fn search(ui: Ui, State(st): State<AppState>, q: Result<Query<SearchQ>, QueryRejection>) -> Response {
     let q = q.map(|Query(q)| q).unwrap_or_default();
     let params = search_params(&q.q, &q.birthdate);
-    let found = if params.is_empty() { None } else { Some(st.vault.search_patients(&ui.actor, purpose(&ui), &params).await) };
+    let found = if params.is_empty() { None } else { Some(st.vault.search_patients(&ui.actor, ui.purpose, &params).await) };
     let status = match &found {
         Some(Err(e)) => crate::error::status_of(e, false),
         _ => StatusCode::OK,
@@ -375,7 +371,7 @@ async fn register(ui: Ui, State(st): State<AppState>, headers: HeaderMap, body: 
     };
     let v = Demographics::from_form(&f);
     let fhir = v.apply(json!({"resourceType": "Patient", "active": true}));
-    match st.vault.create_patient(&ui.actor, purpose(&ui), fhir.to_string().as_bytes()).await {
+    match st.vault.create_patient(&ui.actor, ui.purpose, fhir.to_string().as_bytes()).await {
         Ok(rec) => Redirect::to(&format!("/ui/patients/{}", rec.id)).into_response(),
         Err(e @ CoreError::Invalid(_)) => {
             let content = html! {
@@ -404,7 +400,7 @@ fn edit_page(ui: &Ui, status: StatusCode, id: &str, name: &str, v: &Demographics
 
 /// `GET /ui/patients/{id}/edit`
 async fn edit_form(ui: Ui, State(st): State<AppState>, Path(id): Path<String>) -> Response {
-    match st.vault.read_patient(&ui.actor, purpose(&ui), &id).await {
+    match st.vault.read_patient(&ui.actor, ui.purpose, &id).await {
         Ok(rec) => edit_page(&ui, StatusCode::OK, &id, &full_name(&rec.data), &Demographics::from_record(&rec.data), rec.version, None),
         Err(e) => error_page(Some(&ui), &e),
     }
@@ -419,7 +415,7 @@ async fn edit(ui: Ui, State(st): State<AppState>, Path(id): Path<String>, header
     };
     let v = Demographics::from_form(&f);
     let version = f.get("version").parse::<i64>().ok();
-    let p = purpose(&ui);
+    let p = ui.purpose;
     // The current record carries what the form does not show (MRN, other names and contacts).
     let rec = match st.vault.read_patient(&ui.actor, p, &id).await {
         Ok(r) => r,
@@ -565,7 +561,7 @@ fn refused_chart(ui: &Ui, st: &AppState, id: &str, e: &CoreError) -> Response {
 
 /// `GET /ui/patients/{id}`
 async fn chart(ui: Ui, State(st): State<AppState>, Path(id): Path<String>) -> Response {
-    let (v, a, p) = (&st.vault, &ui.actor, purpose(&ui));
+    let (v, a, p) = (&st.vault, &ui.actor, ui.purpose);
     let rec = match v.read_patient(a, p, &id).await {
         Ok(r) => r,
         Err(e @ (CoreError::Forbidden { .. } | CoreError::Refused { .. })) => return refused_chart(&ui, &st, &id, &e),

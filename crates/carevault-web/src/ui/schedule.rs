@@ -13,7 +13,7 @@ use axum::Router;
 use carevault_core::{AppointmentTypeView, AppointmentView, BookRequest, CoreError, PractitionerView, UnitView};
 use carevault_domain::practice::TimeZoneName;
 use carevault_domain::schedule::{local_date, local_date_minute, local_instant, local_midnight, parse_date, Date};
-use carevault_domain::{Permission, PurposeOfUse};
+use carevault_domain::Permission;
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -32,10 +32,6 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 const DAY: i64 = 86_400_000_000;
-
-fn purpose(ui: &Ui) -> PurposeOfUse {
-    ui.actor.default_purpose()
-}
 
 /// What the actor may see of the practice: locations, rooms, practitioners, appointment types.
 struct Dir {
@@ -144,7 +140,7 @@ async fn patient_names(ui: &Ui, st: &AppState, ids: impl Iterator<Item = &str>) 
         if out.contains_key(id) {
             continue;
         }
-        let name = st.vault.read_patient(&ui.actor, purpose(ui), id).await.ok().map(|r| name_of(&r.to_fhir()));
+        let name = st.vault.read_patient(&ui.actor, ui.purpose, id).await.ok().map(|r| name_of(&r.to_fhir()));
         out.insert(id.to_string(), name);
     }
     out
@@ -245,7 +241,7 @@ async fn appointments(
     if let Some(l) = location {
         params.push(("location".into(), l.into()));
     }
-    let mut list = st.vault.search_appointments(&ui.actor, purpose(ui), &params).await?;
+    let mut list = st.vault.search_appointments(&ui.actor, ui.purpose, &params).await?;
     list.sort_by_key(|a| a.start);
     Ok(list)
 }
@@ -433,7 +429,7 @@ async fn booking_form(ui: &Ui, st: &AppState, dir: &Dir, b: &Booking, status: St
     let prefilled = if b.patient.is_empty() {
         None
     } else {
-        Some(st.vault.read_patient(&ui.actor, purpose(ui), &b.patient).await.ok().map(|r| name_of(&r.to_fhir())))
+        Some(st.vault.read_patient(&ui.actor, ui.purpose, &b.patient).await.ok().map(|r| name_of(&r.to_fhir())))
     };
     let minutes = dir.types.iter().find(|t| t.id == b.ty).map(|t| u16::try_from(t.minutes).unwrap_or(15)).unwrap_or(15);
     let tz = dir.tz(&b.location);
@@ -562,7 +558,7 @@ async fn book(ui: Ui, State(st): State<AppState>, headers: HeaderMap, body: Body
         type_id: Some(b.ty.clone()),
         room_id: Some(b.room.clone()).filter(|r| !r.is_empty()),
     };
-    match st.vault.book(&ui.actor, purpose(&ui), &req, false).await {
+    match st.vault.book(&ui.actor, ui.purpose, &req, false).await {
         Ok(a) => Redirect::to(&format!("/ui/appointments/{}", a.id)).into_response(),
         Err(e @ (CoreError::Invalid(_) | CoreError::Conflict(_) | CoreError::NotFound { .. })) => {
             let (status, text) = refusal(&e);
@@ -574,11 +570,11 @@ async fn book(ui: Ui, State(st): State<AppState>, headers: HeaderMap, body: Body
 
 /// `GET /ui/appointments/{id}`: details, history and actions.
 async fn detail(ui: Ui, State(st): State<AppState>, Path(id): Path<String>) -> Response {
-    let a = match st.vault.read_appointment(&ui.actor, purpose(&ui), &id).await {
+    let a = match st.vault.read_appointment(&ui.actor, ui.purpose, &id).await {
         Ok(a) => a,
         Err(e) => return error_page(Some(&ui), &e),
     };
-    let history = st.vault.appointment_history(&ui.actor, purpose(&ui), &id).await;
+    let history = st.vault.appointment_history(&ui.actor, ui.purpose, &id).await;
     let dir = match Dir::load(&ui, &st).await {
         Ok(d) => d,
         Err(e) => return error_page(Some(&ui), &e),
@@ -657,7 +653,7 @@ async fn move_form(
     status: StatusCode,
     error: Option<String>,
 ) -> Response {
-    let a = match st.vault.read_appointment(&ui.actor, purpose(ui), id).await {
+    let a = match st.vault.read_appointment(&ui.actor, ui.purpose, id).await {
         Ok(a) => a,
         Err(e) => return error_page(Some(ui), &e),
     };
@@ -711,7 +707,7 @@ async fn move_post(ui: Ui, State(st): State<AppState>, Path(id): Path<String>, h
         Err(r) => return r,
     };
     let (date, start) = (f.get("date").to_string(), f.get("start").to_string());
-    let a = match st.vault.read_appointment(&ui.actor, purpose(&ui), &id).await {
+    let a = match st.vault.read_appointment(&ui.actor, ui.purpose, &id).await {
         Ok(a) => a,
         Err(e) => return error_page(Some(&ui), &e),
     };
@@ -723,7 +719,7 @@ async fn move_post(ui: Ui, State(st): State<AppState>, Path(id): Path<String>, h
         Ok(s) => s,
         Err(m) => return move_form(&ui, &st, &id, Some(date), Some(start), StatusCode::BAD_REQUEST, Some(m)).await,
     };
-    match st.vault.reschedule_appointment(&ui.actor, purpose(&ui), &id, at).await {
+    match st.vault.reschedule_appointment(&ui.actor, ui.purpose, &id, at).await {
         Ok(n) => Redirect::to(&format!("/ui/appointments/{}", n.id)).into_response(),
         Err(e @ (CoreError::Invalid(_) | CoreError::Conflict(_))) => {
             let (status, text) = refusal(&e);
@@ -749,7 +745,7 @@ async fn cancel(ui: Ui, State(st): State<AppState>, Path(id): Path<String>, head
         Err(r) => return r,
     };
     let reason = f.opt("reason").unwrap_or("oth");
-    match st.vault.set_appointment_status(&ui.actor, purpose(&ui), &id, "cancelled", Some(reason)).await {
+    match st.vault.set_appointment_status(&ui.actor, ui.purpose, &id, "cancelled", Some(reason)).await {
         Ok(()) => Redirect::to(&back_to(f.get("back"), &id)).into_response(),
         Err(e) => error_page(Some(&ui), &e),
     }
@@ -762,12 +758,12 @@ async fn checkin(ui: Ui, State(st): State<AppState>, Path(id): Path<String>, hea
         Ok(f) => f,
         Err(r) => return r,
     };
-    let a = match st.vault.read_appointment(&ui.actor, purpose(&ui), &id).await {
+    let a = match st.vault.read_appointment(&ui.actor, ui.purpose, &id).await {
         Ok(a) => a,
         Err(e) => return error_page(Some(&ui), &e),
     };
     let to = if a.status == "arrived" { "checked-in" } else { "arrived" };
-    match st.vault.set_appointment_status(&ui.actor, purpose(&ui), &id, to, None).await {
+    match st.vault.set_appointment_status(&ui.actor, ui.purpose, &id, to, None).await {
         Ok(()) => Redirect::to(&back_to(f.get("back"), &id)).into_response(),
         Err(e) => error_page(Some(&ui), &e),
     }
