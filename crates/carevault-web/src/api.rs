@@ -146,19 +146,19 @@ pub(crate) fn created<T: Serialize>(r: Result<T, CoreError>) -> Response {
     answer(StatusCode::CREATED, r)
 }
 
-fn answer<T: Serialize>(status: StatusCode, r: Result<T, CoreError>) -> Response {
-    match r {
-        Ok(v) => json_response(status, serde_json::to_value(v).unwrap_or_default()),
-        Err(e) => ApiError(e).into_response(),
-    }
+/// `status` with the value as JSON, or the problem.
+pub(crate) fn answer<T: Serialize>(status: StatusCode, r: Result<T, CoreError>) -> Response {
+    reply(r.map(|v| json_response(status, serde_json::to_value(v).unwrap_or_default())))
 }
 
 /// 204, or the problem.
 pub(crate) fn done(r: Result<(), CoreError>) -> Response {
-    match r {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => ApiError(e).into_response(),
-    }
+    reply(r.map(|()| StatusCode::NO_CONTENT.into_response()))
+}
+
+/// The answer, or the problem.
+pub(crate) fn reply(r: Result<Response, CoreError>) -> Response {
+    r.unwrap_or_else(|e| ApiError(e).into_response())
 }
 
 fn has_nul(v: &serde_json::Value) -> bool {
@@ -172,16 +172,15 @@ fn has_nul(v: &serde_json::Value) -> bool {
 
 /// `POST /api/v1/auth/login` `{"username","password"}` → MFA-pending session cookie.
 pub(crate) async fn login(State(st): State<AppState>, BodyFirst(b, Peer(ctx)): BodyFirst<LoginBody, Peer>) -> Response {
-    match st.vault.login(&ctx, &b.username, &b.password).await {
-        Ok(step) => with_cookie(
+    reply(st.vault.login(&ctx, &b.username, &b.password).await.map(|step| {
+        with_cookie(
             json_response(
                 StatusCode::OK,
                 json!({"status": "mfa_required", "methods": ["totp", "recovery-code"], "expires_in_secs": step.expires_in_secs}),
             ),
             &session_cookie(&step.pending_token),
-        ),
-        Err(e) => ApiError(e).into_response(),
-    }
+        )
+    }))
 }
 
 /// `POST /api/v1/auth/mfa/totp` `{"code"}` → full session (new token).
@@ -191,10 +190,7 @@ pub(crate) async fn mfa_totp(
     BodyFirst(b, Peer(ctx)): BodyFirst<CodeBody, Peer>,
 ) -> Response {
     let token = session_token(&headers);
-    match st.vault.verify_totp(&ctx, token.as_deref(), &b.code).await {
-        Ok(g) => grant_response(g),
-        Err(e) => ApiError(e).into_response(),
-    }
+    reply(st.vault.verify_totp(&ctx, token.as_deref(), &b.code).await.map(grant_response))
 }
 
 /// A completed sign-in: the new session's cookie and who is signed in.
@@ -311,10 +307,7 @@ pub(crate) async fn mfa_enroll(
     BodyFirst(b, Peer(ctx)): BodyFirst<EnrollBody, Peer>,
 ) -> Response {
     let token = session_token(&headers);
-    match st.vault.mfa_enrollment_start(&ctx, token.as_deref(), Some(&b.invitation)).await {
-        Ok(uri) => json_response(StatusCode::OK, json!({"otpauth_uri": uri})),
-        Err(e) => ApiError(e).into_response(),
-    }
+    ok(st.vault.mfa_enrollment_start(&ctx, token.as_deref(), Some(&b.invitation)).await.map(|uri| json!({"otpauth_uri": uri})))
 }
 
 /// `POST /api/v1/auth/mfa/recovery` `{"code"}`: the recovery-code second factor (instead of
@@ -325,10 +318,7 @@ pub(crate) async fn mfa_recovery(
     BodyFirst(b, Peer(ctx)): BodyFirst<CodeBody, Peer>,
 ) -> Response {
     let token = session_token(&headers);
-    match st.vault.verify_recovery_code(&ctx, token.as_deref(), &b.code).await {
-        Ok(g) => grant_response(g),
-        Err(e) => ApiError(e).into_response(),
-    }
+    reply(st.vault.verify_recovery_code(&ctx, token.as_deref(), &b.code).await.map(grant_response))
 }
 
 /// A WebAuthn ceremony's challenge: its id and the options for the browser.
@@ -357,8 +347,10 @@ pub(crate) async fn mfa_passkey_finish(
     BodyFirst(b, Peer(ctx)): BodyFirst<PasskeyLoginBody, Peer>,
 ) -> Response {
     let token = session_token(&headers);
-    match st.vault.passkey_login_finish(&ctx, token.as_deref(), &b.ceremony_id, b.credential.to_string().as_bytes()).await {
-        Ok(g) => grant_response(g),
-        Err(e) => ApiError(e).into_response(),
-    }
+    reply(
+        st.vault
+            .passkey_login_finish(&ctx, token.as_deref(), &b.ceremony_id, b.credential.to_string().as_bytes())
+            .await
+            .map(grant_response),
+    )
 }

@@ -1,14 +1,12 @@
 //! Oversight: security and privacy alerts, the audit log and its verification.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{done, json_response, ok, ApiQuery};
+use crate::api::{done, ok, ApiQuery};
 use crate::auth::{Api, SignedIn};
-use crate::error::ApiError;
 use crate::server::AppState;
 
 #[derive(Deserialize)]
@@ -68,10 +66,8 @@ pub(crate) async fn audit_events(State(st): State<AppState>, ApiQuery(q): ApiQue
 }
 
 pub(crate) async fn audit_verify(State(st): State<AppState>, who: SignedIn<Api>) -> Response {
-    match st.vault.verify_audit_as(&who.actor).await {
-        Ok(r) => json_response(
-            StatusCode::OK,
-            json!({
+    ok(st.vault.verify_audit_as(&who.actor).await.map(|r| {
+        json!({
                 "intact": r.intact(),
                 "records": r.records,
                 "root_hash": r.root_hash,
@@ -80,8 +76,6 @@ pub(crate) async fn audit_verify(State(st): State<AppState>, who: SignedIn<Api>)
                 "tree_heads_checked": r.tree_heads,
                 "failures": r.failures.iter().map(|f| json!({"seq": f.seq, "message": f.message})).collect::<Vec<_>>(),
                 "notes": r.notes,
-            }),
-        ),
-        Err(e) => ApiError(e).into_response(),
-    }
+        })
+    }))
 }

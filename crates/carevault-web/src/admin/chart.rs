@@ -9,17 +9,14 @@ use carevault_core::{ChartRecord, CoreError};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{done, json_response, ApiQuery, BodyFirst};
+use crate::api::{answer, created, done, ok, ApiQuery, BodyFirst};
 use crate::auth::{Api, Purposed, SignedIn};
 use crate::error::{problem, ApiError};
 use crate::server::AppState;
 
 /// A chart record as the API answers it: its FHIR resource.
 fn fhir_of(r: Result<ChartRecord, CoreError>, created: bool) -> Response {
-    match r {
-        Ok(rec) => json_response(if created { StatusCode::CREATED } else { StatusCode::OK }, rec.to_fhir()),
-        Err(e) => ApiError(e).into_response(),
-    }
+    answer(if created { StatusCode::CREATED } else { StatusCode::OK }, r.map(|rec| rec.to_fhir()))
 }
 
 #[derive(Deserialize)]
@@ -129,13 +126,11 @@ pub(crate) struct CodeQuery {
 
 /// `GET /api/v1/icd10?q=`: ICD-10-CM codes by code prefix or description words.
 pub(crate) async fn icd10_search(State(st): State<AppState>, ApiQuery(q): ApiQuery<CodeQuery>, who: SignedIn<Api>) -> Response {
-    match st.vault.search_icd10(&who.actor, &q.q, q.limit.unwrap_or(20)).await {
-        Ok(list) => json_response(
-            StatusCode::OK,
-            json!(list.into_iter().map(|(c, d, b)| json!({"code": c, "display": d, "billable": b})).collect::<Vec<_>>()),
-        ),
-        Err(e) => ApiError(e).into_response(),
-    }
+    ok(st
+        .vault
+        .search_icd10(&who.actor, &q.q, q.limit.unwrap_or(20))
+        .await
+        .map(|list| list.into_iter().map(|(c, d, b)| json!({"code": c, "display": d, "billable": b})).collect::<Vec<_>>()))
 }
 
 #[derive(Deserialize)]
@@ -164,24 +159,16 @@ pub(crate) async fn upload_document(
     let declared = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let up =
         carevault_core::DocumentUpload { patient_id: id, encounter_id: q.encounter_id, title: q.title, content_type: declared, content };
-    match st.vault.upload_document(&who.actor, who.purpose, up).await {
-        Ok(rec) => json_response(StatusCode::CREATED, rec.document_to_fhir()),
-        Err(e) => ApiError(e).into_response(),
-    }
+    created(st.vault.upload_document(&who.actor, who.purpose, up).await.map(|rec| rec.document_to_fhir()))
 }
 
 /// `GET /api/v1/consent-templates`.
 pub(crate) async fn consent_templates(State(st): State<AppState>, who: SignedIn<Api>) -> Response {
-    match st.vault.consent_templates(&who.actor).await {
-        Ok(list) => json_response(
-            StatusCode::OK,
-            json!(list
-                .iter()
-                .map(|t| json!({"kind": t.kind.id(), "version": t.version, "title": t.title, "body": t.body, "sha256": t.sha256()}))
-                .collect::<Vec<_>>()),
-        ),
-        Err(e) => ApiError(e).into_response(),
-    }
+    ok(st.vault.consent_templates(&who.actor).await.map(|list| {
+        list.iter()
+            .map(|t| json!({"kind": t.kind.id(), "version": t.version, "title": t.title, "body": t.body, "sha256": t.sha256()}))
+            .collect::<Vec<_>>()
+    }))
 }
 
 #[derive(Deserialize)]
@@ -197,10 +184,12 @@ pub(crate) async fn add_consent_template(
     State(st): State<AppState>,
     BodyFirst(b, who): BodyFirst<TemplateBody, SignedIn<Api>>,
 ) -> Response {
-    match st.vault.add_consent_template(&who.actor, &b.kind, &b.title, &b.body).await {
-        Ok(t) => json_response(StatusCode::CREATED, json!({"kind": t.kind.id(), "version": t.version, "sha256": t.sha256()})),
-        Err(e) => ApiError(e).into_response(),
-    }
+    created(
+        st.vault
+            .add_consent_template(&who.actor, &b.kind, &b.title, &b.body)
+            .await
+            .map(|t| json!({"kind": t.kind.id(), "version": t.version, "sha256": t.sha256()})),
+    )
 }
 
 #[derive(Deserialize)]
@@ -240,10 +229,7 @@ pub(crate) async fn sign_consent(
         device,
         ip: who.ctx.ip_string().unwrap_or_default(),
     };
-    match st.vault.sign_consent(&who.actor, who.purpose, req).await {
-        Ok(c) => json_response(StatusCode::CREATED, carevault_core::consent_to_fhir(&c, &id)),
-        Err(e) => ApiError(e).into_response(),
-    }
+    created(st.vault.sign_consent(&who.actor, who.purpose, req).await.map(|c| carevault_core::consent_to_fhir(&c, &id)))
 }
 
 /// `POST /api/v1/consents/{id}/revoke`.

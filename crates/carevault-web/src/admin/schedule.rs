@@ -3,15 +3,13 @@
 //! types and the waitlist.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use carevault_core::CoreError;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{created, done, json_response, ok, ApiQuery, BodyFirst, StartFirst, Starts};
+use crate::api::{created, done, ok, ApiQuery, BodyFirst, StartFirst, Starts};
 use crate::auth::{Api, Purposed, SignedIn};
-use crate::error::ApiError;
 use crate::server::AppState;
 
 pub(crate) async fn directory(State(st): State<AppState>, who: SignedIn<Api>) -> Response {
@@ -178,13 +176,10 @@ pub(crate) async fn book(State(st): State<AppState>, StartFirst(b, start, who): 
         (Some(w), Some(n)) => st.vault.book_series(a, p, &req, w, n).await,
         _ => Err(CoreError::Invalid(carevault_domain::InputError::value("count", "a series needs both every_weeks and count"))),
     };
-    match booked {
-        Ok(list) => {
-            let series = list.first().and_then(|x| x.series_id.clone());
-            json_response(StatusCode::CREATED, json!({"series_id": series, "appointments": list}))
-        }
-        Err(e) => ApiError(e).into_response(),
-    }
+    created(booked.map(|list| {
+        let series = list.first().and_then(|x| x.series_id.clone());
+        json!({"series_id": series, "appointments": list})
+    }))
 }
 
 #[derive(Deserialize)]

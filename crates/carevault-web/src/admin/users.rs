@@ -1,14 +1,12 @@
 //! Users: accounts, their activation, a second factor reset, their sessions.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{done, json_response, ok, BodyFirst};
+use crate::api::{created, done, ok, BodyFirst};
 use crate::auth::{Api, SignedIn};
-use crate::error::ApiError;
 use crate::server::AppState;
 
 pub(crate) async fn list_users(State(st): State<AppState>, who: SignedIn<Api>) -> Response {
@@ -25,18 +23,14 @@ pub(crate) struct NewUserBody {
 }
 
 pub(crate) async fn create_user(State(st): State<AppState>, BodyFirst(b, who): BodyFirst<NewUserBody, SignedIn<Api>>) -> Response {
-    match st.vault.create_user(&who.actor, &b.username, &b.role, &b.organization_id, &b.password).await {
-        // No second-factor secret: the holder enrols their own authenticator at first
-        // sign-in with the password and this invitation (shown once, for delivery out of band).
-        Ok(u) => json_response(
-            StatusCode::CREATED,
-            json!({"id": u.id, "username": u.username, "role": u.role, "organization_id": u.organization_id,
-                   "invitation": u.invitation.code, "invitation_expires_at": u.invitation.expires_at,
-                   "status": if u.approval_id.is_some() { "pending-approval" } else { "active" },
-                   "approval_id": u.approval_id}),
-        ),
-        Err(e) => ApiError(e).into_response(),
-    }
+    // No second-factor secret: the holder enrols their own authenticator at first sign-in with
+    // the password and this invitation (shown once, for delivery out of band).
+    created(st.vault.create_user(&who.actor, &b.username, &b.role, &b.organization_id, &b.password).await.map(|u| {
+        json!({"id": u.id, "username": u.username, "role": u.role, "organization_id": u.organization_id,
+               "invitation": u.invitation.code, "invitation_expires_at": u.invitation.expires_at,
+               "status": if u.approval_id.is_some() { "pending-approval" } else { "active" },
+               "approval_id": u.approval_id})
+    }))
 }
 
 pub(crate) async fn deactivate_user(State(st): State<AppState>, Path(id): Path<String>, who: SignedIn<Api>) -> Response {
