@@ -1,4 +1,5 @@
-//! Request facts: source address, session cookie, purpose of use, bounded bodies.
+//! Request facts: source address, session cookie, bounded bodies. (Who is asking, and for which
+//! purpose of use, is `auth.rs`.)
 
 use std::net::SocketAddr;
 
@@ -6,8 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use carevault_core::{Actor, RequestContext};
-use carevault_domain::{InputError, IssueCode, PurposeOfUse};
+use carevault_core::RequestContext;
 
 use crate::SESSION_COOKIE;
 
@@ -49,20 +49,6 @@ pub(crate) fn session_cookie(token: &str) -> String {
 
 pub(crate) fn clear_session_cookie() -> String {
     format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
-}
-
-/// The purpose of use named in `X-Purpose-Of-Use` (HL7 v3 code), or the role's default.
-pub(crate) fn purpose(headers: &HeaderMap, actor: &Actor) -> Result<PurposeOfUse, InputError> {
-    match headers.get("x-purpose-of-use") {
-        None => Ok(actor.default_purpose()),
-        Some(v) => v.to_str().ok().and_then(PurposeOfUse::parse).ok_or_else(|| {
-            InputError::new(
-                IssueCode::Value,
-                Some("header X-Purpose-Of-Use".to_string()),
-                "must be one of TREAT, ETREAT, HPAYMT, HOPERAT, PATRQT, HSYSADMIN",
-            )
-        }),
-    }
 }
 
 pub(crate) enum BodyError {

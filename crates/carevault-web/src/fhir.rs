@@ -9,23 +9,13 @@ use carevault_core::{Actor, PatientRecord, SearchPage};
 use carevault_domain::{AuditAction, InputError, IssueCode, PurposeOfUse};
 use serde_json::{json, Value};
 
+use crate::auth::{Authed, Fhir, Purposed};
 use crate::capability::accepted_params;
 use crate::error::{fhir_json, operation_outcome, FhirError};
-use crate::extract::{json_content_type, purpose, read_body, session_token, Peer};
+use crate::extract::{json_content_type, read_body};
 use crate::server::AppState;
 
 type FhirResult = Result<Response, FhirError>;
-
-async fn authenticate(
-    st: &AppState,
-    ctx: &carevault_core::RequestContext,
-    headers: &HeaderMap,
-) -> Result<(Actor, PurposeOfUse), FhirError> {
-    let token = session_token(headers);
-    let actor = st.vault.authenticate(ctx, token.as_deref()).await?;
-    let p = purpose(headers, &actor)?;
-    Ok((actor, p))
-}
 
 /// `https://host[:port]/fhir/r4` from the configured public origin. The request's `Host`
 /// header never shapes a link: a client could otherwise plant another server's address in
@@ -80,8 +70,12 @@ async fn body_bytes(
     Err(fhir_json(status, &operation_outcome(code, &reason, None, "CV-INPUT-002")))
 }
 
-pub(crate) async fn create(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn create(
+    State(st): State<AppState>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
     let bytes = match body_bytes(&st, &actor, AuditAction::Create, None, &headers, body).await {
         Ok(b) => b,
         Err(r) => return Ok(r),
@@ -91,19 +85,20 @@ pub(crate) async fn create(State(st): State<AppState>, Peer(ctx): Peer, headers:
     Ok(resource_response(StatusCode::CREATED, &rec, Some(loc)))
 }
 
-pub(crate) async fn read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn read(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+) -> FhirResult {
     let rec = st.vault.read_patient(&actor, p, &id).await?;
     Ok(resource_response(StatusCode::OK, &rec, None))
 }
 
 pub(crate) async fn vread(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
     Path((id, vid)): Path<(String, String)>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
 ) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let rec = st.vault.read_patient_version(&actor, p, &id, &vid).await?;
     Ok(resource_response(StatusCode::OK, &rec, None))
 }
@@ -124,12 +119,11 @@ fn parse_if_match(headers: &HeaderMap) -> Result<Option<i64>, InputError> {
 
 pub(crate) async fn update(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
     body: Body,
 ) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let if_match = match parse_if_match(&headers) {
         Ok(m) => m,
         Err(e) => {
@@ -151,8 +145,11 @@ fn entry(base: &str, rec: &PatientRecord) -> Value {
     json!({"fullUrl": format!("{base}/Patient/{}", rec.id), "resource": rec.to_fhir()})
 }
 
-pub(crate) async fn history(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn history(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+) -> FhirResult {
     let recs = st.vault.patient_history(&actor, p, &id).await?;
     let base = base_url(&st);
     let entries: Vec<Value> = recs
@@ -235,20 +232,22 @@ async fn run_search(st: &AppState, actor: &Actor, p: PurposeOfUse, raw: &[u8]) -
     Ok(fhir_json(StatusCode::OK, &search_bundle(&base_url(st), &page)))
 }
 
-pub(crate) async fn search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn search(
+    State(st): State<AppState>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
     run_search(&st, &actor, p, q.unwrap_or_default().as_bytes()).await
 }
 
 /// `POST /Patient/_search` with a form body keeps search terms out of URLs and logs.
 pub(crate) async fn search_post(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Body,
 ) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let form =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !form {
@@ -305,8 +304,12 @@ fn allergy_response(status: StatusCode, rec: &carevault_core::AllergyRecord, loc
 }
 
 /// `POST /fhir/r4/AllergyIntolerance`: clinical data; needs a care relationship.
-pub(crate) async fn allergy_create(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn allergy_create(
+    State(st): State<AppState>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
     let bytes = match body_bytes(&st, &actor, AuditAction::Create, None, &headers, body).await {
         Ok(b) => b,
         Err(r) => return Ok(r),
@@ -317,15 +320,21 @@ pub(crate) async fn allergy_create(State(st): State<AppState>, Peer(ctx): Peer, 
     Ok(allergy_response(StatusCode::CREATED, &rec, Some(loc)))
 }
 
-pub(crate) async fn allergy_read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn allergy_read(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+) -> FhirResult {
     let rec = st.vault.read_allergy(&actor, p, &id).await?;
     Ok(allergy_response(StatusCode::OK, &rec, None))
 }
 
 /// `GET /fhir/r4/AllergyIntolerance?patient=<id>`: the only search supported.
-pub(crate) async fn allergy_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn allergy_search(
+    State(st): State<AppState>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
     let params: Vec<(String, String)> =
         q.as_deref().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let patient = match params.as_slice() {
@@ -376,11 +385,9 @@ fn only_params(q: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)
 /// `GET /fhir/r4/Practitioner/{id}`: the practice directory.
 pub(crate) async fn practitioner_read(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    Authed { actor, .. }: Purposed<Fhir>,
 ) -> FhirResult {
-    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
     let p = st.vault.practitioner(&actor, &id).await?;
     Ok(fhir_json(StatusCode::OK, &p.to_fhir()))
 }
@@ -388,11 +395,9 @@ pub(crate) async fn practitioner_read(
 /// `GET /fhir/r4/Practitioner[?identifier=NPI]`.
 pub(crate) async fn practitioner_search(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
+    Authed { actor, .. }: Purposed<Fhir>,
     RawQuery(q): RawQuery,
 ) -> FhirResult {
-    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
     let params = only_params(q.as_deref(), &accepted_params("Practitioner"))?;
     let npi = params.first().map(|(_, v)| v.rsplit('|').next().unwrap_or("").to_string());
     let (_, list) = st.vault.directory(&actor).await?;
@@ -403,11 +408,9 @@ pub(crate) async fn practitioner_search(
 /// `GET /fhir/r4/PractitionerRole[?practitioner=id]`.
 pub(crate) async fn practitioner_role_search(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
+    Authed { actor, .. }: Purposed<Fhir>,
     RawQuery(q): RawQuery,
 ) -> FhirResult {
-    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
     let params = only_params(q.as_deref(), &accepted_params("PractitionerRole"))?;
     let who = params.first().map(|(_, v)| v.strip_prefix("Practitioner/").unwrap_or(v).to_string());
     let (_, list) = st.vault.directory(&actor).await?;
@@ -418,16 +421,13 @@ pub(crate) async fn practitioner_role_search(
 /// `GET /fhir/r4/Organization/{id}` and `GET /fhir/r4/Location/{id}`.
 pub(crate) async fn organization_read(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    Authed { actor, .. }: Purposed<Fhir>,
 ) -> FhirResult {
-    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
     Ok(fhir_json(StatusCode::OK, &st.vault.directory_unit(&actor, "Organization", &id).await?.to_fhir()))
 }
 
-pub(crate) async fn location_read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
-    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn location_read(State(st): State<AppState>, Path(id): Path<String>, Authed { actor, .. }: Purposed<Fhir>) -> FhirResult {
     Ok(fhir_json(StatusCode::OK, &st.vault.directory_unit(&actor, "Location", &id).await?.to_fhir()))
 }
 
@@ -437,8 +437,7 @@ fn schedule_parts(id: &str) -> Result<(&str, &str), InputError> {
 }
 
 /// `GET /fhir/r4/Schedule/{practitioner}.{location}`.
-pub(crate) async fn schedule_read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
-    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn schedule_read(State(st): State<AppState>, Path(id): Path<String>, Authed { actor, .. }: Purposed<Fhir>) -> FhirResult {
     let (pr, loc) = schedule_parts(&id)?;
     let p = st.vault.practitioner(&actor, pr).await?;
     if !p.roles.iter().any(|r| r.location_id.as_deref().is_none_or(|l| l == loc)) {
@@ -452,8 +451,7 @@ pub(crate) async fn schedule_read(State(st): State<AppState>, Peer(ctx): Peer, h
 
 /// `GET /fhir/r4/Slot?schedule=Schedule/{id}&start=YYYY-MM-DD[&duration=minutes]`: free slots of
 /// one local day.
-pub(crate) async fn slot_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
-    let (actor, _) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn slot_search(State(st): State<AppState>, Authed { actor, .. }: Purposed<Fhir>, RawQuery(q): RawQuery) -> FhirResult {
     let params = only_params(q.as_deref(), &accepted_params("Slot"))?;
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let schedule = get("schedule").map(|s| s.strip_prefix("Schedule/").unwrap_or(s).to_string());
@@ -477,8 +475,12 @@ pub(crate) async fn slot_search(State(st): State<AppState>, Peer(ctx): Peer, hea
 }
 
 /// `POST /fhir/r4/Appointment`: books a free slot.
-pub(crate) async fn appointment_create(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, body: Body) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn appointment_create(
+    State(st): State<AppState>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
     let bytes = match body_bytes(&st, &actor, AuditAction::Create, None, &headers, body).await {
         Ok(b) => b,
         Err(r) => return Ok(r),
@@ -494,11 +496,9 @@ pub(crate) async fn appointment_create(State(st): State<AppState>, Peer(ctx): Pe
 
 pub(crate) async fn appointment_read(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
 ) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     Ok(fhir_json(StatusCode::OK, &st.vault.read_appointment(&actor, p, &id).await?.to_fhir()))
 }
 
@@ -506,11 +506,9 @@ pub(crate) async fn appointment_read(
 /// a provider's day or week, a patient's visits, a location's day.
 pub(crate) async fn appointment_search(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
     RawQuery(q): RawQuery,
 ) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let params = only_params(q.as_deref(), &accepted_params("Appointment"))?;
     let found = st.vault.search_appointments(&actor, p, &params).await?;
     Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), found.iter().map(|a| a.to_fhir()).collect())))
@@ -526,22 +524,31 @@ fn patient_param(q: Option<&str>, kind: &str) -> Result<String, InputError> {
 }
 
 /// `GET /fhir/r4/Encounter/{id}`.
-pub(crate) async fn encounter_read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn encounter_read(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+) -> FhirResult {
     Ok(fhir_json(StatusCode::OK, &st.vault.read_encounter(&actor, p, &id).await?.to_fhir()))
 }
 
 /// `GET /fhir/r4/Encounter?patient=`.
-pub(crate) async fn encounter_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn encounter_search(
+    State(st): State<AppState>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
     let patient = patient_param(q.as_deref(), "Encounter")?;
     let list = st.vault.patient_encounters(&actor, p, &patient).await?;
     Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), list.iter().map(|r| r.to_fhir()).collect())))
 }
 
 /// `GET /fhir/r4/Condition?patient=`.
-pub(crate) async fn condition_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn condition_search(
+    State(st): State<AppState>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
     let patient = patient_param(q.as_deref(), "Condition")?;
     let list = st.vault.patient_conditions(&actor, p, &patient).await?;
     Ok(fhir_json(StatusCode::OK, &searchset(&base_url(&st), list.iter().map(|r| r.to_fhir()).collect())))
@@ -550,11 +557,9 @@ pub(crate) async fn condition_search(State(st): State<AppState>, Peer(ctx): Peer
 /// `GET /fhir/r4/DocumentReference/{id}`: a note, an addendum or an attached document.
 pub(crate) async fn document_reference_read(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
 ) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let rec = st.vault.read_document_reference(&actor, p, &id).await?;
     let body = if rec.kind == "document" { rec.document_to_fhir() } else { rec.to_fhir() };
     Ok(fhir_json(StatusCode::OK, &body))
@@ -563,11 +568,9 @@ pub(crate) async fn document_reference_read(
 /// `GET /fhir/r4/DocumentReference?patient=`: notes, addenda and attached documents.
 pub(crate) async fn document_reference_search(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
     RawQuery(q): RawQuery,
 ) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let patient = patient_param(q.as_deref(), "DocumentReference")?;
     let mut found: Vec<Value> = st.vault.patient_notes(&actor, p, &patient).await?.iter().map(|r| r.to_fhir()).collect();
     found.extend(st.vault.patient_documents(&actor, p, &patient).await?.iter().map(|r| r.document_to_fhir()));
@@ -577,11 +580,9 @@ pub(crate) async fn document_reference_search(
 /// `GET /fhir/r4/Provenance?target=DocumentReference/{id}`: the signatures of a note.
 pub(crate) async fn provenance_search(
     State(st): State<AppState>,
-    Peer(ctx): Peer,
-    headers: HeaderMap,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
     RawQuery(q): RawQuery,
 ) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let params = only_params(q.as_deref(), &accepted_params("Provenance"))?;
     let Some((_, target)) = params.first() else {
         return Err(InputError::new(IssueCode::Required, Some("target".to_string()), "target is required").into());
@@ -594,9 +595,13 @@ pub(crate) async fn provenance_search(
 
 /// `GET /fhir/r4/Binary/{id}`: a document's content, audited as an export. With
 /// `Accept: application/fhir+json` a Binary resource; otherwise the bytes with their type.
-pub(crate) async fn binary_read(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
+pub(crate) async fn binary_read(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+) -> FhirResult {
     use base64::Engine;
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
     let d = st.vault.download_document(&actor, p, &id).await?;
     let wants_json = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("fhir+json"));
     if wants_json {
@@ -614,8 +619,11 @@ pub(crate) async fn binary_read(State(st): State<AppState>, Peer(ctx): Peer, hea
 }
 
 /// `GET /fhir/r4/Consent?patient=`.
-pub(crate) async fn consent_search(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn consent_search(
+    State(st): State<AppState>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+    RawQuery(q): RawQuery,
+) -> FhirResult {
     let patient = patient_param(q.as_deref(), "Consent")?;
     let list = st.vault.patient_consents(&actor, p, &patient).await?;
     let found = list.iter().map(|c| carevault_core::consent_to_fhir(c, &patient)).collect();
@@ -623,8 +631,11 @@ pub(crate) async fn consent_search(State(st): State<AppState>, Peer(ctx): Peer, 
 }
 
 /// `GET /fhir/r4/Consent/{id}/$pdf`: the signed consent as PDF.
-pub(crate) async fn consent_pdf(State(st): State<AppState>, Peer(ctx): Peer, headers: HeaderMap, Path(id): Path<String>) -> FhirResult {
-    let (actor, p) = authenticate(&st, &ctx, &headers).await?;
+pub(crate) async fn consent_pdf(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Authed { actor, purpose: p, .. }: Purposed<Fhir>,
+) -> FhirResult {
     let pdf = st.vault.consent_pdf(&actor, p, &id).await?;
     let mut r = axum::response::Response::new(axum::body::Body::from(pdf));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));

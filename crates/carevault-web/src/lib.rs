@@ -5,6 +5,7 @@
 
 mod admin;
 mod api;
+mod auth;
 mod capability;
 mod error;
 mod extract;

@@ -3,7 +3,7 @@
 //! with a per-session CSRF token, and the same core calls as the JSON API. Every page that can
 //! show patient data is `no-store` (as is every response of this server).
 //!
-//! Layout: `mod.rs` holds what every page shares (the signed-in extractor, the page frame,
+//! Layout: `mod.rs` holds what every page shares (the signed-in extractor `Ui`, the page frame,
 //! form parsing and CSRF, error pages); each area of the UI has its own module.
 
 mod account;
@@ -28,10 +28,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use carevault_core::{Actor, CoreError, InstanceKind, RequestContext};
-use carevault_domain::Permission;
+use carevault_domain::{Permission, PurposeOfUse};
 use maud::{html, Markup, DOCTYPE};
 
-use crate::extract::{read_body, session_token, Peer};
+use crate::auth::{Page, Purposed};
+use crate::extract::read_body;
 use crate::server::AppState;
 
 /// Largest urlencoded form accepted (notes are the longest text; uploads use multipart).
@@ -79,13 +80,16 @@ pub(crate) async fn static_file(axum::extract::Path(name): axum::extract::Path<S
     r
 }
 
-/// A signed-in staff member on a UI page: the actor, the request's origin facts and the form
-/// token of the session. Extracting it authenticates (and counts as use of the session); a
-/// missing or expired session sends the browser to the sign-in page instead.
+/// A signed-in staff member on a UI page: the common extractor (`crate::auth`, surface
+/// [`Page`]) with what pages add: the session's form token, whether this is a demo instance and
+/// the idle limit. Extracting it authenticates (and counts as use of the session); a missing or
+/// expired session sends the browser to the sign-in page instead. Pages act under the role's
+/// default purpose of use.
 #[allow(dead_code)] // parts are used as the page modules land
 pub(crate) struct Ui {
     pub actor: Actor,
     pub ctx: RequestContext,
+    pub purpose: PurposeOfUse,
     pub csrf: String,
     pub demo: bool,
     pub idle_secs: i64,
@@ -101,21 +105,15 @@ impl FromRequestParts<AppState> for Ui {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
-        let Ok(Peer(ctx)) = Peer::from_request_parts(parts, st).await;
-        let token = session_token(&parts.headers);
-        match st.vault.authenticate(&ctx, token.as_deref()).await {
-            Ok(actor) => Ok(Ui {
-                actor,
-                csrf: carevault_core::form_token(token.as_deref().unwrap_or_default()),
-                ctx,
-                demo: st.vault.instance_kind() == InstanceKind::Demo,
-                idle_secs: st.vault.config().session_idle_secs,
-            }),
-            Err(CoreError::MfaRequired) => Err(Redirect::to("/ui/signin/mfa").into_response()),
-            Err(CoreError::SessionExpired) => Err(Redirect::to("/ui/signin?reason=expired").into_response()),
-            Err(CoreError::Unauthenticated) => Err(Redirect::to("/ui/signin").into_response()),
-            Err(e) => Err(error_page(None, &e)),
-        }
+        let who = Purposed::<Page>::from_request_parts(parts, st).await?;
+        Ok(Ui {
+            csrf: who.form_token(),
+            actor: who.actor,
+            ctx: who.ctx,
+            purpose: who.purpose,
+            demo: st.vault.instance_kind() == InstanceKind::Demo,
+            idle_secs: st.vault.config().session_idle_secs,
+        })
     }
 }
 
