@@ -90,19 +90,9 @@ impl Vault {
             if rows.is_empty() {
                 break;
             }
-            let mut ids: Vec<String> = rows.iter().map(|r| r.patient_id.clone()).collect();
-            ids.dedup();
-            let now = self.inner.clock.now_micros();
-            let d = Draft::new(now, AuditAction::KeyRotation, Outcome::Success)
-                .by(&system)
-                .resource("DataKey", Some(&target.to_string()))
-                .purpose(purpose)
-                .covering(&ids);
-            let details = self
-                .inner
-                .sealer
-                .seal_details(&d.event_id, serde_json::json!({"resealed_rows": rows.len(), "patients": ids}).to_string().as_bytes())?;
-            let receipt = self.inner.writer.append(d.details(details)).await?;
+            let receipt = self
+                .rotation_receipt(&system, purpose, target, "resealed_rows", rows.iter().map(|r| r.patient_id.clone()).collect())
+                .await?;
             let mut ops = Vec::with_capacity(rows.len());
             for r in &rows {
                 let new = self.inner.sealer.reseal_patient(&receipt, r, target)?;
@@ -118,19 +108,9 @@ impl Vault {
             if rows.is_empty() {
                 break;
             }
-            let mut ids: Vec<String> = rows.iter().map(|r| r.patient_id.clone()).collect();
-            ids.sort();
-            ids.dedup();
-            let d = Draft::new(self.inner.clock.now_micros(), AuditAction::KeyRotation, Outcome::Success)
-                .by(&system)
-                .resource("DataKey", Some(&target.to_string()))
-                .purpose(purpose)
-                .covering(&ids);
-            let details = self
-                .inner
-                .sealer
-                .seal_details(&d.event_id, serde_json::json!({"resealed_allergies": rows.len(), "patients": ids}).to_string().as_bytes())?;
-            let receipt = self.inner.writer.append(d.details(details)).await?;
+            let receipt = self
+                .rotation_receipt(&system, purpose, target, "resealed_allergies", rows.iter().map(|r| r.patient_id.clone()).collect())
+                .await?;
             let ops = self.reseal_allergies(&receipt, &rows, target).await?;
             self.inner.writer.write(ops, vec![], None).await?;
             p.done += rows.len() as u64;
@@ -142,19 +122,9 @@ impl Vault {
             if rows.is_empty() {
                 break;
             }
-            let mut ids: Vec<String> = rows.iter().map(|r| r.patient_id.clone()).collect();
-            ids.sort();
-            ids.dedup();
-            let d = Draft::new(self.inner.clock.now_micros(), AuditAction::KeyRotation, Outcome::Success)
-                .by(&system)
-                .resource("DataKey", Some(&target.to_string()))
-                .purpose(purpose)
-                .covering(&ids);
-            let details = self
-                .inner
-                .sealer
-                .seal_details(&d.event_id, serde_json::json!({"resealed_records": rows.len(), "patients": ids}).to_string().as_bytes())?;
-            let receipt = self.inner.writer.append(d.details(details)).await?;
+            let receipt = self
+                .rotation_receipt(&system, purpose, target, "resealed_records", rows.iter().map(|r| r.patient_id.clone()).collect())
+                .await?;
             let now = self.inner.clock.now_micros();
             let mut ops = Vec::with_capacity(rows.len());
             for r in &rows {
@@ -203,5 +173,28 @@ impl Vault {
             .seal_details(&d.event_id, serde_json::json!({"completed": true, "resealed": p.done}).to_string().as_bytes())?;
         self.inner.writer.append(d.details(details)).await?;
         Ok(p)
+    }
+
+    /// The audit record of one re-sealed batch (the system actor, the target key version, how
+    /// many rows of which kind, the patients covered): its receipt lets the batch be opened.
+    async fn rotation_receipt(
+        &self,
+        system: &Actor,
+        purpose: PurposeOfUse,
+        target: u32,
+        what: &str,
+        mut ids: Vec<String>,
+    ) -> Result<crate::audit::Receipt, CoreError> {
+        let rows = ids.len();
+        ids.sort();
+        ids.dedup();
+        let d = Draft::new(self.inner.clock.now_micros(), AuditAction::KeyRotation, Outcome::Success)
+            .by(system)
+            .resource("DataKey", Some(&target.to_string()))
+            .purpose(purpose)
+            .covering(&ids);
+        let details =
+            self.inner.sealer.seal_details(&d.event_id, serde_json::json!({what: rows, "patients": ids}).to_string().as_bytes())?;
+        self.inner.writer.append(d.details(details)).await
     }
 }
