@@ -194,3 +194,29 @@ async fn invitations_expire_and_approval_can_be_turned_off() {
     let (s, _) = call(&c, c.post(app.url("/api/v1/auth/mfa/enroll")).json(&json!({"invitation": acct["invitation"]}))).await;
     assert_eq!(s, 403, "expired");
 }
+
+/// An officer never approves a change to a role they hold: that would be approving their own
+/// elevation (the requester is someone else, and the change names no account).
+#[tokio::test]
+async fn an_officer_cannot_approve_a_change_to_a_role_they_hold() {
+    use carevault_core::CoreError;
+    let tv = carevault_testkit::TestVault::new().await.expect("vault");
+    let v = &tv.vault;
+    let (admin, _) = tv.staff(Role::PracticeAdmin).await.expect("admin");
+    let (privacy, _) = tv.staff(Role::PrivacyOfficer).await.expect("privacy officer");
+    // A custom officer role (privileged: it decides approvals), approved by the privacy officer.
+    let perms = ["access.approve".to_string(), "user.read".to_string()];
+    let purposes = ["HSYSADMIN".to_string()];
+    let r = v.put_custom_role(&admin, "deputy_officer", "Deputy officer", &perms, &purposes).await;
+    let Err(CoreError::ApprovalPending { id }) = r else { panic!("role: {r:?}") };
+    v.approve(&privacy, &id).await.expect("approved");
+    let (deputy, _) = tv.staff_in("deputy_officer", None).await.expect("deputy");
+    // The admin asks to give the role audit access: the deputy, who holds it, may not decide.
+    let wider = ["access.approve".to_string(), "user.read".to_string(), "audit.read".to_string()];
+    let r = v.put_custom_role(&admin, "deputy_officer", "Deputy officer", &wider, &purposes).await;
+    let Err(CoreError::ApprovalPending { id }) = r else { panic!("change: {r:?}") };
+    let r = v.approve(&deputy, &id).await;
+    assert!(matches!(r, Err(CoreError::Refused { reason: "own-role", .. })), "{r:?}");
+    // Another officer may.
+    v.approve(&privacy, &id).await.expect("approved by another officer");
+}

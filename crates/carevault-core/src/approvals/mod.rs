@@ -309,6 +309,11 @@ impl Vault {
             let plain = self.inner.sealer.open_secret(&self.inner.store, now, ("approvals", "payload", id), &row.payload).await?;
             serde_json::from_slice(&plain).map_err(|_| CoreError::Internal("approval payload".into()))?
         };
+        // A change to a role the officer holds would be approving their own elevation.
+        if approve && row.kind == "role.put" && payload["name"].as_str().is_some_and(|n| actor.roles.iter().any(|r| r == n)) {
+            let e = refuse("own-role", "another officer must decide a change to a role you hold");
+            return Err(self.refuse(actor, action, ("Approval", Some(id)), e).await);
+        }
         let state = if approve { "approved" } else { "rejected" };
         let mut ops = vec![ApprovalChange::DecideApproval { id: id.to_string(), state: state.into(), by: actor.audit_name(), now }.into()];
         if approve {
