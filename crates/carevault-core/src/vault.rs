@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub throttle: crate::auth::throttle::Throttle,
     /// Unauthenticated refusals counted per address and window.
     pub refusals: crate::auth::refusals::Refusals,
+    /// Signed-in sessions with their accounts and privileges (`auth::cache`).
+    pub sessions: crate::auth::cache::SessionCache,
     pub data_dir: DataDir,
     pub kind: InstanceKind,
     pub created: bool,
@@ -283,6 +285,7 @@ impl Vault {
                 hash_slots: Semaphore::new(opts.config.hash_concurrency.max(1)),
                 throttle: crate::auth::throttle::Throttle::new(),
                 refusals: crate::auth::refusals::Refusals::new(opts.config.unauthenticated_window_secs),
+                sessions: crate::auth::cache::SessionCache::default(),
                 config: opts.config,
                 data_dir: dd,
                 kind: opts.instance,

@@ -1,8 +1,5 @@
 //! Separation of duties: enrollment invitations and the approvals queue.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
 use crate::dialect::classify;
 use crate::{Result, Store, WriteTx};
 
@@ -12,9 +9,7 @@ macro_rules! exec {
     };
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(r: &'r AnyRow, col: &str) -> Result<T> {
-    r.try_get::<T, _>(col).map_err(classify)
-}
+use crate::rows::get;
 
 /// A pending enrollment invitation (the code itself is never stored).
 #[derive(Clone)]
@@ -61,7 +56,7 @@ impl std::fmt::Debug for ApprovalRow {
 }
 
 impl ApprovalRow {
-    fn from_row(r: &AnyRow) -> Result<ApprovalRow> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<ApprovalRow> {
         Ok(ApprovalRow {
             id: get(r, "id")?,
             kind: get(r, "kind")?,

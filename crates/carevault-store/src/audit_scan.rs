@@ -9,12 +9,13 @@
 //! pooled connection in a `REPEATABLE READ READ ONLY` transaction, read in pages.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Executor, Row};
 
 use crate::dialect::{classify, Backend};
+use crate::lite::{error as lite, sqlite_path};
 use crate::rows::{AuditRow, AuditRowRef, CheckpointRow, HeadRow};
 use crate::{Result, Store, StoreError};
 
@@ -37,41 +38,8 @@ pub struct AuditSnapshot {
     conn: Conn,
 }
 
-/// The file path of a `sqlite://PATH?…` URL, when it names a file.
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path)).filter(|p| p.is_file())
-}
-
-fn lite(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) =>
-        {
-            StoreError::Corrupt(e.to_string())
-        }
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy
-                    | rusqlite::ErrorCode::DatabaseLocked
-                    | rusqlite::ErrorCode::SystemIoFailure
-                    | rusqlite::ErrorCode::CannotOpen
-                    | rusqlite::ErrorCode::OutOfMemory
-            ) =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
-        _ => StoreError::Database(e.to_string()),
-    }
-}
-
 fn open_sqlite(path: &Path) -> Result<rusqlite::Connection> {
-    use rusqlite::OpenFlags;
-    let c =
-        rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(lite)?;
-    c.busy_timeout(std::time::Duration::from_secs(15)).map_err(lite)?;
+    let c = crate::lite::open_read_only(path)?;
     // Read the file through a memory map (no copy per page) and with a larger cache.
     c.execute_batch("PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -65536; BEGIN").map_err(lite)?;
     Ok(c)

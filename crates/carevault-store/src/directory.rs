@@ -1,14 +1,9 @@
 //! Rows and statements of the practice directory: practitioners and their roles.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
 use crate::dialect::classify;
 use crate::{Result, Store, WriteTx};
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(r: &'r AnyRow, col: &str) -> Result<T> {
-    r.try_get::<T, _>(col).map_err(classify)
-}
+use crate::rows::get;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PractitionerRow {
@@ -22,7 +17,7 @@ pub struct PractitionerRow {
 }
 
 impl PractitionerRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(PractitionerRow {
             id: get(r, "id")?,
             user_id: get(r, "user_id")?,
@@ -46,7 +41,7 @@ pub struct PractitionerRoleRow {
 }
 
 impl PractitionerRoleRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(PractitionerRoleRow {
             id: get(r, "id")?,
             practitioner_id: get(r, "practitioner_id")?,
@@ -70,7 +65,7 @@ pub struct AvailabilityRow {
 }
 
 impl AvailabilityRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(AvailabilityRow {
             id: get(r, "id")?,
             practitioner_id: get(r, "practitioner_id")?,
@@ -101,7 +96,7 @@ pub struct AppointmentRow {
 }
 
 impl AppointmentRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(AppointmentRow {
             id: get(r, "id")?,
             patient_id: get(r, "patient_id")?,
@@ -138,7 +133,7 @@ pub struct AppointmentTypeRow {
 }
 
 impl AppointmentTypeRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(AppointmentTypeRow {
             id: get(r, "id")?,
             organization_id: get(r, "organization_id")?,
@@ -171,7 +166,7 @@ pub struct WaitlistRow {
 }
 
 impl WaitlistRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(WaitlistRow {
             id: get(r, "id")?,
             patient_id: get(r, "patient_id")?,

@@ -10,6 +10,7 @@ mod approvals;
 mod audit_scan;
 pub mod dialect;
 mod directory;
+mod lite;
 mod migrate;
 mod records;
 mod rows;
@@ -25,8 +26,10 @@ pub use approvals::*;
 pub use audit_scan::{AuditSnapshot, AuditVisitor};
 pub use dialect::Backend;
 pub use directory::*;
+use lite::Arg;
 pub use records::*;
 pub use rows::*;
+use rows::{get, RowRef};
 pub use write::WriteTx;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,8 @@ pub struct Store {
     backend: Backend,
     /// The SQLite URL (the audit snapshot opens the file itself); `None` on PostgreSQL.
     url: Option<String>,
+    /// SQLite's in-place hot reads (see [`lite`]); `None` on PostgreSQL and in-memory databases.
+    lite: Option<std::sync::Arc<lite::Lite>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -84,8 +89,9 @@ impl Store {
                 (p.clone(), p)
             }
         };
+        let lite = (backend == Backend::Sqlite).then(|| lite::sqlite_path(url)).flatten().map(|p| std::sync::Arc::new(lite::Lite::new(p)));
         let url = (backend == Backend::Sqlite).then(|| url.to_string());
-        let store = Store { read, write, backend, url };
+        let store = Store { read, write, backend, url, lite };
         migrate::run(&store).await?;
         Ok(store)
     }
@@ -95,6 +101,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(l) = &self.lite {
+            l.close();
+        }
         self.read.close().await;
         self.write.close().await;
     }
@@ -103,6 +112,28 @@ impl Store {
     /// (see [`WriteTx::lock_audit_head`]), which also serializes writers on both engines.
     pub async fn begin(&self) -> Result<WriteTx> {
         WriteTx::begin(&self.write, self.backend).await
+    }
+
+    /// Rows of a read every request makes: in place on SQLite ([`lite`]), through the pool on
+    /// PostgreSQL. `sql` is portable (`$n` placeholders); `each` decodes a row of either driver.
+    pub(crate) async fn hot<T>(&self, sql: &str, args: &[Arg<'_>], mut each: impl FnMut(&RowRef<'_, '_>) -> Result<T>) -> Result<Vec<T>> {
+        if let Some(l) = &self.lite {
+            return l.query(sql, args, |r| each(&RowRef::Lite(r)));
+        }
+        let mut q = sqlx::query(sql);
+        for a in args {
+            q = a.bind(q);
+        }
+        let rows = q.fetch_all(&self.read).await.map_err(dialect::classify)?;
+        rows.iter().map(|r| each(&RowRef::Any(r))).collect()
+    }
+
+    /// The access generation: a counter every committed change to accounts, sessions, roles,
+    /// assignments or grants moves on (in its own transaction, [`WriteTx::bump_access_generation`]).
+    /// Whatever was derived from those rows under an older generation is stale.
+    pub async fn access_generation(&self) -> Result<i64> {
+        let n = self.hot("SELECT n FROM access_generation WHERE id = 1", &[], |r| get::<i64>(r, "n")).await?;
+        Ok(n.into_iter().next().unwrap_or(0))
     }
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -128,7 +159,8 @@ impl Store {
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>> {
-        self.one_user("SELECT * FROM users WHERE id = $1", id).await
+        let rows = self.hot("SELECT * FROM users WHERE id = $1", &[Arg::S(id)], |r| UserRow::from_row(r)).await?;
+        Ok(rows.into_iter().next())
     }
 
     async fn one_user(&self, sql: &str, arg: &str) -> Result<Option<UserRow>> {
@@ -142,12 +174,8 @@ impl Store {
     }
 
     pub async fn session(&self, token_hash: &[u8]) -> Result<Option<SessionRow>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE token_hash = $1")
-            .bind(token_hash.to_vec())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(dialect::classify)?;
-        row.as_ref().map(SessionRow::from_row).transpose()
+        let rows = self.hot("SELECT * FROM sessions WHERE token_hash = $1", &[Arg::B(token_hash)], |r| SessionRow::from_row(r)).await?;
+        Ok(rows.into_iter().next())
     }
 
     /// Sessions idle since before `idle_before` or past their absolute expiry at `now`.
@@ -165,14 +193,14 @@ impl Store {
     }
 
     pub async fn patient_current(&self, id: &str) -> Result<Option<PatientVersionRow>> {
-        let row = sqlx::query(
-            "SELECT v.* FROM patients p JOIN patient_versions v ON v.patient_id = p.id AND v.version = p.current_version WHERE p.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(dialect::classify)?;
-        row.as_ref().map(PatientVersionRow::from_row).transpose()
+        let rows = self
+            .hot(
+                "SELECT v.* FROM patients p JOIN patient_versions v ON v.patient_id = p.id AND v.version = p.current_version WHERE p.id = $1",
+                &[Arg::S(id)],
+                |r| PatientVersionRow::from_row(r),
+            )
+            .await?;
+        Ok(rows.into_iter().next())
     }
 
     /// Current versions of `ids`, in the order of `ids` (missing ones are skipped).
@@ -185,12 +213,8 @@ impl Store {
             "SELECT v.* FROM patients p JOIN patient_versions v ON v.patient_id = p.id AND v.version = p.current_version WHERE p.id IN ({})",
             placeholders.join(", ")
         );
-        let mut q = sqlx::query(&sql);
-        for id in ids {
-            q = q.bind(id.clone());
-        }
-        let rows = q.fetch_all(&self.read).await.map_err(dialect::classify)?;
-        let mut found: Vec<PatientVersionRow> = rows.iter().map(PatientVersionRow::from_row).collect::<Result<_>>()?;
+        let args: Vec<Arg<'_>> = ids.iter().map(|i| Arg::S(i)).collect();
+        let mut found = self.hot(&sql, &args, |r| PatientVersionRow::from_row(r)).await?;
         found.sort_by_key(|r| ids.iter().position(|i| *i == r.patient_id));
         Ok(found)
     }

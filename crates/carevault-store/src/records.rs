@@ -2,15 +2,10 @@
 //! sealed body with the few plain columns access control and the signing rules need; consent
 //! templates; ICD-10-CM codes.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
 use crate::dialect::classify;
 use crate::{Result, Store, WriteTx};
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(r: &'r AnyRow, col: &str) -> Result<T> {
-    r.try_get::<T, _>(col).map_err(classify)
-}
+use crate::rows::get;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct RecordRow {
@@ -40,7 +35,7 @@ impl std::fmt::Debug for RecordRow {
 }
 
 impl RecordRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(RecordRow {
             id: get(r, "id")?,
             kind: get(r, "kind")?,
@@ -69,7 +64,7 @@ pub struct ConsentTemplateRow {
 }
 
 impl ConsentTemplateRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(ConsentTemplateRow {
             kind: get(r, "kind")?,
             version: get(r, "version")?,

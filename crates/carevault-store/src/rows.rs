@@ -6,8 +6,63 @@ use sqlx::Row;
 use crate::dialect::classify;
 use crate::Result;
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(r: &'r AnyRow, col: &str) -> Result<T> {
-    r.try_get::<T, _>(col).map_err(classify)
+/// A row of either engine's driver: sqlx's `AnyRow`, or a rusqlite row of the in-place SQLite
+/// reads ([`crate::lite`]). Every `from_row` decodes through this, so one function serves both.
+pub(crate) trait Cols {
+    fn col<T: Val>(&self, name: &str) -> Result<T>;
+}
+
+impl Cols for AnyRow {
+    fn col<T: Val>(&self, name: &str) -> Result<T> {
+        T::any(self, name)
+    }
+}
+
+impl Cols for rusqlite::Row<'_> {
+    fn col<T: Val>(&self, name: &str) -> Result<T> {
+        T::lite(self, name)
+    }
+}
+
+/// A row of whichever driver ran the statement (see [`crate::Store::hot`]).
+pub(crate) enum RowRef<'a, 'b> {
+    Any(&'a AnyRow),
+    Lite(&'a rusqlite::Row<'b>),
+}
+
+impl Cols for RowRef<'_, '_> {
+    fn col<T: Val>(&self, name: &str) -> Result<T> {
+        match self {
+            RowRef::Any(r) => T::any(r, name),
+            RowRef::Lite(r) => T::lite(r, name),
+        }
+    }
+}
+
+/// A column type both drivers decode.
+pub(crate) trait Val: Sized {
+    fn any(r: &AnyRow, name: &str) -> Result<Self>;
+    fn lite(r: &rusqlite::Row<'_>, name: &str) -> Result<Self>;
+}
+
+macro_rules! val {
+    ($($t:ty),*) => {$(
+        impl Val for $t {
+            fn any(r: &AnyRow, name: &str) -> Result<Self> {
+                r.try_get::<$t, _>(name).map_err(classify)
+            }
+            fn lite(r: &rusqlite::Row<'_>, name: &str) -> Result<Self> {
+                r.get::<_, $t>(name).map_err(crate::lite::error)
+            }
+        }
+    )*};
+}
+
+val!(i64, String, Vec<u8>, Option<i64>, Option<String>, Option<Vec<u8>>);
+
+/// Column `name` of `r`.
+pub(crate) fn get<T: Val>(r: &impl Cols, name: &str) -> Result<T> {
+    r.col(name)
 }
 
 #[derive(Debug, Clone)]
@@ -20,7 +75,7 @@ pub struct KeyRow {
 }
 
 impl KeyRow {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &impl Cols) -> Result<Self> {
         Ok(KeyRow {
             purpose: get(r, "purpose")?,
             version: get(r, "version")?,
@@ -58,7 +113,7 @@ impl std::fmt::Debug for UserRow {
 }
 
 impl UserRow {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &impl Cols) -> Result<Self> {
         Ok(UserRow {
             id: get(r, "id")?,
             username: get(r, "username")?,
@@ -95,7 +150,7 @@ pub struct SessionRow {
 }
 
 impl SessionRow {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &impl Cols) -> Result<Self> {
         Ok(SessionRow {
             token_hash: get(r, "token_hash")?,
             public_id: get(r, "public_id")?,
@@ -133,7 +188,7 @@ impl std::fmt::Debug for PatientVersionRow {
 }
 
 impl PatientVersionRow {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &impl Cols) -> Result<Self> {
         Ok(PatientVersionRow {
             patient_id: get(r, "patient_id")?,
             version: get(r, "version")?,
@@ -201,7 +256,7 @@ pub struct AuditRow {
 }
 
 impl AuditRow {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &impl Cols) -> Result<Self> {
         Ok(AuditRow {
             seq: get(r, "seq")?,
             event_id: get(r, "event_id")?,
@@ -286,7 +341,7 @@ pub struct HeadRow {
 }
 
 impl HeadRow {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &impl Cols) -> Result<Self> {
         Ok(HeadRow { seq: get(r, "seq")?, hash: get(r, "hash")?, signature: get(r, "signature")?, tree_frontier: get(r, "tree_frontier")? })
     }
 }
@@ -304,7 +359,7 @@ pub struct CheckpointRow {
 }
 
 impl CheckpointRow {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &impl Cols) -> Result<Self> {
         Ok(CheckpointRow {
             seq: get(r, "seq")?,
             hash: get(r, "hash")?,

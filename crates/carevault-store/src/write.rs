@@ -172,6 +172,13 @@ impl WriteTx {
     }
 
     /// Savepoints give each job of a group commit its own all-or-nothing scope.
+    /// Moves the access generation on (see [`crate::Store::access_generation`]); in the transaction of
+    /// the change, so no reader sees the change under the old generation.
+    pub async fn bump_access_generation(&mut self) -> Result<()> {
+        exec!(self, sqlx::query("UPDATE access_generation SET n = n + 1 WHERE id = 1"))?;
+        Ok(())
+    }
+
     pub async fn savepoint(&mut self) -> Result<()> {
         (&mut *self.tx).execute("SAVEPOINT cv_job").await.map_err(classify)?;
         Ok(())

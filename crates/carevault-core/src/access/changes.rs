@@ -122,4 +122,23 @@ impl Change for AccessChange {
     fn waits_for_space(&self) -> bool {
         !matches!(self, Self::InsertBreakGlass { .. } | Self::InsertAlert { .. } | Self::SetUserActive { .. })
     }
+
+    /// Accounts, custom roles, assignments and grants. A patient's placement, flags, care team
+    /// and break-glass are read on every request, not cached (a new variant counts as
+    /// affecting access until listed here).
+    fn affects_access(&self) -> bool {
+        !matches!(
+            self,
+            Self::InsertUnit { .. }
+                | Self::SetPlacement { .. }
+                | Self::ReplaceFlags { .. }
+                | Self::UpsertCare(_)
+                | Self::EndCare { .. }
+                | Self::InsertBreakGlass(_)
+                | Self::CloseReview { .. }
+                | Self::InsertAlert(_)
+                | Self::CloseAlert { .. }
+                | Self::GuardLastAdmin { .. }
+        )
+    }
 }

@@ -7,10 +7,29 @@ pub(crate) async fn load_privileges(
     store: &carevault_store::Store,
     user_id: &str,
     now: i64,
-) -> Result<(Vec<String>, Privileges), CoreError> {
+) -> Result<(Vec<String>, Privileges, Option<i64>), CoreError> {
     let mut roles = Vec::new();
     let mut entitlements = Vec::new();
-    for a in store.assignments_for_user(user_id).await? {
+    // The first moment after `now` at which an assignment or grant starts or ends: what was
+    // loaded is the user's privileges until then.
+    let mut changes_at: Option<i64> = None;
+    let mut until = |t: i64| {
+        if t > now {
+            changes_at = Some(changes_at.map_or(t, |c| c.min(t)));
+        }
+    };
+    let assignments = store.assignments_for_user(user_id).await?;
+    let grants = store.grants_for_user(user_id).await?;
+    for a in &assignments {
+        if let Some(e) = a.expires_at {
+            until(e);
+        }
+    }
+    for g in grants.iter().filter(|g| g.revoked_at.is_none()) {
+        until(g.starts_at);
+        until(g.ends_at);
+    }
+    for a in assignments {
         if a.expires_at.is_some_and(|e| e <= now) {
             continue;
         }
@@ -40,7 +59,7 @@ pub(crate) async fn load_privileges(
             source: format!("role:{}@{}", a.role, a.id),
         });
     }
-    for g in store.grants_for_user(user_id).await? {
+    for g in grants {
         if g.revoked_at.is_some() || g.starts_at > now || g.ends_at <= now {
             continue;
         }
@@ -61,5 +80,5 @@ pub(crate) async fn load_privileges(
             source: format!("grant:{}", g.id),
         });
     }
-    Ok((roles, Privileges { entitlements }))
+    Ok((roles, Privileges { entitlements }, changes_at))
 }

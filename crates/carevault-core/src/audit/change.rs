@@ -22,6 +22,14 @@ pub(crate) trait Change: Send + Sync + 'static {
     /// must still be able to read a chart, raise an alarm and lock an account); every other
     /// change waits until space is freed.
     fn waits_for_space(&self) -> bool;
+
+    /// Whether the change alters what a signed-in session may do: its account, the session
+    /// itself, roles, role assignments, grants. The writer then moves the access generation on
+    /// in the same transaction, which makes every cached session stale (`auth::cache`). A
+    /// change that answers no must not touch those rows.
+    fn affects_access(&self) -> bool {
+        false
+    }
 }
 
 /// One change of a job, whichever feature it belongs to.
@@ -40,6 +48,10 @@ impl Op {
 
     pub(crate) fn waits_for_space(&self) -> bool {
         self.0.waits_for_space()
+    }
+
+    pub(crate) fn affects_access(&self) -> bool {
+        self.0.affects_access()
     }
 }
 

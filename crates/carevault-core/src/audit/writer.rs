@@ -234,6 +234,7 @@ impl Writer {
         };
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut appended = 0i64;
+        let mut access_changed = false;
         for job in batch.iter_mut() {
             let mut failure = None;
             if low_space && job.ops.iter().any(Op::waits_for_space) {
@@ -266,6 +267,7 @@ impl Writer {
                     tx.rollback_to_savepoint().await?;
                 } else {
                     tx.release_savepoint().await?;
+                    access_changed |= job.ops.iter().any(Op::affects_access);
                 }
             }
             let drafts: Vec<Draft> = match &failure {
@@ -327,6 +329,10 @@ impl Writer {
                     Some(e) => Err(e),
                 },
             });
+        }
+        if access_changed {
+            // Every cached session, in every process, is stale from this commit on.
+            tx.bump_access_generation().await?;
         }
         let now = self.clock.now_micros();
         let mut checkpointed = false;

@@ -187,7 +187,7 @@ impl Vault {
             }
             Err(e) => return Err(e),
         }
-        let (roles, _) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
+        let (roles, _, _) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
         Ok(SessionGrant {
             token,
             user_id: user.id,

@@ -194,4 +194,26 @@ impl Change for AuthChange {
                 | Self::TakeCeremony { .. }
         )
     }
+
+    /// Everything but the bookkeeping of sign-in and of second factors, which no cached
+    /// session depends on (a new variant counts as affecting access until listed here).
+    fn affects_access(&self) -> bool {
+        !matches!(
+            self,
+            Self::AdvanceTotp { .. }
+                | Self::SetLoginFailures { .. }
+                | Self::InsertSession { .. }
+                | Self::TouchSession { .. }
+                | Self::SetLastLogin { .. }
+                | Self::ReplaceTotp { .. }
+                | Self::ReplaceRecoveryCodes { .. }
+                | Self::UseRecoveryCode { .. }
+                | Self::InsertPasskey { .. }
+                | Self::RenamePasskey { .. }
+                | Self::DeletePasskeys { .. }
+                | Self::PasskeyUsed { .. }
+                | Self::InsertCeremony { .. }
+                | Self::TakeCeremony { .. }
+        )
+    }
 }

@@ -5,6 +5,7 @@ pub(crate) mod changes;
 
 mod account;
 mod blocklist;
+pub(crate) mod cache;
 mod enroll;
 mod passkey;
 mod policy;
@@ -511,12 +512,60 @@ impl Vault {
     }
 
     /// Resolves a session token to an actor. Only full (MFA-completed), unexpired sessions of
-    /// active accounts pass; every refusal is audited.
+    /// active accounts pass; every refusal is audited. The session, account and privileges
+    /// come from the session cache when nothing about them changed since they were loaded
+    /// (see [`cache`]); the idle and absolute limits are checked on every request.
     pub async fn authenticate(&self, ctx: &RequestContext, token: Option<&str>) -> Result<Actor, CoreError> {
         let now = self.now();
-        let session = match token {
-            Some(t) if !t.is_empty() && t.len() <= 128 => self.inner.store.session(&token_hash(t)).await?,
+        let hash = match token {
+            Some(t) if !t.is_empty() && t.len() <= 128 => Some(token_hash(t)),
             _ => None,
+        };
+        // Read before anything the entry is built from (see `cache`).
+        let generation = self.inner.store.access_generation().await?;
+        let cached = hash.as_deref().and_then(|h| self.inner.sessions.get(h, generation, now));
+        let entry = match cached {
+            Some(e) => e,
+            None => self.load_session(ctx, hash, generation, now).await?,
+        };
+        let s = &entry.session;
+        let last_seen = entry.last_seen();
+        if now >= s.expires_at || now - last_seen >= self.inner.config.session_idle_secs * 1_000_000 {
+            self.inner.sessions.remove(&s.token_hash);
+            self.expire(&SessionRow { last_seen_at: last_seen, ..s.clone() }, now).await?;
+            return Err(CoreError::SessionExpired);
+        }
+        if entry.seen(now, TOUCH_EVERY_MICROS) {
+            self.inner.writer.fire(vec![AuthChange::TouchSession { token_hash: s.token_hash.clone(), now }.into()]);
+        }
+        Ok(Actor {
+            user_id: entry.user_id.clone(),
+            username: entry.username.clone(),
+            organization_id: entry.organization_id.clone(),
+            roles: entry.roles.clone(),
+            privileges: entry.privileges.clone(),
+            session_public_id: Some(s.public_id.clone()),
+            session_token_hash: Some(s.token_hash.clone()),
+            source_ip: ctx.ip_string(),
+            session_expires_at: s.expires_at,
+            authenticated_at: s.authenticated_at,
+            kind: ActorKind::Staff,
+        })
+    }
+
+    /// The session of `hash` from the database: its account and privileges, cached under
+    /// `generation`. Refusals (no such session, an expired one, a pending second factor, an
+    /// inactive account) are audited here.
+    async fn load_session(
+        &self,
+        ctx: &RequestContext,
+        hash: Option<Vec<u8>>,
+        generation: i64,
+        now: i64,
+    ) -> Result<std::sync::Arc<cache::Entry>, CoreError> {
+        let session = match &hash {
+            Some(h) => self.inner.store.session(h).await?,
+            None => None,
         };
         let Some(s) = session else {
             let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied).source_ip(ctx.ip_string());
@@ -544,23 +593,20 @@ impl Vault {
             self.inner.writer.write(vec![AuthChange::DeleteSession { token_hash: s.token_hash.clone() }.into()], vec![d], None).await?;
             return Err(CoreError::Unauthenticated);
         };
-        if now - s.last_seen_at >= TOUCH_EVERY_MICROS {
-            self.inner.writer.fire(vec![AuthChange::TouchSession { token_hash: s.token_hash.clone(), now }.into()]);
-        }
-        let (roles, privileges) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
-        Ok(Actor {
+        let (roles, privileges, changes_at) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
+        let seen = s.last_seen_at;
+        Ok(self.inner.sessions.put(cache::Entry {
+            generation,
             user_id: UserId::parse(&user.id).map_err(|_| CoreError::Internal("bad user id in store".into()))?,
             username: user.username,
             organization_id: user.organization_id,
             roles,
             privileges: std::sync::Arc::new(privileges),
-            session_public_id: Some(s.public_id),
-            session_token_hash: Some(s.token_hash),
-            source_ip: ctx.ip_string(),
-            session_expires_at: s.expires_at,
-            authenticated_at: s.authenticated_at,
-            kind: ActorKind::Staff,
-        })
+            changes_at,
+            last_seen: seen.into(),
+            stored_seen: seen.into(),
+            session: s,
+        }))
     }
 
     /// Audits a refusal before sign-in through the per-window count (see `refusals`): `first`
@@ -699,7 +745,7 @@ impl Vault {
 
     /// What the client gets once the full session is durable.
     pub(super) async fn grant(&self, user: UserRow, up: Upgrade, now: i64) -> Result<SessionGrant, CoreError> {
-        let (roles, _) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
+        let (roles, _, _) = crate::access::load_privileges(&self.inner.store, &user.id, now).await?;
         Ok(SessionGrant {
             token: up.token,
             user_id: user.id,

@@ -1,7 +1,5 @@
 //! Privacy and security alerts.
 
-use sqlx::any::AnyRow;
-
 use super::get;
 use crate::dialect::classify;
 use crate::{Result, Store, WriteTx};
@@ -21,7 +19,7 @@ pub struct AlertRow {
 }
 
 impl AlertRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(AlertRow {
             id: get(r, "id")?,
             category: get(r, "category")?,

@@ -1,7 +1,5 @@
 //! Versions of allergy records (sealed FHIR content).
 
-use sqlx::any::AnyRow;
-
 use super::get;
 use crate::dialect::classify;
 use crate::{Result, Store, WriteTx};
@@ -24,7 +22,7 @@ impl std::fmt::Debug for AllergyRow {
 }
 
 impl AllergyRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(AllergyRow {
             id: get(r, "id")?,
             version: get(r, "version")?,

@@ -1,7 +1,5 @@
 //! Break-glass uses and their review.
 
-use sqlx::any::AnyRow;
-
 use super::get;
 use crate::dialect::classify;
 use crate::{Result, Store, WriteTx};
@@ -31,7 +29,7 @@ impl std::fmt::Debug for BreakGlassRow {
 }
 
 impl BreakGlassRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(BreakGlassRow {
             id: get(r, "id")?,
             user_id: get(r, "user_id")?,

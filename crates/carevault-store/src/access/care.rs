@@ -1,10 +1,9 @@
 //! What access decisions about a patient read: the patient's scope and sensitive flags, care
 //! relationships; and the statements that change them (placement, flags, care teams).
 
-use sqlx::any::AnyRow;
-
 use super::{get, ScopeCols};
 use crate::dialect::classify;
+use crate::lite::Arg;
 use crate::{Result, Store, WriteTx};
 
 /// The facts access decisions about one patient need.
@@ -25,7 +24,7 @@ pub struct CareRelationshipRow {
 }
 
 impl CareRelationshipRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(CareRelationshipRow {
             patient_id: get(r, "patient_id")?,
             user_id: get(r, "user_id")?,
@@ -41,22 +40,21 @@ impl Store {
     /// The patient's scope and sensitive flags; `None` if there is no such patient. One query
     /// unless the patient is flagged.
     pub async fn patient_access(&self, patient_id: &str) -> Result<Option<PatientAccessRow>> {
-        let rows = self
-            .fetch_all(
-                sqlx::query("SELECT organization_id, location_id, department_id, flag_count AS flags FROM patients WHERE id = $1")
-                    .bind(patient_id),
+        let found = self
+            .hot(
+                "SELECT organization_id, location_id, department_id, flag_count AS flags FROM patients WHERE id = $1",
+                &[Arg::S(patient_id)],
+                |r| Ok((ScopeCols::from_row(r)?, get::<i64>(r, "flags")?)),
             )
             .await?;
-        let Some(r) = rows.first() else { return Ok(None) };
-        let scope = ScopeCols::from_row(r)?;
-        let flags = if get::<i64>(r, "flags")? == 0 {
+        let Some((scope, flag_count)) = found.into_iter().next() else { return Ok(None) };
+        let flags = if flag_count == 0 {
             Vec::new()
         } else {
-            self.fetch_all(sqlx::query("SELECT category FROM patient_flags WHERE patient_id = $1 ORDER BY category").bind(patient_id))
-                .await?
-                .iter()
-                .map(|r| get::<String>(r, "category"))
-                .collect::<Result<Vec<_>>>()?
+            self.hot("SELECT category FROM patient_flags WHERE patient_id = $1 ORDER BY category", &[Arg::S(patient_id)], |r| {
+                get::<String>(r, "category")
+            })
+            .await?
         };
         Ok(Some(PatientAccessRow { scope, flags }))
     }
@@ -67,18 +65,14 @@ impl Store {
         let mut out = Vec::new();
         for (kind, token) in tokens {
             let rows = self
-                .fetch_all(
-                    sqlx::query(
-                        "SELECT i.patient_id AS id, p.organization_id, p.location_id, p.department_id, p.flag_count AS flags \
-                         FROM patient_index i JOIN patients p ON p.id = i.patient_id WHERE i.kind = $1 AND i.token = $2",
-                    )
-                    .bind(*kind)
-                    .bind(token.clone()),
+                .hot(
+                    "SELECT i.patient_id AS id, p.organization_id, p.location_id, p.department_id, p.flag_count AS flags \
+                     FROM patient_index i JOIN patients p ON p.id = i.patient_id WHERE i.kind = $1 AND i.token = $2",
+                    &[Arg::I(*kind), Arg::B(token)],
+                    |r| Ok((get::<String>(r, "id")?, ScopeCols::from_row(r)?, get::<i64>(r, "flags")?)),
                 )
                 .await?;
-            for r in &rows {
-                out.push((get::<String>(r, "id")?, ScopeCols::from_row(r)?, get::<i64>(r, "flags")?));
-            }
+            out.extend(rows);
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.dedup_by(|a, b| a.0 == b.0);
@@ -126,7 +120,7 @@ impl Store {
              UNION ALL SELECT 1 AS x FROM records WHERE kind = 'encounter' AND patient_id = $1 AND created_by = $2 AND created_at > $3 - $4",
             crate::LIVE_APPOINTMENT
         );
-        let rows = self.fetch_all(sqlx::query(&sql).bind(patient_id).bind(user_id).bind(now).bind(window)).await?;
+        let rows = self.hot(&sql, &[Arg::S(patient_id), Arg::S(user_id), Arg::I(now), Arg::I(window)], |_| Ok(())).await?;
         Ok(!rows.is_empty())
     }
 

@@ -5,14 +5,11 @@
 //! ceremonies), `allergies`. Free text that may hold PHI arrives here sealed.
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
 
 use crate::dialect::classify;
 use crate::{Result, Store};
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(r: &'r AnyRow, col: &str) -> Result<T> {
-    r.try_get::<T, _>(col).map_err(classify)
-}
+use crate::rows::get;
 
 macro_rules! exec {
     ($self:ident, $q:expr) => {
@@ -47,7 +44,7 @@ pub struct ScopeCols {
 }
 
 impl ScopeCols {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(ScopeCols {
             organization_id: get(r, "organization_id")?,
             location_id: get(r, "location_id")?,

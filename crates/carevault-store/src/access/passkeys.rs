@@ -1,7 +1,5 @@
 //! Passkeys and the WebAuthn ceremonies that register and use them.
 
-use sqlx::any::AnyRow;
-
 use super::get;
 use crate::dialect::classify;
 use crate::{Result, Store, WriteTx};
@@ -25,7 +23,7 @@ impl std::fmt::Debug for PasskeyRow {
 }
 
 impl PasskeyRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(PasskeyRow {
             id: get(r, "id")?,
             user_id: get(r, "user_id")?,
@@ -50,7 +48,7 @@ pub struct CeremonyRow {
 }
 
 impl CeremonyRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(CeremonyRow {
             id: get(r, "id")?,
             user_id: get(r, "user_id")?,

@@ -1,7 +1,5 @@
 //! Custom roles, scoped role assignments and time-bound grants.
 
-use sqlx::any::AnyRow;
-
 use super::{get, ScopeCols};
 use crate::dialect::classify;
 use crate::{Result, Store, WriteTx};
@@ -20,7 +18,7 @@ pub struct CustomRoleRow {
 }
 
 impl CustomRoleRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(CustomRoleRow {
             name: get(r, "name")?,
             description: get(r, "description")?,
@@ -45,7 +43,7 @@ pub struct AssignmentRow {
 }
 
 impl AssignmentRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(AssignmentRow {
             id: get(r, "id")?,
             user_id: get(r, "user_id")?,
@@ -81,7 +79,7 @@ impl std::fmt::Debug for GrantRow {
 }
 
 impl GrantRow {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &impl crate::rows::Cols) -> Result<Self> {
         Ok(GrantRow {
             id: get(r, "id")?,
             user_id: get(r, "user_id")?,
