@@ -16,6 +16,22 @@ use sqlx::{Any, AnyPool, Executor, Row};
 
 use crate::dialect::{classify, Backend};
 use crate::rows::*;
+
+/// Rows per multi-row INSERT of audit records (17 parameters each: far below either engine's
+/// limit on parameters).
+const AUDIT_ROWS_PER_STATEMENT: usize = 128;
+
+/// Appends `rows` groups of `cols` numbered placeholders: `($1, $2), ($3, $4)`.
+fn placeholders(sql: &mut String, rows: usize, cols: usize) {
+    use std::fmt::Write as _;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            let _ = write!(sql, "{}${}", if c == 0 { "" } else { ", " }, r * cols + c + 1);
+        }
+        sql.push(')');
+    }
+}
 use crate::{Result, StoreError};
 
 pub struct WriteTx {
@@ -66,11 +82,12 @@ impl WriteTx {
     /// Takes the audit-chain lock (a row lock on PostgreSQL, the write lock on SQLite) and
     /// returns the chain head. Must be the first statement of the transaction.
     pub async fn lock_audit_head(&mut self) -> Result<HeadRow> {
-        exec!(self, sqlx::query("UPDATE audit_head SET lock_counter = lock_counter + 1 WHERE id = 1"))?;
-        let row: Option<AnyRow> = sqlx::query("SELECT seq, hash, signature, tree_frontier FROM audit_head WHERE id = 1")
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(classify)?;
+        // One statement: the write that takes the lock returns the head it locked.
+        let row: Option<AnyRow> =
+            sqlx::query("UPDATE audit_head SET lock_counter = lock_counter + 1 WHERE id = 1 RETURNING seq, hash, signature, tree_frontier")
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(classify)?;
         // The row is made by the first migration; without it the chain cannot be extended.
         let row = row.ok_or_else(|| StoreError::Database("the audit chain head row is missing".into()))?;
         HeadRow::from_row(&row)
@@ -112,40 +129,51 @@ impl WriteTx {
         rows.iter().map(AuditRow::from_row).collect()
     }
 
-    pub async fn insert_audit(&mut self, e: &AuditRow) -> Result<()> {
-        exec!(
-            self,
-            sqlx::query(
-                "INSERT INTO audit_events (seq, event_id, at, actor, session, source_ip, action, outcome, resource_type, resource_id, patient_id, purpose, details, prev_hash, hash, review_flags, disclosed) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-            )
-            .bind(e.seq)
-            .bind(e.event_id.clone())
-            .bind(e.at)
-            .bind(e.actor.clone())
-            .bind(e.session.clone())
-            .bind(e.source_ip.clone())
-            .bind(e.action.clone())
-            .bind(e.outcome.clone())
-            .bind(e.resource_type.clone())
-            .bind(e.resource_id.clone())
-            .bind(e.patient_id.clone())
-            .bind(e.purpose.clone())
-            .bind(e.details.clone())
-            .bind(e.prev_hash.clone())
-            .bind(e.hash.clone())
-            .bind(e.review_flags.clone())
-            .bind(e.disclosed.clone())
-        )?;
-        // The index of who saw whom: one row per patient the record disclosed, in the same
-        // transaction as the record.
-        for pid in e.disclosed_ids() {
-            exec!(
-                self,
-                sqlx::query("INSERT INTO audit_disclosures (seq, patient_id) VALUES ($1, $2) ON CONFLICT (seq, patient_id) DO NOTHING")
+    /// Appends audit records, many to a statement (a batch of the group commit is one or a few
+    /// statements, not one per record), with the index of the patients each disclosed.
+    pub async fn insert_audits(&mut self, rows: &[AuditRow]) -> Result<()> {
+        const COLUMNS: usize = 17;
+        for chunk in rows.chunks(AUDIT_ROWS_PER_STATEMENT) {
+            let mut sql = String::with_capacity(300 + chunk.len() * 80);
+            sql.push_str(
+                "INSERT INTO audit_events (seq, event_id, at, actor, session, source_ip, action, outcome, resource_type, resource_id, patient_id, purpose, details, prev_hash, hash, review_flags, disclosed) VALUES ",
+            );
+            placeholders(&mut sql, chunk.len(), COLUMNS);
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
                     .bind(e.seq)
-                    .bind(pid)
-            )?;
+                    .bind(e.event_id.clone())
+                    .bind(e.at)
+                    .bind(e.actor.clone())
+                    .bind(e.session.clone())
+                    .bind(e.source_ip.clone())
+                    .bind(e.action.clone())
+                    .bind(e.outcome.clone())
+                    .bind(e.resource_type.clone())
+                    .bind(e.resource_id.clone())
+                    .bind(e.patient_id.clone())
+                    .bind(e.purpose.clone())
+                    .bind(e.details.clone())
+                    .bind(e.prev_hash.clone())
+                    .bind(e.hash.clone())
+                    .bind(e.review_flags.clone())
+                    .bind(e.disclosed.clone());
+            }
+            exec!(self, q)?;
+        }
+        // The index of who saw whom: one row per patient a record disclosed, in the same
+        // transaction as the record.
+        let disclosed: Vec<(i64, String)> = rows.iter().flat_map(|e| e.disclosed_ids().into_iter().map(move |p| (e.seq, p))).collect();
+        for chunk in disclosed.chunks(AUDIT_ROWS_PER_STATEMENT) {
+            let mut sql = String::from("INSERT INTO audit_disclosures (seq, patient_id) VALUES ");
+            placeholders(&mut sql, chunk.len(), 2);
+            sql.push_str(" ON CONFLICT (seq, patient_id) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for (seq, pid) in chunk {
+                q = q.bind(*seq).bind(pid.as_str());
+            }
+            exec!(self, q)?;
         }
         Ok(())
     }

@@ -235,6 +235,9 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut appended = 0i64;
         let mut access_changed = false;
+        // The batch's records, inserted together once every job has run (a few statements for
+        // the whole batch rather than one per record).
+        let mut rows = Vec::new();
         for job in batch.iter_mut() {
             let mut failure = None;
             if low_space && job.ops.iter().any(Op::waits_for_space) {
@@ -307,18 +310,18 @@ impl Writer {
                     purpose: d.purpose.map(|p| p.code().to_string()),
                     details: d.details,
                     review_flags: d.review,
-                    // Written with the record, and indexed row by row by `insert_audit`.
+                    // Written with the record, and indexed row by row by `insert_audits`.
                     disclosed: (!d.disclosed.is_empty()).then(|| d.disclosed.join(" ")),
                     prev_hash: hash.clone(),
                     hash: vec![],
                 };
                 let encoded = canonical(row.as_ref());
                 row.hash = chain_hash(&hash, &encoded).to_vec();
-                tx.insert_audit(&row).await?;
                 if let Some((idx, block)) = frontier.push(leaf_hash(&encoded)) {
                     tx.put_tree_block(i64::try_from(idx).unwrap_or(i64::MAX), &block).await?;
                 }
-                hash = row.hash;
+                hash = row.hash.clone();
+                rows.push(row);
                 seqs.push(seq);
                 covers.extend(d.covers);
                 appended += 1;
@@ -330,6 +333,7 @@ impl Writer {
                 },
             });
         }
+        tx.insert_audits(&rows).await?;
         if access_changed {
             // Every cached session, in every process, is stale from this commit on.
             tx.bump_access_generation().await?;
