@@ -5,19 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use carevault_core::{Clock, RequestContext};
+use carevault_core::{Clock, Operator, RequestContext};
 use carevault_domain::Role;
 
 use crate::{figure, measure, pick, progress, Bench, CONCURRENT};
 
-/// A full (password + TOTP) session for a new clinician account, made through the core.
-async fn session_token(b: &Bench) -> Result<String> {
-    let username = "bench.https.clinician";
-    let user = b.tv.vault.add_user(username, Role::Physician, carevault_testkit::PASSWORD).await?;
+/// A full (password + TOTP) session for a new physician account `username`, made through the
+/// core.
+pub(crate) async fn session_token(vault: &Operator, clock: &dyn Clock, username: &str) -> Result<String> {
+    let user = vault.add_user(username, Role::Physician, carevault_testkit::PASSWORD).await?;
     let ctx = RequestContext { source_ip: Some([127, 0, 0, 1].into()) };
-    let step = b.tv.vault.login(&ctx, username, carevault_testkit::PASSWORD).await?;
-    let code = carevault_testkit::totp_code(&user.totp_secret_base32, b.tv.clock.now_secs());
-    let grant = b.tv.vault.verify_totp(&ctx, Some(&step.pending_token), &code).await?;
+    let step = vault.login(&ctx, username, carevault_testkit::PASSWORD).await?;
+    let code = carevault_testkit::totp_code(&user.totp_secret_base32, clock.now_secs());
+    let grant = vault.verify_totp(&ctx, Some(&step.pending_token), &code).await?;
     Ok(grant.token)
 }
 
@@ -32,7 +32,7 @@ pub(crate) async fn bench_https(b: &Bench, ids: Arc<Vec<String>>) -> Result<()> 
     .await?;
     let addr = server.local_addr;
     progress(format!("https: server on {addr}, {CONCURRENT} HTTP/1.1 connections, one shared session"));
-    let token = session_token(b).await?;
+    let token = session_token(&b.tv.vault, b.tv.clock.as_ref(), "bench.https.clinician").await?;
     let cookie = reqwest::header::HeaderValue::from_str(&format!("{}={token}", carevault_web::SESSION_COOKIE))?;
     let cert = reqwest::Certificate::from_pem(server.cert_pem.as_bytes())?;
     let mut clients = Vec::with_capacity(CONCURRENT);

@@ -5,18 +5,25 @@
 //! name value unit baseline=<value> <unit> ratio=<value/baseline>
 //! ```
 //!
-//! Scenarios: `read`, `search`, `verify`, `https`, `schedule`, `proofs`, `all`. Options:
+//! Scenarios: `read`, `search`, `verify`, `https`, `schedule`, `proofs`, `load`, `all`. Options:
 //! `--patients N` (patients seeded for `search` and `all`, default 100000; for `schedule`,
 //! default 10000), `--appointments N` (appointments booked by `schedule`, default 100000),
-//! `--records N` (audit records for `proofs`, default 1000000), `--secs N` (length of each timed
-//! loop, default 5). Progress goes to stderr, figures to stdout. See docs/BENCHMARKS.md.
+//! `--records N` (audit records for `proofs`, default 1000000), `--conns A,B,…` (connection
+//! counts of `load`, default 1,2,8,32), `--secs N` (length of each timed loop, default 5).
+//! Progress goes to stderr, figures to stdout. See docs/BENCHMARKS.md.
 //!
-//! One module a scenario: `read`, `search`, `audit` (`verify` and `proofs`), `https`, `schedule`;
-//! `people` makes the synthetic patients. This file holds the command line, the output, the timed
-//! loops and the fixtures they share.
+//! One module a scenario: `read`, `search`, `audit` (`verify` and `proofs`), `https`, `schedule`,
+//! `load`; `people` makes the synthetic patients. This file holds the command line, the output,
+//! the timed loops and the fixtures they share.
+//!
+//! The runtime everything runs on (the vault, the server, every scenario) is built as
+//! `carevault serve` builds its own (multi-threaded, one worker per core), with its threads
+//! named `cv-server`; `load` runs its HTTPS clients on a second runtime (threads
+//! `cv-load-client`), so that the server's CPU can be told apart from the clients'.
 
 mod audit;
 mod https;
+mod load;
 mod people;
 mod read;
 mod schedule;
@@ -38,7 +45,8 @@ use crate::people::Person;
 use crate::schedule::{SCHEDULE_PATIENTS, SLOTS_PER_WEEK};
 
 const USAGE: &str =
-    "usage: carevault-bench <read|search|verify|https|schedule|proofs|all> [--patients N] [--appointments N] [--records N] [--secs N]
+    "usage: carevault-bench <read|search|verify|https|schedule|proofs|load|all> [--patients N] [--appointments N] [--records N]
+                       [--conns A,B,...] [--secs N]
 
   read      audited + encrypted Vault::read_patient vs a plain SELECT of the same row
   search    seeding rate, then family-prefix search vs an indexed plaintext table
@@ -48,12 +56,16 @@ const USAGE: &str =
             plain SELECT, concurrent Vault::book vs a plain INSERT
   proofs    a log of --records audit records: verify on it, the time to sign a tree head, the
             size and time of inclusion and consistency proofs vs a plain row lookup
-  all       every scenario on one vault (seeded with --patients)
+  load      the real HTTPS server under N keep-alive HTTP/1.1 connections (--conns), one session
+            each: no-op, create, book, read, exact and prefix search; req/s, p50/p99 and server
+            CPU per request vs the no-op; memory (in process and the carevault binary, idle)
+  all       every scenario but load on one vault (seeded with --patients)
 
   --patients N      patients seeded for `search` and `all` (default 100000), for `schedule`
                     (default 10000)
   --appointments N  appointments booked by `schedule` (default 100000, at least 1600)
   --records N       audit records for `proofs` (default 1000000)
+  --conns A,B,...   connection counts of `load` (default 1,2,8,32)
   --secs N          length of each timed loop in seconds (default 5)";
 
 const TREAT: PurposeOfUse = PurposeOfUse::Treatment;
@@ -85,15 +97,17 @@ enum Scenario {
     Https,
     Schedule,
     Proofs,
+    Load,
     All,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Opts {
     scenario: Scenario,
     patients: usize,
     appointments: usize,
     records: usize,
+    conns: Vec<usize>,
     secs: u64,
 }
 
@@ -104,6 +118,7 @@ fn parse_args() -> Result<Opts> {
     let mut appointments = 100_000usize;
     let mut records = 1_000_000usize;
     let mut secs = 5u64;
+    let mut conns = load::DEFAULT_CONNS.to_vec();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--patients" => {
@@ -117,6 +132,13 @@ fn parse_args() -> Result<Opts> {
             "--records" => {
                 let v = args.next().context("--records needs a number")?;
                 records = v.parse().with_context(|| format!("--records {v}: not a number"))?;
+            }
+            "--conns" => {
+                let v = args.next().context("--conns needs a list of numbers, e.g. 1,2,8,32")?;
+                conns = v
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().with_context(|| format!("--conns {v}: '{n}' is not a number")))
+                    .collect::<Result<_>>()?;
             }
             "--secs" => {
                 let v = args.next().context("--secs needs a number")?;
@@ -134,6 +156,7 @@ fn parse_args() -> Result<Opts> {
                     "https" => Scenario::Https,
                     "schedule" => Scenario::Schedule,
                     "proofs" => Scenario::Proofs,
+                    "load" => Scenario::Load,
                     "all" => Scenario::All,
                     other => bail!("unknown scenario '{other}'\n\n{USAGE}"),
                 });
@@ -147,7 +170,12 @@ fn parse_args() -> Result<Opts> {
     ensure!(appointments >= SLOTS_PER_WEEK, "--appointments must be at least {SLOTS_PER_WEEK} (one full week of the clinic)");
     ensure!(secs >= 1, "--secs must be at least 1");
     ensure!(records >= 1000, "--records must be at least 1000");
-    Ok(Opts { scenario, patients, appointments, records, secs })
+    ensure!(
+        !conns.is_empty() && conns.iter().all(|&n| (1..=load::MAX_CONNS).contains(&n)),
+        "--conns: every count must be between 1 and {}",
+        load::MAX_CONNS
+    );
+    Ok(Opts { scenario, patients, appointments, records, conns, secs })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,7 +404,8 @@ fn file_mb(path: &std::path::Path) -> f64 {
 
 // ---------------------------------------------------------------------------------------------
 
-async fn run(opts: Opts) -> Result<()> {
+/// Runs the scenario. `client_rt` is the load clients' runtime (`load` only).
+async fn run(opts: Opts, client_rt: Option<tokio::runtime::Handle>) -> Result<()> {
     let started = Instant::now();
     let b = open_bench(opts.secs).await?;
     match opts.scenario {
@@ -405,6 +434,11 @@ async fn run(opts: Opts) -> Result<()> {
             let (ids, _) = seed(&b, opts.patients).await?;
             schedule::bench_schedule(&b, ids, opts.appointments).await?;
         }
+        Scenario::Load => {
+            let (ids, _) = seed(&b, SMALL_SET).await?;
+            let client_rt = client_rt.context("no client runtime for the load scenario")?;
+            load::bench_load(&b, &client_rt, ids, &opts.conns).await?;
+        }
         Scenario::All => {
             let (ids, t) = seed(&b, opts.patients).await?;
             let sample = spread(&ids, READ_SET);
@@ -420,8 +454,7 @@ async fn run(opts: Opts) -> Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let opts = match parse_args() {
         Ok(o) => o,
         Err(e) => {
@@ -437,7 +470,28 @@ async fn main() -> std::process::ExitCode {
         opts.secs,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     ));
-    match run(opts).await {
+    // As `carevault serve` builds its runtime (one worker per core), with named threads.
+    let server_rt = tokio::runtime::Builder::new_multi_thread().thread_name(load::SERVER_THREAD).enable_all().build();
+    let client_rt = match opts.scenario {
+        Scenario::Load => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(load::CLIENT_WORKERS)
+                .thread_name(load::CLIENT_THREAD)
+                .enable_all()
+                .build(),
+        ),
+        _ => None,
+    };
+    let (server_rt, client_rt) = match (server_rt, client_rt.transpose()) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: could not start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = server_rt.block_on(run(opts, client_rt.as_ref().map(|rt| rt.handle().clone())));
+    drop(client_rt);
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

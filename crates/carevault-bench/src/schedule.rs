@@ -23,7 +23,7 @@ const PRACTITIONERS: usize = 20;
 /// Their availability: Monday to Friday, 08:00 to 16:00, booked in 30-minute slots.
 const OPENS_MINUTE: u16 = 8 * 60;
 const CLOSES_MINUTE: u16 = 16 * 60;
-const SLOT_MINUTES: u16 = 30;
+pub(crate) const SLOT_MINUTES: u16 = 30;
 const WORKDAYS: usize = 5;
 const SLOTS_PER_DAY: usize = ((CLOSES_MINUTE - OPENS_MINUTE) / SLOT_MINUTES) as usize;
 /// Appointments the whole clinic holds in a day and in a week when fully booked.
@@ -34,8 +34,8 @@ const VIEW_SET: usize = 512;
 /// `Vault::search_appointments` reads four times its default page of 100 (some rows may be
 /// hidden from the actor); the plain query reads as many.
 const VIEW_LIMIT: i64 = 400;
-const DAY_US: i64 = 86_400_000_000;
-const MINUTE_US: i64 = 60_000_000;
+pub(crate) const DAY_US: i64 = 86_400_000_000;
+pub(crate) const MINUTE_US: i64 = 60_000_000;
 /// The store's search query for a practitioner's appointments in a time range (its text and
 /// parameter order), run as the plain baseline.
 const VIEW_SQL: &str =
@@ -46,8 +46,8 @@ const OVERLAP_SQL: &str = "SELECT COUNT(*) AS n FROM appointments WHERE practiti
                            AND start_at > $2 - 28800000000 AND end_at > $2 AND status NOT IN ('cancelled', 'noshow', 'entered-in-error')";
 
 /// The benchmark clinic: one location, its practitioners and the calendar the bookings fill.
-struct Clinic {
-    location: String,
+pub(crate) struct Clinic {
+    pub(crate) location: String,
     practitioners: Vec<String>,
     /// The calendar's first Monday (days since 1970-01-01), at least two days ahead.
     first_monday: i64,
@@ -65,7 +65,7 @@ impl Clinic {
 
     /// The `k`-th slot of the calendar, in time order (every practitioner's 08:00 on the first
     /// Monday, then everyone's 08:30, …): (practitioner, start in Unix microseconds).
-    fn slot(&self, k: usize) -> Result<(&str, i64)> {
+    pub(crate) fn slot(&self, k: usize) -> Result<(&str, i64)> {
         let day = k / SLOTS_PER_CLINIC_DAY;
         let r = k % SLOTS_PER_CLINIC_DAY;
         let minute = i64::from(OPENS_MINUTE) + (r / PRACTITIONERS) as i64 * i64::from(SLOT_MINUTES);
@@ -88,7 +88,7 @@ impl Clinic {
 }
 
 /// `YYYY-MM-DD` of a day given in days since 1970-01-01.
-fn utc_date(day: i64) -> Result<String> {
+pub(crate) fn utc_date(day: i64) -> Result<String> {
     local_date(&TimeZoneName::utc(), day * DAY_US).map(|d| d.to_string()).context("date out of range")
 }
 
@@ -115,7 +115,7 @@ fn npi(i: usize) -> String {
 /// The clinic through the core: a location (UTC), [`PRACTITIONERS`] practitioners added by a
 /// practice administrator, their weekly availability set by the front desk. Returns the
 /// clinic and the front-desk actor that books and views the schedule.
-async fn open_clinic(b: &Bench) -> Result<(Clinic, Actor)> {
+pub(crate) async fn open_clinic(b: &Bench) -> Result<(Clinic, Actor)> {
     let v = &b.tv.vault;
     let (admin, _) = b.tv.staff(Role::PracticeAdmin).await?;
     let (desk, _) = b.tv.staff(Role::FrontDesk).await?;
