@@ -52,11 +52,11 @@
 //! data folder (on PostgreSQL, a fresh schema), its VmRSS two seconds after it answers
 //! `/api/v1/health` is `load.rss.binary.idle`.
 //!
-//! **Storage.** After the create phase at the last connection count, `load.bytes_per_patient` is
-//! the database's size divided by the patients it holds (SQLite: `carevault.db` plus its WAL
-//! after a `wal_checkpoint(TRUNCATE)`; PostgreSQL: `pg_total_relation_size` summed over the
-//! schema's tables), audit log and sessions included, against the mean size of the patients'
-//! FHIR JSON.
+//! **Storage.** Around the create phase at the last connection count, `load.bytes_per_patient` is
+//! what the database grew by divided by the patients created in the phase (SQLite: `carevault.db`
+//! plus its WAL after a `wal_checkpoint(TRUNCATE)`; PostgreSQL: `pg_total_relation_size` summed
+//! over the schema's tables): the patient rows, their blind index and the audit records of
+//! creating them, against the mean size of the patients' FHIR JSON.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -572,15 +572,20 @@ pub(crate) async fn bench_load(b: &Bench, client_rt: &Handle, ids: Arc<Vec<Strin
         let h = timed(client_rt, format!("load.health.c{n}"), n, secs, health.clone()).await?;
         let base_phase = timed(client_rt, format!("load.noop.c{n}"), n, secs, noop.clone()).await?;
         phase_figures("noop", n, &base_phase, &h);
+        // The storage a registration costs: what the database grew by over the create phase
+        // (the patients, their blind index and the audit records of creating them), per patient
+        // created in it.
+        let before = if g == last { Some(database_size(b).await?) } else { None };
         let p = timed(client_rt, format!("load.create.c{n}"), n, secs, create.clone()).await?;
         phase_figures("create", n, &p, &base_phase);
-        if g == last {
+        if let Some((bytes_before, patients_before)) = before {
             let (bytes, patients) = database_size(b).await?;
             let json: f64 = (0..SEEDED).map(|i| Person::generate(i).fhir_json().len() as f64).sum::<f64>() / SEEDED as f64;
+            let created = patients - patients_before;
             progress(format!(
-                "  {patients} patients ({SEEDED} seeded, the rest created over HTTPS); their FHIR JSON is {json:.0} bytes on average"
+                "  {created} patients created in the phase ({patients} in all); their FHIR JSON is {json:.0} bytes on average"
             ));
-            figure("load.bytes_per_patient", bytes as f64 / patients.max(1) as f64, "bytes", json);
+            figure("load.bytes_per_patient", bytes.saturating_sub(bytes_before) as f64 / created.max(1) as f64, "bytes", json);
         }
         let p = timed(client_rt, format!("load.book.c{n}"), n, secs, book.clone()).await?;
         phase_figures("book", n, &p, &base_phase);

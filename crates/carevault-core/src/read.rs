@@ -42,7 +42,20 @@ impl Vault {
         fetch: impl AsyncFnOnce() -> Result<Option<R>, CoreError>,
         open: impl AsyncFnOnce(&Receipt, &PatientFacts, R) -> Result<T, CoreError>,
     ) -> Result<T, CoreError> {
-        let (facts, allowed) = self.gate_patient(a.actor, a.op, a.purpose, a.action, a.resource, a.patient_id).await?;
+        self.audited_read_from(a, None, not_found, fetch, open).await
+    }
+
+    /// [`Vault::audited_read`] when the patient's access row was read with the data, in one
+    /// statement (`access`); the gate decides on it exactly as on its own read.
+    pub(crate) async fn audited_read_from<R, T>(
+        &self,
+        a: Access<'_>,
+        access: Option<Option<carevault_store::PatientAccessRow>>,
+        not_found: impl FnOnce() -> String,
+        fetch: impl AsyncFnOnce() -> Result<Option<R>, CoreError>,
+        open: impl AsyncFnOnce(&Receipt, &PatientFacts, R) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        let (facts, allowed) = self.gate_patient_from(a.actor, a.op, a.purpose, a.action, a.resource, a.patient_id, access).await?;
         let Some(rows) = fetch().await? else {
             let d = Draft::new(self.inner.clock.now_micros(), a.action, Outcome::NotFound)
                 .by(a.actor)

@@ -100,7 +100,24 @@ pub fn parse_patient_query(pairs: &[(String, String)]) -> Result<PatientQuery, I
             }
         };
         match name {
-            "name" => q.criteria.push(text_criterion("name", modifier, value, IndexKind::NameExact, IndexKind::NamePrefix)?),
+            "name" => {
+                // Any part of a name: family and given names are indexed under their own
+                // kinds only, the other parts under the name kinds.
+                let mut c = text_criterion("name", modifier, value, IndexKind::NameExact, IndexKind::NamePrefix)?;
+                let mut alternatives = Vec::with_capacity(c.alternatives.len() * 3);
+                for (kind, v) in c.alternatives {
+                    let (family, given) = if kind == IndexKind::NameExact {
+                        (IndexKind::FamilyExact, IndexKind::GivenExact)
+                    } else {
+                        (IndexKind::FamilyPrefix, IndexKind::GivenPrefix)
+                    };
+                    alternatives.push((family, v.clone()));
+                    alternatives.push((given, v.clone()));
+                    alternatives.push((kind, v));
+                }
+                c.alternatives = alternatives;
+                q.criteria.push(c);
+            }
             "family" => q.criteria.push(text_criterion("family", modifier, value, IndexKind::FamilyExact, IndexKind::FamilyPrefix)?),
             "given" => q.criteria.push(text_criterion("given", modifier, value, IndexKind::GivenExact, IndexKind::GivenPrefix)?),
             "birthdate" => {

@@ -80,6 +80,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (13, "approvals", include_str!("../migrations/sqlite/0013_approvals.sql")),
             (14, "audit_disclosures", include_str!("../migrations/sqlite/0014_audit_disclosures.sql")),
             (15, "access_generation", include_str!("../migrations/sqlite/0015_access_generation.sql")),
+            (16, "compact_index", include_str!("../migrations/sqlite/0016_compact_index.sql")),
         ],
         Backend::Postgres => &[
             (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -97,6 +98,7 @@ pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (13, "approvals", include_str!("../migrations/postgres/0013_approvals.sql")),
             (14, "audit_disclosures", include_str!("../migrations/postgres/0014_audit_disclosures.sql")),
             (15, "access_generation", include_str!("../migrations/postgres/0015_access_generation.sql")),
+            (16, "compact_index", include_str!("../migrations/postgres/0016_compact_index.sql")),
         ],
     }
 }

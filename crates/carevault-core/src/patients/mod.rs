@@ -204,10 +204,20 @@ impl Vault {
             id: Some(id),
             patient_id: id,
         };
-        self.audited_read(
+        // The access row and the current version in one statement (still sealed: nothing is
+        // opened before the gate and the audit record).
+        let (access, row) = match carevault_domain::PatientId::parse(id) {
+            Ok(_) => match self.inner.store.patient_access_and_current(id).await? {
+                Some((access, row)) => (Some(access), Some(row)),
+                None => (None, None),
+            },
+            Err(_) => (None, None),
+        };
+        self.audited_read_from(
             a,
+            Some(access),
             || format!("Patient/{id}"),
-            async || Ok(self.inner.store.patient_current(id).await?),
+            async || Ok(row),
             async |receipt: &Receipt, facts: &PatientFacts, row: PatientVersionRow| self.open_record(receipt, &row, &facts.flags).await,
         )
         .await

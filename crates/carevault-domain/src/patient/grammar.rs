@@ -198,8 +198,9 @@ impl HumanName {
     }
 
     /// Every part a `name` search may match.
-    pub(super) fn parts(&self) -> impl Iterator<Item = &String> {
-        self.family.iter().chain(self.given.iter()).chain(self.prefix.iter()).chain(self.suffix.iter()).chain(self.text.iter())
+    /// The parts other than family and given names.
+    pub(super) fn other_parts(&self) -> impl Iterator<Item = &String> {
+        self.prefix.iter().chain(self.suffix.iter()).chain(self.text.iter())
     }
 }
 

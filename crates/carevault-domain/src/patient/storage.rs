@@ -58,7 +58,10 @@ impl PatientData {
             for g in &n.given {
                 add_text_terms(&mut out, g, IndexKind::GivenExact, IndexKind::GivenPrefix);
             }
-            for p in n.parts() {
+            // The family and given names are indexed once, under their own kinds; a `name`
+            // search looks under those kinds too (see `search`), so only the other parts
+            // (prefix, suffix, text) need the name kinds.
+            for p in n.other_parts() {
                 add_text_terms(&mut out, p, IndexKind::NameExact, IndexKind::NamePrefix);
             }
         }

@@ -4,7 +4,7 @@
 use super::{get, ScopeCols};
 use crate::dialect::classify;
 use crate::lite::Arg;
-use crate::{Result, Store, WriteTx};
+use crate::{PatientVersionRow, Result, Store, WriteTx};
 
 /// The facts access decisions about one patient need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,15 +48,31 @@ impl Store {
             )
             .await?;
         let Some((scope, flag_count)) = found.into_iter().next() else { return Ok(None) };
-        let flags = if flag_count == 0 {
-            Vec::new()
-        } else {
-            self.hot("SELECT category FROM patient_flags WHERE patient_id = $1 ORDER BY category", &[Arg::S(patient_id)], |r| {
-                get::<String>(r, "category")
-            })
-            .await?
-        };
+        let flags = if flag_count == 0 { Vec::new() } else { self.patient_flags(patient_id).await? };
         Ok(Some(PatientAccessRow { scope, flags }))
+    }
+
+    /// The patient's access row and current version in one statement (a read of one patient:
+    /// one round trip where there were two); `None` if there is no such patient.
+    pub async fn patient_access_and_current(&self, patient_id: &str) -> Result<Option<(PatientAccessRow, PatientVersionRow)>> {
+        let found = self
+            .hot(
+                "SELECT p.organization_id, p.location_id, p.department_id, p.flag_count AS flags, v.* FROM patients p \
+                 JOIN patient_versions v ON v.patient_id = p.id AND v.version = p.current_version WHERE p.id = $1",
+                &[Arg::S(patient_id)],
+                |r| Ok((ScopeCols::from_row(r)?, get::<i64>(r, "flags")?, PatientVersionRow::from_row(r)?)),
+            )
+            .await?;
+        let Some((scope, flag_count, row)) = found.into_iter().next() else { return Ok(None) };
+        let flags = if flag_count == 0 { Vec::new() } else { self.patient_flags(patient_id).await? };
+        Ok(Some((PatientAccessRow { scope, flags }, row)))
+    }
+
+    async fn patient_flags(&self, patient_id: &str) -> Result<Vec<String>> {
+        self.hot("SELECT category FROM patient_flags WHERE patient_id = $1 ORDER BY category", &[Arg::S(patient_id)], |r| {
+            get::<String>(r, "category")
+        })
+        .await
     }
 
     /// Patients holding one of `tokens`, with their scope and how many sensitive flags they
