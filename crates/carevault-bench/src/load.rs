@@ -287,6 +287,51 @@ fn rfc3339(us: i64) -> Result<String> {
 // Storage and the real binary
 
 /// The database's size in bytes and the patients it holds (see the module documentation).
+/// Patients registered by each side of the bulk comparison.
+const BULK_PATIENTS: usize = 4000;
+/// Patients per `Vault::register_patients` call.
+const BULK_BATCH: usize = 500;
+
+/// Registration through the core, one patient a call (32 concurrent tasks, the group commit
+/// batching them) against `Vault::register_patients` (batches of [`BULK_BATCH`], one job and one
+/// audit record each): patients per second and bytes per patient.
+async fn bulk_figures(b: &Bench, first: usize) -> Result<()> {
+    progress(format!("load: {BULK_PATIENTS} registrations one by one (32 tasks), then {BULK_PATIENTS} in batches of {BULK_BATCH}"));
+    let purpose = b.actor.default_purpose();
+    let (bytes0, _) = database_size(b).await?;
+    let start = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = JoinSet::new();
+    for _ in 0..32 {
+        let (vault, actor, next) = (b.tv.vault.clone(), b.actor.clone(), next.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= BULK_PATIENTS {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                vault.create_patient(&actor, purpose, &Person::generate(first + i).fhir_json()).await?;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let single = BULK_PATIENTS as f64 / start.elapsed().as_secs_f64();
+    let (bytes1, _) = database_size(b).await?;
+    let start = Instant::now();
+    for chunk in (0..BULK_PATIENTS).collect::<Vec<_>>().chunks(BULK_BATCH) {
+        let bodies: Vec<Vec<u8>> = chunk.iter().map(|i| Person::generate(first + BULK_PATIENTS + i).fhir_json()).collect();
+        b.tv.vault.register_patients(&b.actor, purpose, &bodies).await?;
+    }
+    let bulk = BULK_PATIENTS as f64 / start.elapsed().as_secs_f64();
+    let (bytes2, _) = database_size(b).await?;
+    figure("load.bulk_register", bulk, "patients/s", single);
+    let per = |d: u64| d as f64 / BULK_PATIENTS as f64;
+    figure("load.bytes_per_patient.bulk", per(bytes2.saturating_sub(bytes1)), "bytes", per(bytes1.saturating_sub(bytes0)));
+    Ok(())
+}
+
 async fn database_size(b: &Bench) -> Result<(u64, i64)> {
     let pool = baseline_pool(&b.tv).await?;
     let patients: i64 = sqlx::query("SELECT COUNT(*) FROM patients").fetch_one(&pool).await?.try_get(0)?;
@@ -613,6 +658,7 @@ pub(crate) async fn bench_load(b: &Bench, client_rt: &Handle, ids: Arc<Vec<Strin
     drop((health, noop, create, book, read, search_exact, search_prefix));
     drop(clients);
     server.stop().await;
+    bulk_figures(b, next_person.load(Ordering::Relaxed) as usize + 1_000_000).await?;
 
     progress("load: the real binary, idle");
     if let Some(rss) = binary_idle_rss().await? {

@@ -40,7 +40,7 @@ fn with_cookie(mut r: Response, cookie: &str) -> Response {
 }
 
 pub(crate) fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
-    let mut r = (status, v.to_string()).into_response();
+    let mut r = (status, serde_json::to_vec(&v).unwrap_or_default()).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }

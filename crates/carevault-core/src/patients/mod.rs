@@ -1,6 +1,9 @@
 //! Patient records through the chokepoint: permission and purpose, audit record, then decrypt.
 
+mod bulk;
 pub(crate) mod changes;
+
+pub use bulk::MAX_BULK;
 
 use carevault_domain::patient::{parse_patient, IndexKind, ParseContext, PatientData};
 use carevault_domain::search::{parse_patient_query, PatientQuery};
@@ -17,6 +20,19 @@ use crate::read::Access;
 use crate::vault::Vault;
 
 const PATIENT: &str = "Patient";
+
+/// Where a new patient belongs: the registering user's organization, placed where the user's
+/// registration privilege applies (so a location-scoped desk still sees them).
+fn home_scope(actor: &Actor) -> carevault_store::ScopeCols {
+    let org = if actor.is_system() { "default".to_string() } else { actor.organization_id.clone() };
+    actor
+        .privileges
+        .entitlements
+        .iter()
+        .find(|e| e.permissions.contains(&Permission::PatientCreate) && e.scope.organization_id == org && e.patient.is_none())
+        .map(|e| e.scope.clone())
+        .unwrap_or_else(|| carevault_store::ScopeCols { organization_id: org.clone(), ..Default::default() })
+}
 
 /// A decrypted patient version.
 #[derive(Clone)]
@@ -130,16 +146,7 @@ impl Vault {
         body: &[u8],
         is_demo: bool,
     ) -> Result<PatientRecord, CoreError> {
-        // A new patient belongs to the registering user's organization, placed where the
-        // user's registration privilege applies (so a location-scoped desk still sees them).
-        let org = if actor.is_system() { "default".to_string() } else { actor.organization_id.clone() };
-        let home = actor
-            .privileges
-            .entitlements
-            .iter()
-            .find(|e| e.permissions.contains(&Permission::PatientCreate) && e.scope.organization_id == org && e.patient.is_none())
-            .map(|e| e.scope.clone())
-            .unwrap_or_else(|| carevault_store::ScopeCols { organization_id: org.clone(), ..Default::default() });
+        let home = home_scope(actor);
         let facts = PatientFacts { id: String::new(), scope: home.clone(), flags: vec![], relationship: false, break_glass: false };
         self.gate(actor, Operation::PatientCreate, purpose, &Target::Patient(&facts), (PATIENT, None)).await?;
         let mut sub = match self.parse_body(body) {
