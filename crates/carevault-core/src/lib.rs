@@ -67,7 +67,7 @@ pub use directory::{PractitionerRequest, PractitionerRoleView, PractitionerView}
 pub use documents::{consent_to_fhir, ConsentRequest, DocumentUpload, Download};
 pub use error::{CoreError, StartupError};
 pub use operator::Operator;
-pub use patients::{PatientRecord, SearchPage, MAX_BULK};
+pub use patients::{FhirPatient, PatientRecord, SearchPage, MAX_BULK};
 pub use rotation::{KeyStatus, RotationProgress};
 pub use schedule::{AppointmentView, BookRequest};
 pub use storage::StorageHealth;

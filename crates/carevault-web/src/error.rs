@@ -101,7 +101,7 @@ pub(crate) fn operation_outcome(code: &str, diagnostics: &str, expression: Optio
     json!({"resourceType": "OperationOutcome", "issue": [issue]})
 }
 
-pub(crate) fn fhir_json(status: StatusCode, body: &serde_json::Value) -> Response {
+pub(crate) fn fhir_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     // Straight into bytes (`to_string` goes through `fmt::Display`, several times slower).
     let mut r = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"));

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use carevault_core::{Actor, PatientRecord, SearchPage};
+use carevault_core::{Actor, FhirPatient, PatientRecord, SearchPage};
 use carevault_domain::{AuditAction, InputError, IssueCode, PurposeOfUse};
 use serde_json::{json, Value};
 
@@ -31,7 +31,7 @@ fn http_date(micros: i64) -> String {
 }
 
 fn resource_response(status: StatusCode, rec: &PatientRecord, location: Option<String>) -> Response {
-    let mut r = fhir_json(status, &rec.to_fhir());
+    let mut r = fhir_json(status, &FhirPatient(rec));
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", rec.version)) {
         h.insert(header::ETAG, v);
@@ -182,28 +182,51 @@ fn query_url(base: &str, params: &[(String, String)], count: usize, offset: usiz
     format!("{base}/Patient?{}", s.finish())
 }
 
-fn search_bundle(base: &str, page: &SearchPage) -> Value {
-    let mut links = vec![json!({"relation": "self", "url": query_url(base, &page.params, page.count, page.offset)})];
+/// A searchset Bundle, serialized straight to the output (keys in the order a `Value` map
+/// would write them).
+#[derive(serde::Serialize)]
+struct SearchBundle<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entry: Vec<SearchEntry<'a>>,
+    link: Vec<Value>,
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    total: usize,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct SearchEntry<'a> {
+    #[serde(rename = "fullUrl")]
+    full_url: String,
+    resource: FhirPatient<'a>,
+    search: SearchMode,
+}
+
+#[derive(serde::Serialize)]
+struct SearchMode {
+    mode: &'static str,
+}
+
+fn search_bundle<'a>(base: &str, page: &'a SearchPage) -> SearchBundle<'a> {
+    let mut link = vec![json!({"relation": "self", "url": query_url(base, &page.params, page.count, page.offset)})];
     if page.count > 0 && page.offset + page.count < page.total {
-        links.push(json!({"relation": "next", "url": query_url(base, &page.params, page.count, page.offset + page.count)}));
+        link.push(json!({"relation": "next", "url": query_url(base, &page.params, page.count, page.offset + page.count)}));
     }
     if page.offset > 0 {
-        links.push(json!({"relation": "previous", "url": query_url(base, &page.params, page.count, page.offset.saturating_sub(page.count.max(1)))}));
+        link.push(json!({"relation": "previous", "url": query_url(base, &page.params, page.count, page.offset.saturating_sub(page.count.max(1)))}));
     }
-    let entries: Vec<Value> = page
+    let entry = page
         .records
         .iter()
-        .map(|r| {
-            let mut e = entry(base, r);
-            e["search"] = json!({"mode": "match"});
-            e
+        .map(|r| SearchEntry {
+            full_url: format!("{base}/Patient/{}", r.id),
+            resource: FhirPatient(r),
+            search: SearchMode { mode: "match" },
         })
         .collect();
-    let mut b = json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links});
-    if !entries.is_empty() {
-        b["entry"] = Value::Array(entries);
-    }
-    b
+    SearchBundle { entry, link, resource_type: "Bundle", total: page.total, kind: "searchset" }
 }
 
 fn parse_pairs(raw: &[u8]) -> Result<Vec<(String, String)>, InputError> {

@@ -72,6 +72,75 @@ impl PatientRecord {
     }
 }
 
+/// A record as FHIR JSON, serialized straight to the output: the same document as
+/// [`PatientRecord::to_fhir`] (same keys, same values) without building a tree of `Value`s
+/// first, which cost an allocation per key and value on every read and every search result.
+pub struct FhirPatient<'a>(pub &'a PatientRecord);
+
+struct FhirMeta<'a>(&'a PatientRecord);
+
+struct SecurityLabel((&'static str, &'static str));
+
+impl serde::Serialize for SecurityLabel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("code", self.0 .0)?;
+        m.serialize_entry("display", self.0 .1)?;
+        m.serialize_entry("system", "http://terminology.hl7.org/CodeSystem/v3-ActCode")?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for FhirMeta<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("lastUpdated", &crate::format_instant(r.last_updated))?;
+        if !r.flags.is_empty() {
+            let labels: Vec<SecurityLabel> = r.flags.iter().map(|f| SecurityLabel(f.security_label())).collect();
+            m.serialize_entry("security", &labels)?;
+        }
+        m.serialize_entry("versionId", &r.version.to_string())?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for FhirPatient<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (r, d) = (self.0, &self.0.data);
+        // The keys in the order `to_fhir`'s map writes them.
+        let mut m = s.serialize_map(None)?;
+        if let Some(a) = d.active {
+            m.serialize_entry("active", &a)?;
+        }
+        if !d.address.is_empty() {
+            m.serialize_entry("address", &d.address)?;
+        }
+        if let Some(b) = d.birth_date {
+            m.serialize_entry("birthDate", &b.to_string())?;
+        }
+        if let Some(g) = d.gender {
+            m.serialize_entry("gender", &g)?;
+        }
+        m.serialize_entry("id", r.id.as_str())?;
+        if !d.identifier.is_empty() {
+            m.serialize_entry("identifier", &d.identifier)?;
+        }
+        m.serialize_entry("meta", &FhirMeta(r))?;
+        if !d.name.is_empty() {
+            m.serialize_entry("name", &d.name)?;
+        }
+        m.serialize_entry("resourceType", "Patient")?;
+        if !d.telecom.is_empty() {
+            m.serialize_entry("telecom", &d.telecom)?;
+        }
+        m.end()
+    }
+}
+
 /// One page of search results.
 #[derive(Debug, Clone)]
 pub struct SearchPage {
@@ -447,5 +516,38 @@ impl Vault {
             records.push(self.open_record(&receipt, r, &flags).await?);
         }
         Ok(SearchPage { total: ids.len(), offset: q.offset, count: q.count, records, params: q.echo })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct serializer writes the same document as the `Value` tree, key for key.
+    #[test]
+    fn fhir_patient_writes_the_same_document_as_to_fhir() {
+        let body = serde_json::json!({
+            "resourceType": "Patient",
+            "active": true,
+            "identifier": [{"system": "urn:oid:2.16.840.1.113883.4.1", "value": "123-45-6789"}],
+            "name": [{"use": "official", "family": "O'Brien-Núñez", "given": ["Mary", "Ann"], "prefix": ["Dr."]}],
+            "telecom": [{"system": "phone", "value": "+1 (555) 010-0199", "use": "mobile"}, {"system": "email", "value": "m@example.org"}],
+            "gender": "female",
+            "birthDate": "1970-02-03",
+            "address": [{"line": ["1 Main St", "Apt 2"], "city": "Springfield", "state": "IL", "postalCode": "62701", "country": "US"}]
+        });
+        let today = time::macros::date!(2026 - 12 - 05);
+        let parsed = parse_patient(body.to_string().as_bytes(), &ParseContext { today }).expect("valid patient");
+        let id = PatientId::from_random([7u8; 16]);
+        for flags in [vec![], vec![SensitiveCategory::Vip, SensitiveCategory::BehavioralHealth]] {
+            let rec = PatientRecord { id: id.clone(), version: 3, last_updated: 1_764_000_000_123_456, data: parsed.data.clone(), flags };
+            let direct: serde_json::Value =
+                serde_json::from_slice(&serde_json::to_vec(&FhirPatient(&rec)).expect("serialize")).expect("json");
+            assert_eq!(direct, rec.to_fhir());
+            // Top-level keys in the same order, too.
+            let text = serde_json::to_string(&FhirPatient(&rec)).expect("serialize");
+            let tree = rec.to_fhir().to_string();
+            assert_eq!(text.len(), tree.len());
+        }
     }
 }
