@@ -332,6 +332,29 @@ async fn bulk_figures(b: &Bench, first: usize) -> Result<()> {
     Ok(())
 }
 
+/// Registers `n` more patients through `Vault::register_patients` (`load --patients N`: the
+/// memory and speed of a large clinic). Their generator seeds start far above the created ones.
+pub(crate) async fn seed_bulk(b: &Bench, n: usize) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    progress(format!("load: registering {n} more patients in batches of {BULK_BATCH}"));
+    let purpose = b.actor.default_purpose();
+    let start = Instant::now();
+    let mut done = 0usize;
+    while done < n {
+        let k = BULK_BATCH.min(n - done);
+        let bodies: Vec<Vec<u8>> = (done..done + k).map(|i| Person::generate(50_000_000 + i).fhir_json()).collect();
+        b.tv.vault.register_patients(&b.actor, purpose, &bodies).await?;
+        done += k;
+        if done % 100_000 < BULK_BATCH || done == n {
+            let s = start.elapsed().as_secs_f64();
+            progress(format!("  {done}/{n} ({s:.0} s, {:.0}/s)", done as f64 / s.max(1e-9)));
+        }
+    }
+    Ok(())
+}
+
 async fn database_size(b: &Bench) -> Result<(u64, i64)> {
     let pool = baseline_pool(&b.tv).await?;
     let patients: i64 = sqlx::query("SELECT COUNT(*) FROM patients").fetch_one(&pool).await?.try_get(0)?;

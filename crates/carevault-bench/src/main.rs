@@ -7,7 +7,7 @@
 //!
 //! Scenarios: `read`, `search`, `verify`, `https`, `schedule`, `proofs`, `load`, `all`. Options:
 //! `--patients N` (patients seeded for `search` and `all`, default 100000; for `schedule`,
-//! default 10000), `--appointments N` (appointments booked by `schedule`, default 100000),
+//! default 10000; for `load`, default 1000, the rest beyond 1000 registered in bulk), `--appointments N` (appointments booked by `schedule`, default 100000),
 //! `--records N` (audit records for `proofs`, default 1000000), `--conns A,B,…` (connection
 //! counts of `load`, default 1,2,8,32), `--secs N` (length of each timed loop, default 5).
 //! Progress goes to stderr, figures to stdout. See docs/BENCHMARKS.md.
@@ -62,7 +62,7 @@ const USAGE: &str =
   all       every scenario but load on one vault (seeded with --patients)
 
   --patients N      patients seeded for `search` and `all` (default 100000), for `schedule`
-                    (default 10000)
+                    (default 10000), for `load` (default 1000; beyond 1000, registered in bulk)
   --appointments N  appointments booked by `schedule` (default 100000, at least 1600)
   --records N       audit records for `proofs` (default 1000000)
   --conns A,B,...   connection counts of `load` (default 1,2,8,32)
@@ -165,7 +165,11 @@ fn parse_args() -> Result<Opts> {
         }
     }
     let scenario = scenario.with_context(|| format!("no scenario given\n\n{USAGE}"))?;
-    let patients = patients.unwrap_or(if scenario == Scenario::Schedule { SCHEDULE_PATIENTS } else { 100_000 });
+    let patients = patients.unwrap_or(match scenario {
+        Scenario::Schedule => SCHEDULE_PATIENTS,
+        Scenario::Load => SMALL_SET,
+        _ => 100_000,
+    });
     ensure!(patients >= 1, "--patients must be at least 1");
     ensure!(appointments >= SLOTS_PER_WEEK, "--appointments must be at least {SLOTS_PER_WEEK} (one full week of the clinic)");
     ensure!(secs >= 1, "--secs must be at least 1");
@@ -436,6 +440,9 @@ async fn run(opts: Opts, client_rt: Option<tokio::runtime::Handle>) -> Result<()
         }
         Scenario::Load => {
             let (ids, _) = seed(&b, SMALL_SET).await?;
+            // A larger clinic: the rest registered in bulk (the reads and searches still draw on
+            // the first SMALL_SET).
+            load::seed_bulk(&b, opts.patients.saturating_sub(SMALL_SET)).await?;
             let client_rt = client_rt.context("no client runtime for the load scenario")?;
             load::bench_load(&b, &client_rt, ids, &opts.conns).await?;
         }

@@ -29,10 +29,10 @@ impl Backend {
     }
 }
 
-/// Per-connection settings. SQLite: write-ahead log, full fsync at commit (an acknowledged
+/// Per-connection settings (`cache_kib`: SQLite's page cache). SQLite: write-ahead log, full fsync at commit (an acknowledged
 /// audit record survives power loss), foreign keys, a busy timeout for other processes such as
 /// the CLI, and secure_delete so freed pages are zeroed.
-pub(crate) async fn after_connect(backend: Backend, conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
+pub(crate) async fn after_connect(backend: Backend, conn: &mut AnyConnection, cache_kib: i64) -> std::result::Result<(), sqlx::Error> {
     match backend {
         Backend::Sqlite => {
             // The busy timeout first: the other pragmas may wait for another process's lock.
@@ -41,9 +41,11 @@ pub(crate) async fn after_connect(backend: Backend, conn: &mut AnyConnection) ->
             conn.execute("PRAGMA synchronous = FULL").await?;
             conn.execute("PRAGMA foreign_keys = ON").await?;
             conn.execute("PRAGMA secure_delete = ON").await?;
-            // 16 MiB of page cache per connection (SQLite's default is 2 MiB): the blind-index
-            // B-tree of a large clinic does not fit in the default.
-            conn.execute("PRAGMA cache_size = -16384").await?;
+            // Page cache per connection (SQLite's default is 2 MiB): 16 MiB for the writer (the
+            // blind-index B-tree of a large clinic does not fit in the default), 4 MiB for the
+            // pool's readers, which the hot reads no longer use (`lite`). Caches count in the
+            // server's resident memory once warm.
+            conn.execute(format!("PRAGMA cache_size = -{cache_kib}").as_str()).await?;
         }
         Backend::Postgres => {
             conn.execute("SET synchronous_commit = on").await?;

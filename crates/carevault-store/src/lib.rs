@@ -74,18 +74,18 @@ impl Store {
         // One direct connection first: a pool would retry a broken database until its acquire
         // timeout and report only that; this reports the real cause at once.
         let mut probe = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.map_err(dialect::classify)?;
-        dialect::after_connect(backend, &mut probe).await.map_err(dialect::classify)?;
+        dialect::after_connect(backend, &mut probe, READER_CACHE_KIB).await.map_err(dialect::classify)?;
         sqlx::Executor::execute(&mut probe, "SELECT 1").await.map_err(dialect::classify)?;
         let _ = sqlx::Connection::close(probe).await;
         let (read, write) = match backend {
             Backend::Sqlite => {
-                let write = pool(url, backend, 1).await?;
+                let write = pool(url, backend, 1, WRITER_CACHE_KIB).await?;
                 // The first connection created the file and switched it to WAL; readers follow.
-                let read = pool(url, backend, 4).await?;
+                let read = pool(url, backend, 4, READER_CACHE_KIB).await?;
                 (read, write)
             }
             Backend::Postgres => {
-                let p = pool(url, backend, 16).await?;
+                let p = pool(url, backend, 16, READER_CACHE_KIB).await?;
                 (p.clone(), p)
             }
         };
@@ -452,12 +452,16 @@ impl Store {
     }
 }
 
-async fn pool(url: &str, backend: Backend, max: u32) -> Result<AnyPool> {
+/// SQLite page cache of the writer's connection and of each pooled reader (KiB).
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
+const READER_CACHE_KIB: i64 = 4 * 1024;
+
+async fn pool(url: &str, backend: Backend, max: u32, cache_kib: i64) -> Result<AnyPool> {
     AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(move |conn, _meta| Box::pin(async move { dialect::after_connect(backend, conn).await }))
+        .after_connect(move |conn, _meta| Box::pin(async move { dialect::after_connect(backend, conn, cache_kib).await }))
         .connect(url)
         .await
         .map_err(dialect::classify)

@@ -372,6 +372,15 @@ impl CheckpointRow {
     }
 }
 
+/// A patient to register (`WriteTx::insert_patients`): its first version (sealed), its
+/// organization and its blind-index tokens.
+pub struct NewPatient<'a> {
+    pub row: &'a PatientVersionRow,
+    pub organization_id: &'a str,
+    pub is_demo: bool,
+    pub tokens: &'a [(i64, Vec<u8>)],
+}
+
 /// A new session.
 #[derive(Debug, Clone)]
 pub struct NewSession {

@@ -372,20 +372,6 @@ impl WriteTx {
         }
     }
 
-    pub async fn insert_patient(&mut self, id: &str, organization_id: &str, now: i64, is_demo: bool) -> Result<()> {
-        exec!(
-            self,
-            sqlx::query(
-                "INSERT INTO patients (id, current_version, created_at, updated_at, is_demo, organization_id) VALUES ($1, 1, $2, $2, $3, $4)"
-            )
-            .bind(id)
-            .bind(now)
-            .bind(i64::from(is_demo))
-            .bind(organization_id)
-        )?;
-        Ok(())
-    }
-
     /// Moves a patient from version `expected` to `expected + 1`; false when the current version
     /// is not `expected` (a concurrent update won).
     pub async fn bump_patient_version(&mut self, id: &str, expected: i64, now: i64) -> Result<bool> {
@@ -427,6 +413,65 @@ impl WriteTx {
             .bind(v.address.clone())
             .bind(v.other.clone())
         )?;
+        Ok(())
+    }
+
+    /// Registers new patients: their rows, first versions and blind-index tokens, many to a
+    /// statement (a bulk registration of 500 patients is a handful of statements, a single one
+    /// three). The MRN's unique index answers `Conflict("patient_index_mrn_unique")`.
+    pub async fn insert_patients(&mut self, new: &[NewPatient<'_>]) -> Result<()> {
+        for chunk in new.chunks(100) {
+            let mut sql =
+                String::from("INSERT INTO patients (id, current_version, created_at, updated_at, is_demo, organization_id) VALUES ");
+            placeholders(&mut sql, chunk.len(), 6);
+            let mut q = sqlx::query(&sql);
+            for n in chunk {
+                q = q
+                    .bind(n.row.patient_id.as_str())
+                    .bind(1i64)
+                    .bind(n.row.recorded_at)
+                    .bind(n.row.recorded_at)
+                    .bind(i64::from(n.is_demo))
+                    .bind(n.organization_id);
+            }
+            exec!(self, q)?;
+            let mut sql = String::from(
+                "INSERT INTO patient_versions (patient_id, version, recorded_at, key_version, name, birth_date, telecom, identifier, address, other) VALUES ",
+            );
+            placeholders(&mut sql, chunk.len(), 10);
+            let mut q = sqlx::query(&sql);
+            for n in chunk {
+                let v = n.row;
+                q = q
+                    .bind(v.patient_id.as_str())
+                    .bind(v.version)
+                    .bind(v.recorded_at)
+                    .bind(v.key_version)
+                    .bind(v.name.as_slice())
+                    .bind(v.birth_date.as_slice())
+                    .bind(v.telecom.as_slice())
+                    .bind(v.identifier.as_slice())
+                    .bind(v.address.as_slice())
+                    .bind(v.other.as_slice());
+            }
+            exec!(self, q)?;
+        }
+        // The index rows in key order: neighbouring inserts land on neighbouring pages.
+        let mut rows: Vec<(i64, &[u8], &str)> =
+            new.iter().flat_map(|n| n.tokens.iter().map(move |(k, t)| (*k, t.as_slice(), n.row.patient_id.as_str()))).collect();
+        rows.sort_unstable();
+        for chunk in rows.chunks(300) {
+            let mut sql = String::from("INSERT INTO patient_index (patient_id, kind, token) VALUES ");
+            placeholders(&mut sql, chunk.len(), 3);
+            let mut q = sqlx::query(&sql);
+            for (kind, token, id) in chunk {
+                q = q.bind(*id).bind(*kind).bind(*token);
+            }
+            q.execute(&mut *self.tx).await.map_err(|e| match classify(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("patient_index_mrn_unique".into()),
+                other => other,
+            })?;
+        }
         Ok(())
     }
 

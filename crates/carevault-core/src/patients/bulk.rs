@@ -66,17 +66,15 @@ impl Vault {
         // A fresh MRN collides with an existing one rarely; the unique index refuses the job
         // and the whole batch draws again.
         for _ in 0..5 {
-            let mut ops: Vec<Op> = Vec::with_capacity(parsed.len() * 2);
+            let mut patients = Vec::with_capacity(parsed.len());
+            let mut placements: Vec<Op> = Vec::new();
             for (data, id) in parsed.iter_mut().zip(&ids) {
                 data.set_mrn(&Mrn::from_random(carevault_crypto::random_bytes::<8>()));
                 let row = self.inner.sealer.seal_patient(id.as_str(), 1, now, &data.to_parts(), None)?;
                 let tokens = self.inner.sealer.tokens(&data.index_terms());
-                ops.push(
-                    PatientChange::InsertPatient { row: Box::new(row), tokens, is_demo, organization_id: home.organization_id.clone() }
-                        .into(),
-                );
+                patients.push((row, tokens));
                 if home.location_id.is_some() || home.department_id.is_some() {
-                    ops.push(
+                    placements.push(
                         AccessChange::SetPlacement {
                             patient_id: id.to_string(),
                             location_id: home.location_id.clone(),
@@ -86,6 +84,9 @@ impl Vault {
                     );
                 }
             }
+            let mut ops: Vec<Op> =
+                vec![PatientChange::InsertPatients { patients, is_demo, organization_id: home.organization_id.clone() }.into()];
+            ops.extend(placements);
             let d = Draft::new(now, AuditAction::Create, Outcome::Success)
                 .by(actor)
                 .resource(PATIENT, None)

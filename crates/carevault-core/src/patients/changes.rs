@@ -3,14 +3,30 @@
 //! commits with its audit records or not at all. Each says whether it waits for free space and how
 //! a store error maps to a domain error that fails only its job.
 
-use carevault_store::{PatientVersionRow, StoreError, WriteTx};
+use carevault_store::{NewPatient, PatientVersionRow, StoreError, WriteTx};
 
 use crate::audit::change::{Applied, Change, OpFailure};
 use crate::error::CoreError;
 
 pub(crate) enum PatientChange {
-    InsertPatient { row: Box<PatientVersionRow>, tokens: Vec<(i64, Vec<u8>)>, is_demo: bool, organization_id: String },
-    UpdatePatient { row: Box<PatientVersionRow>, expected: i64, tokens: Vec<(i64, Vec<u8>)>, mrn_token: (i64, Vec<u8>) },
+    InsertPatient {
+        row: Box<PatientVersionRow>,
+        tokens: Vec<(i64, Vec<u8>)>,
+        is_demo: bool,
+        organization_id: String,
+    },
+    /// A bulk registration: every patient's rows in a few multi-row statements.
+    InsertPatients {
+        patients: Vec<(PatientVersionRow, Vec<(i64, Vec<u8>)>)>,
+        is_demo: bool,
+        organization_id: String,
+    },
+    UpdatePatient {
+        row: Box<PatientVersionRow>,
+        expected: i64,
+        tokens: Vec<(i64, Vec<u8>)>,
+        mrn_token: (i64, Vec<u8>),
+    },
 }
 
 impl Change for PatientChange {
@@ -18,12 +34,12 @@ impl Change for PatientChange {
         Box::pin(async move {
             match self {
                 Self::InsertPatient { row, tokens, is_demo, organization_id } => {
-                    tx.insert_patient(&row.patient_id, organization_id, row.recorded_at, *is_demo).await?;
-                    tx.insert_patient_version(row).await?;
-                    tx.replace_patient_index(&row.patient_id, tokens).await.map_err(|e| match e {
-                        StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
-                        other => OpFailure::Store(other),
-                    })
+                    insert(tx, &[NewPatient { row, organization_id, is_demo: *is_demo, tokens }]).await
+                }
+                Self::InsertPatients { patients, is_demo, organization_id } => {
+                    let new: Vec<NewPatient<'_>> =
+                        patients.iter().map(|(row, tokens)| NewPatient { row, organization_id, is_demo: *is_demo, tokens }).collect();
+                    insert(tx, &new).await
                 }
                 Self::UpdatePatient { row, expected, tokens, mrn_token } => {
                     let id = &row.patient_id;
@@ -55,4 +71,12 @@ impl Change for PatientChange {
     fn waits_for_space(&self) -> bool {
         true
     }
+}
+
+/// New patients' rows; an MRN already taken is the job's conflict (drawn again by the caller).
+async fn insert(tx: &mut WriteTx, new: &[NewPatient<'_>]) -> Result<(), OpFailure> {
+    tx.insert_patients(new).await.map_err(|e| match e {
+        StoreError::Conflict(_) => OpFailure::Domain(CoreError::Conflict("mrn".into())),
+        other => OpFailure::Store(other),
+    })
 }
