@@ -8,6 +8,9 @@ use carevault_store::{NewPatient, PatientVersionRow, StoreError, WriteTx};
 use crate::audit::change::{Applied, Change, OpFailure};
 use crate::error::CoreError;
 
+/// A sealed first version with its blind-index tokens (kind, token).
+pub(crate) type Sealed = (PatientVersionRow, Vec<(i64, Vec<u8>)>);
+
 pub(crate) enum PatientChange {
     InsertPatient {
         row: Box<PatientVersionRow>,
@@ -17,7 +20,7 @@ pub(crate) enum PatientChange {
     },
     /// A bulk registration: every patient's rows in a few multi-row statements.
     InsertPatients {
-        patients: Vec<(PatientVersionRow, Vec<(i64, Vec<u8>)>)>,
+        patients: Vec<Sealed>,
         is_demo: bool,
         organization_id: String,
     },
