@@ -239,19 +239,17 @@ impl Store {
         rows.iter().map(PatientVersionRow::from_row).collect()
     }
 
-    /// Ids (sorted) of patients holding any of `tokens` (kind, token).
+    /// Ids (sorted) of patients holding any of `tokens` (kind, token): a range of the index's
+    /// primary key each, no join.
     pub async fn patients_with_any_token(&self, tokens: &[(i64, Vec<u8>)]) -> Result<Vec<String>> {
         let mut ids = Vec::new();
         for (kind, token) in tokens {
-            let rows = sqlx::query("SELECT patient_id FROM patient_index WHERE kind = $1 AND token = $2")
-                .bind(*kind)
-                .bind(token.clone())
-                .fetch_all(&self.read)
-                .await
-                .map_err(dialect::classify)?;
-            for r in rows {
-                ids.push(r.try_get::<String, _>(0).map_err(dialect::classify)?);
-            }
+            let rows = self
+                .hot("SELECT patient_id FROM patient_index WHERE kind = $1 AND token = $2", &[Arg::I(*kind), Arg::B(token)], |r| {
+                    get::<String>(r, "patient_id")
+                })
+                .await?;
+            ids.extend(rows);
         }
         ids.sort();
         ids.dedup();

@@ -448,20 +448,35 @@ impl Vault {
                 return Err(CoreError::Invalid(e));
             }
         };
-        // Each criterion: the patients holding one of its tokens, with their scope.
-        let mut found: Option<Vec<(String, carevault_store::ScopeCols, i64)>> = None;
-        for c in &q.criteria {
-            let tokens = self.inner.sealer.tokens(&c.alternatives);
-            let rows = self.inner.store.patients_with_any_token_scoped(&tokens).await?;
-            found = Some(match found {
-                None => rows,
-                Some(prev) => prev.into_iter().filter(|p| rows.binary_search_by(|r| r.0.cmp(&p.0)).is_ok()).collect(),
-            });
-            if found.as_ref().is_some_and(Vec::is_empty) {
-                break;
+        // The patients matching every criterion, with their scope. One criterion: its matches
+        // joined with their scope in one statement. Several: each criterion's ids alone (a
+        // range of the index each, no join), intersected, then the scope of the survivors only
+        // (an exact family and given name match far fewer patients together than either alone).
+        let found: Vec<(String, carevault_store::ScopeCols, i64)> = if let [c] = q.criteria.as_slice() {
+            self.inner.store.patients_with_any_token_scoped(&self.inner.sealer.tokens(&c.alternatives)).await?
+        } else {
+            let mut ids: Option<Vec<String>> = None;
+            for c in &q.criteria {
+                let matching = self.inner.store.patients_with_any_token(&self.inner.sealer.tokens(&c.alternatives)).await?;
+                ids = Some(match ids {
+                    None => matching,
+                    Some(prev) => prev.into_iter().filter(|p| matching.binary_search(p).is_ok()).collect(),
+                });
+                if ids.as_ref().is_some_and(Vec::is_empty) {
+                    break;
+                }
             }
-        }
-        let found = found.unwrap_or_default();
+            let mut found: Vec<_> = self
+                .inner
+                .store
+                .patients_access(&ids.unwrap_or_default())
+                .await?
+                .into_iter()
+                .map(|(id, a)| (id, a.scope, i64::try_from(a.flags.len()).unwrap_or(i64::MAX)))
+                .collect();
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            found
+        };
         // Flag categories only for the (few) flagged matches.
         let flagged: Vec<String> = found.iter().filter(|f| f.2 > 0).map(|f| f.0.clone()).collect();
         let mut categories: std::collections::HashMap<String, Vec<SensitiveCategory>> = std::collections::HashMap::new();

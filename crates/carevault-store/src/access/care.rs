@@ -100,24 +100,26 @@ impl Store {
         let mut out: Vec<(String, PatientAccessRow)> = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(400) {
             let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            let sql = format!("SELECT id, organization_id, location_id, department_id FROM patients WHERE id IN ({list})");
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id.clone());
+            let args: Vec<Arg<'_>> = chunk.iter().map(|i| Arg::S(i)).collect();
+            let sql = format!("SELECT id, organization_id, location_id, department_id, flag_count FROM patients WHERE id IN ({list})");
+            let mut flagged = Vec::new();
+            let rows =
+                self.hot(&sql, &args, |r| Ok((get::<String>(r, "id")?, ScopeCols::from_row(r)?, get::<i64>(r, "flag_count")?))).await?;
+            for (id, scope, flags) in rows {
+                if flags > 0 {
+                    flagged.push(id.clone());
+                }
+                out.push((id, PatientAccessRow { scope, flags: Vec::new() }));
             }
-            for r in self.fetch_all(q).await? {
-                out.push((get(&r, "id")?, PatientAccessRow { scope: ScopeCols::from_row(&r)?, flags: Vec::new() }));
-            }
-            let sql = format!("SELECT patient_id, category FROM patient_flags WHERE patient_id IN ({list})");
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id.clone());
-            }
-            for r in self.fetch_all(q).await? {
-                let pid: String = get(&r, "patient_id")?;
-                let cat: String = get(&r, "category")?;
-                if let Some(e) = out.iter_mut().find(|(i, _)| *i == pid) {
-                    e.1.flags.push(cat);
+            // Flag categories only for the (few) flagged patients.
+            for chunk in flagged.chunks(400) {
+                let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                let args: Vec<Arg<'_>> = chunk.iter().map(|i| Arg::S(i)).collect();
+                let sql = format!("SELECT patient_id, category FROM patient_flags WHERE patient_id IN ({list})");
+                for (pid, cat) in self.hot(&sql, &args, |r| Ok((get::<String>(r, "patient_id")?, get::<String>(r, "category")?))).await? {
+                    if let Some(e) = out.iter_mut().rev().find(|(i, _)| *i == pid) {
+                        e.1.flags.push(cat);
+                    }
                 }
             }
         }
