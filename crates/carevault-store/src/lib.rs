@@ -256,6 +256,19 @@ impl Store {
         Ok(ids)
     }
 
+    /// Which of `tokens` (all of one `kind`) the index holds already.
+    pub async fn taken_tokens(&self, kind: i64, tokens: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let mut taken = Vec::new();
+        for chunk in tokens.chunks(400) {
+            let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("SELECT token FROM patient_index WHERE kind = $1 AND token IN ({list})");
+            let mut args = vec![Arg::I(kind)];
+            args.extend(chunk.iter().map(|t| Arg::B(t)));
+            taken.extend(self.hot(&sql, &args, |r| get::<Vec<u8>>(r, "token")).await?);
+        }
+        Ok(taken)
+    }
+
     pub async fn patient_count(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) FROM patients").fetch_one(&self.read).await.map_err(dialect::classify)?;
         row.try_get::<i64, _>(0).map_err(dialect::classify)
