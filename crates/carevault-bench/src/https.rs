@@ -10,6 +10,26 @@ use carevault_domain::Role;
 
 use crate::{figure, measure, pick, progress, Bench, CONCURRENT};
 
+/// One keep-alive HTTP/1.1 connection to the bench's server (trusting its certificate),
+/// presenting the session cookie `cookie` on every request.
+pub(crate) fn session_client(
+    cert: &reqwest::Certificate,
+    addr: std::net::SocketAddr,
+    cookie: reqwest::header::HeaderValue,
+) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::COOKIE, cookie);
+    Ok(reqwest::Client::builder()
+        .add_root_certificate(cert.clone())
+        .resolve("localhost", addr)
+        .https_only(true)
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .default_headers(headers)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
 /// A full (password + TOTP) session for a new physician account `username`, made through the
 /// core.
 pub(crate) async fn session_token(vault: &Operator, clock: &dyn Clock, username: &str) -> Result<String> {
@@ -37,19 +57,7 @@ pub(crate) async fn bench_https(b: &Bench, ids: Arc<Vec<String>>) -> Result<()> 
     let cert = reqwest::Certificate::from_pem(server.cert_pem.as_bytes())?;
     let mut clients = Vec::with_capacity(CONCURRENT);
     for _ in 0..CONCURRENT {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::COOKIE, cookie.clone());
-        clients.push(
-            reqwest::Client::builder()
-                .add_root_certificate(cert.clone())
-                .resolve("localhost", addr)
-                .https_only(true)
-                .http1_only()
-                .pool_max_idle_per_host(1)
-                .default_headers(headers)
-                .timeout(Duration::from_secs(30))
-                .build()?,
-        );
+        clients.push(session_client(&cert, addr, cookie.clone())?);
     }
     let clients = Arc::new(clients);
     let base = Arc::new(format!("https://localhost:{}", addr.port()));

@@ -538,22 +538,8 @@ pub(crate) async fn bench_load(b: &Bench, client_rt: &Handle, ids: Arc<Vec<Strin
     let cert = reqwest::Certificate::from_pem(server.cert_pem.as_bytes())?;
     let mut clients = Vec::with_capacity(max_conns);
     for token in &tokens {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::COOKIE,
-            reqwest::header::HeaderValue::from_str(&format!("{}={token}", carevault_web::SESSION_COOKIE))?,
-        );
-        clients.push(
-            Client::builder()
-                .add_root_certificate(cert.clone())
-                .resolve("localhost", addr)
-                .https_only(true)
-                .http1_only()
-                .pool_max_idle_per_host(1)
-                .default_headers(headers)
-                .timeout(Duration::from_secs(30))
-                .build()?,
-        );
+        let cookie = reqwest::header::HeaderValue::from_str(&format!("{}={token}", carevault_web::SESSION_COOKIE))?;
+        clients.push(crate::https::session_client(&cert, addr, cookie)?);
     }
     let clients = Arc::new(clients);
     let base: Arc<str> = Arc::from(format!("https://localhost:{}", addr.port()));

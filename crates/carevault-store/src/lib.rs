@@ -133,7 +133,8 @@ impl Store {
     /// Whatever was derived from those rows under an older generation is stale.
     pub async fn access_generation(&self) -> Result<i64> {
         let n = self.hot("SELECT n FROM access_generation WHERE id = 1", &[], |r| get::<i64>(r, "n")).await?;
-        Ok(n.into_iter().next().unwrap_or(0))
+        // Without its row nothing could ever be seen as stale: fail closed.
+        n.into_iter().next().ok_or_else(|| StoreError::Database("the access generation row is missing".into()))
     }
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {

@@ -203,7 +203,11 @@ impl WriteTx {
     /// Moves the access generation on (see [`crate::Store::access_generation`]); in the transaction of
     /// the change, so no reader sees the change under the old generation.
     pub async fn bump_access_generation(&mut self) -> Result<()> {
-        exec!(self, sqlx::query("UPDATE access_generation SET n = n + 1 WHERE id = 1"))?;
+        let r = exec!(self, sqlx::query("UPDATE access_generation SET n = n + 1 WHERE id = 1"))?;
+        // A change no cache would notice is not committed (the batch fails).
+        if r.rows_affected() != 1 {
+            return Err(StoreError::Database("the access generation row is missing".into()));
+        }
         Ok(())
     }
 

@@ -159,3 +159,22 @@ async fn the_idle_limit_is_exact_although_last_seen_is_written_in_batches() {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE state = 'active'").fetch_one(&mut raw).await.expect("count");
     assert_eq!(n, 0);
 }
+
+/// Without the access generation's row no cached session could ever be seen as stale: requests
+/// and access changes fail closed (5xx) instead of serving or acknowledging what no cache would
+/// notice.
+#[tokio::test]
+async fn a_missing_access_generation_fails_closed() {
+    let app = App::spawn().await.expect("app");
+    app.tv.staff_in("practice_admin", None).await.expect("admin");
+    let (security, _) = app.tv.staff(Role::SecurityOfficer).await.expect("officer");
+    let (c, staff) = app.signed_in(Role::FrontDesk).await.expect("client");
+    let session = app.url("/api/v1/auth/session");
+    assert_eq!(status(&c, session.clone()).await, 200);
+    let mut raw = app.tv.raw().await.expect("raw");
+    sqlx::query("DELETE FROM access_generation").execute(&mut raw).await.expect("delete the row");
+    let s = status(&c, session.clone()).await;
+    assert!((500..600).contains(&s), "a request with a cached session: {s}");
+    let r = app.tv.vault.deactivate_user(&security, &staff.id).await;
+    assert!(r.is_err(), "an access change that no cache would notice is not acknowledged: {r:?}");
+}

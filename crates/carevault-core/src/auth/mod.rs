@@ -521,12 +521,15 @@ impl Vault {
             Some(t) if !t.is_empty() && t.len() <= 128 => Some(token_hash(t)),
             _ => None,
         };
+        // No token: refused without reading anything.
+        let Some(hash) = hash else {
+            return Err(self.refuse_no_session(ctx, now).await);
+        };
         // Read before anything the entry is built from (see `cache`).
         let generation = self.inner.store.access_generation().await?;
-        let cached = hash.as_deref().and_then(|h| self.inner.sessions.get(h, generation, now));
-        let entry = match cached {
+        let entry = match self.inner.sessions.get(&hash, generation, now) {
             Some(e) => e,
-            None => self.load_session(ctx, hash, generation, now).await?,
+            None => self.load_session(ctx, &hash, generation, now).await?,
         };
         let s = &entry.session;
         let last_seen = entry.last_seen();
@@ -553,24 +556,27 @@ impl Vault {
         })
     }
 
+    /// A request without a (known) session: counted per address and window, then refused.
+    async fn refuse_no_session(&self, ctx: &RequestContext, now: i64) -> CoreError {
+        let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied).source_ip(ctx.ip_string());
+        match self.refuse_counted((refusals::Kind::NoSession, ctx.source_ip, None), d, now).await {
+            Ok(()) => CoreError::Unauthenticated,
+            Err(e) => e,
+        }
+    }
+
     /// The session of `hash` from the database: its account and privileges, cached under
     /// `generation`. Refusals (no such session, an expired one, a pending second factor, an
     /// inactive account) are audited here.
     async fn load_session(
         &self,
         ctx: &RequestContext,
-        hash: Option<Vec<u8>>,
+        hash: &[u8],
         generation: i64,
         now: i64,
     ) -> Result<std::sync::Arc<cache::Entry>, CoreError> {
-        let session = match &hash {
-            Some(h) => self.inner.store.session(h).await?,
-            None => None,
-        };
-        let Some(s) = session else {
-            let d = Draft::new(now, AuditAction::AccessDenied, Outcome::Denied).source_ip(ctx.ip_string());
-            self.refuse_counted((refusals::Kind::NoSession, ctx.source_ip, None), d, now).await?;
-            return Err(CoreError::Unauthenticated);
+        let Some(s) = self.inner.store.session(hash).await? else {
+            return Err(self.refuse_no_session(ctx, now).await);
         };
         if self.is_expired(&s, now) {
             self.expire(&s, now).await?;
